@@ -1,0 +1,11 @@
+//! one-proto: the wire formats every part of the cloud shares. No I/O lives here.
+
+pub mod error;
+pub mod objects;
+pub mod state;
+pub mod template;
+pub mod xml;
+pub mod xmlrpc;
+
+pub use error::{ApiError, ErrorCode};
+pub use template::{AttrValue, Template, Vector};

@@ -1,0 +1,115 @@
+//! Object documents: the structs oned stores and their XSD-valid XML.
+//!
+//! Each kind's struct serializes with serde (oned's durable form) and writes OpenNebula's XML
+//! (the API form) with `write_xml`; element order follows the XSD `xs:sequence`.
+
+use crate::xml::XmlWriter;
+use serde::{Deserialize, Serialize};
+
+/// The nine permission bits (OWNER_U .. OTHER_A).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permissions {
+    pub bits: [bool; 9],
+}
+
+impl Permissions {
+    pub const OWNER_U: usize = 0;
+    pub const OWNER_M: usize = 1;
+    pub const OWNER_A: usize = 2;
+    pub const GROUP_U: usize = 3;
+    pub const GROUP_M: usize = 4;
+    pub const GROUP_A: usize = 5;
+    pub const OTHER_U: usize = 6;
+    pub const OTHER_M: usize = 7;
+    pub const OTHER_A: usize = 8;
+    const TAGS: [&'static str; 9] = [
+        "OWNER_U", "OWNER_M", "OWNER_A", "GROUP_U", "GROUP_M", "GROUP_A", "OTHER_U", "OTHER_M",
+        "OTHER_A",
+    ];
+
+    /// Permissions from an octal umask, as OpenNebula's DEFAULT_UMASK (177 → 600).
+    pub fn from_umask(umask: u32) -> Self {
+        let mode = 0o777 & !umask;
+        let mut bits = [false; 9];
+        // Octal digit order is owner, group, other; within a digit: u=4 (use), m=2, a=1.
+        for (i, bit) in bits.iter_mut().enumerate() {
+            let digit = (mode >> (3 * (2 - i / 3))) & 0o7;
+            let mask = 4 >> (i % 3);
+            *bit = digit & mask != 0;
+        }
+        Permissions { bits }
+    }
+
+    /// Octal form as shown by `onevm list` / chmod (e.g. 600).
+    pub fn octal(&self) -> u32 {
+        let mut v = 0;
+        for (i, b) in self.bits.iter().enumerate() {
+            if *b {
+                v |= (4 >> (i % 3)) << (3 * (2 - i / 3));
+            }
+        }
+        v
+    }
+
+    pub fn write_xml(&self, w: &mut XmlWriter) {
+        w.open("PERMISSIONS");
+        for (tag, bit) in Self::TAGS.iter().zip(self.bits) {
+            w.flag(tag, bit);
+        }
+        w.close("PERMISSIONS");
+    }
+}
+
+impl Default for Permissions {
+    fn default() -> Self {
+        Permissions::from_umask(0o177)
+    }
+}
+
+/// An object lock (`one.*.lock`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    /// 1 USE, 2 MANAGE, 3 ADMIN (4 ALL is stored as 1).
+    pub level: i32,
+    pub owner: i64,
+    pub time: i64,
+    pub req_id: i64,
+}
+
+impl Lock {
+    pub fn write_xml(&self, w: &mut XmlWriter) {
+        w.open("LOCK")
+            .num("LOCKED", self.level)
+            .num("OWNER", self.owner)
+            .num("TIME", self.time)
+            .num("REQ_ID", self.req_id)
+            .close("LOCK");
+    }
+}
+
+/// Writes `<TAG><ID>a</ID><ID>b</ID></TAG>` (or `<TAG/>`), the XSD's IDS type.
+pub fn write_ids(w: &mut XmlWriter, tag: &str, ids: &[i64]) {
+    if ids.is_empty() {
+        w.empty(tag);
+        return;
+    }
+    w.open(tag);
+    for id in ids {
+        w.num("ID", id);
+    }
+    w.close(tag);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn umask_177_is_600() {
+        let p = Permissions::from_umask(0o177);
+        assert_eq!(p.octal(), 0o600);
+        assert!(p.bits[Permissions::OWNER_U] && p.bits[Permissions::OWNER_M]);
+        assert!(!p.bits[Permissions::OWNER_A] && !p.bits[Permissions::OTHER_U]);
+        assert_eq!(Permissions::from_umask(0o022).octal(), 0o755);
+    }
+}
