@@ -113,3 +113,45 @@ mod tests {
         assert_eq!(Permissions::from_umask(0o022).octal(), 0o755);
     }
 }
+
+pub mod cluster;
+pub mod datastore;
+pub mod group;
+pub mod host;
+pub mod image;
+pub mod quota;
+pub mod user;
+pub mod vm;
+pub mod vmtemplate;
+pub mod vnet;
+
+/// The owner, group, name and permissions shared by owned objects (VM, IMAGE, VNET, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub id: i64,
+    pub uid: i64,
+    pub gid: i64,
+    pub uname: String,
+    pub gname: String,
+    pub name: String,
+    pub perms: Permissions,
+    pub lock: Option<Lock>,
+}
+
+impl Header {
+    /// Writes ID, UID, GID, UNAME, GNAME, NAME: the opening elements of every owned object.
+    pub fn write_ids_names(&self, w: &mut XmlWriter) {
+        w.num("ID", self.id)
+            .num("UID", self.uid)
+            .num("GID", self.gid)
+            .text("UNAME", &self.uname)
+            .text("GNAME", &self.gname)
+            .text("NAME", &self.name);
+    }
+
+    pub fn write_lock(&self, w: &mut XmlWriter) {
+        if let Some(l) = &self.lock {
+            l.write_xml(w);
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! `one-bench`: starts a real `oned` on a free port with a fresh data directory, fills it with
+//! hosts and VMs through the API, and measures the calls clients make most, from one client.
+//!
+//! Run it on a release build: `cargo run --release -p one-bench -- --vms 20000 --hosts 1250`.
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use oca::Client;
+use one_proto::xmlrpc::Value;
+use rand::Rng;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark oned's API against a fresh oned started by this program")]
+struct Args {
+    /// VMs to create before measuring.
+    #[arg(long, default_value_t = 20_000)]
+    vms: usize,
+    /// Hosts to create before measuring.
+    #[arg(long, default_value_t = 1_250)]
+    hosts: usize,
+    /// Samples per latency measurement.
+    #[arg(long, default_value_t = 2_000)]
+    samples: usize,
+    /// The oned binary (default: next to this program).
+    #[arg(long)]
+    oned: Option<PathBuf>,
+    /// Database URL for oned (default: SQLite in the temporary data directory).
+    #[arg(long)]
+    db: Option<String>,
+}
+
+struct Oned {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Oned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_oned(args: &Args) -> anyhow::Result<(Oned, String, String)> {
+    let bin = match &args.oned {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("oned"),
+    };
+    let dir = std::env::temp_dir().join(format!("one-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--data-dir")
+        .arg(&dir)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env_remove("ONE_AUTH")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if let Some(db) = &args.db {
+        cmd.arg("--db").arg(db);
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let oned = Oned { child, dir };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let (Ok(ep), Ok(auth)) = (
+            std::fs::read_to_string(oned.dir.join("one_endpoint")),
+            std::fs::read_to_string(oned.dir.join("one_auth")),
+        ) {
+            if !ep.trim().is_empty() && !auth.trim().is_empty() {
+                return Ok((oned, ep.trim().to_string(), auth.trim().to_string()));
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("oned did not write one_endpoint within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+struct Stats {
+    name: String,
+    p50: Duration,
+    p95: Duration,
+    max: Duration,
+    n: usize,
+}
+
+async fn measure<F, Fut>(name: &str, n: usize, mut f: F) -> anyhow::Result<Stats>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        f(i).await?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    Ok(Stats {
+        name: name.to_string(),
+        p50: percentile(&times, 0.5),
+        p95: percentile(&times, 0.95),
+        max: *times.last().unwrap_or(&Duration::ZERO),
+        n,
+    })
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let (_oned, endpoint, session) = start_oned(&args)?;
+    let client = Client::new(endpoint.clone(), session.clone());
+    println!("oned at {endpoint}");
+
+    // Fill: hosts, then VMs, with a few concurrent clients (filling is not what we measure).
+    let t = Instant::now();
+    for i in 0..args.hosts {
+        client
+            .call(
+                "one.host.allocate",
+                vec![
+                    Value::String(format!("host{i:05}")),
+                    Value::String("dummy".into()),
+                    Value::String("dummy".into()),
+                    Value::Int(-1),
+                ],
+            )
+            .await?;
+    }
+    println!("created {} hosts in {:.1} s", args.hosts, t.elapsed().as_secs_f64());
+
+    let template = "NAME=\"bench\"\nCPU=\"0.1\"\nMEMORY=\"64\"\nVCPU=\"1\"\nLABEL=\"benchmark\"\n";
+    let workers = 8;
+    let per = args.vms.div_ceil(workers);
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let c = Client::new(endpoint.clone(), session.clone());
+        let n = per.min(args.vms.saturating_sub(w * per));
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..n {
+                c.call(
+                    "one.vm.allocate",
+                    vec![Value::String(template.into()), Value::Bool(false)],
+                )
+                .await?;
+            }
+            Ok::<_, oca::OcaError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let fill = t.elapsed();
+    println!(
+        "created {} VMs in {:.1} s with {workers} clients ({:.0}/s)",
+        args.vms,
+        fill.as_secs_f64(),
+        args.vms as f64 / fill.as_secs_f64()
+    );
+
+    // Allocation rate from ONE client, sequential calls.
+    let n_alloc = 2_000;
+    let t = Instant::now();
+    for _ in 0..n_alloc {
+        client
+            .call(
+                "one.vm.allocate",
+                vec![Value::String(template.into()), Value::Bool(false)],
+            )
+            .await?;
+    }
+    let alloc_rate = n_alloc as f64 / t.elapsed().as_secs_f64();
+
+    let total_vms = (args.vms + n_alloc) as i64;
+    let mut rng = rand::rng();
+    let vm_ids: Vec<i64> = (0..args.samples).map(|_| rng.random_range(0..total_vms)).collect();
+    let host_ids: Vec<i64> = (0..args.samples)
+        .map(|_| rng.random_range(0..args.hosts.max(1) as i64))
+        .collect();
+    let pages: Vec<i64> = (0..200)
+        .map(|_| rng.random_range(0..(total_vms - 100).max(1)))
+        .collect();
+
+    let mut results = Vec::new();
+    results.push(
+        measure("one.vm.info", args.samples, |i| {
+            let c = &client;
+            let id = vm_ids[i];
+            async move {
+                c.call("one.vm.info", vec![Value::Int(id), Value::Bool(false)]).await?;
+                Ok(())
+            }
+        })
+        .await?,
+    );
+    results.push(
+        measure("one.host.info", args.samples, |i| {
+            let c = &client;
+            let id = host_ids[i];
+            async move {
+                c.call("one.host.info", vec![Value::Int(id), Value::Bool(false)]).await?;
+                Ok(())
+            }
+        })
+        .await?,
+    );
+    results.push(
+        measure("one.vmpool.info, 100-VM page", pages.len(), |i| {
+            let c = &client;
+            let off = pages[i];
+            async move {
+                c.call(
+                    "one.vmpool.info",
+                    vec![Value::Int(-2), Value::Int(off), Value::Int(-100), Value::Int(-1)],
+                )
+                .await?;
+                Ok(())
+            }
+        })
+        .await?,
+    );
+    let mut whole_len = 0;
+    let whole = measure("one.vmpool.info, whole pool", 5, |_| {
+        let c = &client;
+        let len = &mut whole_len;
+        async move {
+            let v = c
+                .call(
+                    "one.vmpool.info",
+                    vec![Value::Int(-2), Value::Int(-1), Value::Int(-1), Value::Int(-1)],
+                )
+                .await?;
+            if let Value::String(s) = v {
+                *len = s.len();
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    results.push(whole);
+
+    println!();
+    println!("| call | samples | p50 | p95 | max |");
+    println!("|---|---|---|---|---|");
+    for s in &results {
+        println!("| {} | {} | {} | {} | {} |", s.name, s.n, ms(s.p50), ms(s.p95), ms(s.max));
+    }
+    println!("| one.vm.allocate, one client, sequential | {n_alloc} | {alloc_rate:.0} calls/s | | |");
+    println!();
+    println!(
+        "pool: {total_vms} VMs, {} hosts; whole vmpool.info body {:.1} MB",
+        args.hosts,
+        whole_len as f64 / 1e6
+    );
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! oned: the cloud's central daemon.
+//!
+//! Layout: [`server`] speaks HTTP/XML-RPC, [`api`] holds one module per object kind,
+//! [`authz`] decides every call, [`store`] keeps the pools in memory over the [`db`].
+
+pub mod api;
+pub mod auth;
+pub mod authz;
+pub mod bootstrap;
+pub mod config;
+pub mod context;
+pub mod datadir;
+pub mod db;
+pub mod quota;
+pub mod run;
+pub mod server;
+pub mod store;

@@ -1,0 +1,115 @@
+//! The HTTP side of the API: `POST /RPC2`, decoding, authentication, dispatch, encoding.
+
+use crate::api::{Call, Params, Registry, auth_failed};
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::store::Store;
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use one_proto::xmlrpc::{self, Limits, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a request handler can reach.
+pub struct Oned {
+    pub config: Config,
+    pub store: Store,
+    pub auth: Authenticator,
+    pub registry: Registry,
+    pub data_dir: DataDir,
+}
+
+/// XML-RPC fault codes (the xmlrpc-c values OpenNebula's server uses).
+const FAULT_PARSE: i32 = -503;
+const FAULT_TYPE: i32 = -501;
+const FAULT_NO_METHOD: i32 = -506;
+const FAULT_LIMIT: i32 = -509;
+
+pub fn router(oned: Arc<Oned>) -> Router {
+    Router::new()
+        .route("/RPC2", post(rpc))
+        .route("/", post(rpc))
+        .with_state(oned)
+}
+
+fn xml_response(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn fault(code: i32, message: &str) -> Response {
+    xml_response(xmlrpc::write_fault(code, message))
+}
+
+async fn rpc(State(oned): State<Arc<Oned>>, body: Body) -> Response {
+    let limit = oned.config.max_request_bytes;
+    let bytes = match to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return fault(
+                FAULT_LIMIT,
+                &format!("request body is larger than {limit} bytes, or could not be read"),
+            );
+        }
+    };
+    let limits = Limits {
+        max_bytes: limit,
+        ..Limits::default()
+    };
+    let call = match xmlrpc::parse_call(&bytes, &limits) {
+        Ok(c) => c,
+        Err(e) => return fault(FAULT_PARSE, &e.to_string()),
+    };
+    let Some((method, handler)) = oned.registry.get(&call.method) else {
+        return fault(
+            FAULT_NO_METHOD,
+            &format!("Unknown method {:?}", call.method),
+        );
+    };
+    let mut params = call.params.into_iter();
+    let session = match params.next() {
+        Some(Value::String(s)) => s,
+        _ => {
+            return fault(
+                FAULT_TYPE,
+                &format!("[{method}] The first parameter must be the session string"),
+            );
+        }
+    };
+    let answer = match oned.auth.authenticate(&oned.store, &session).await {
+        None => {
+            tracing::info!(method, "authentication failed");
+            Err(auth_failed(method))
+        }
+        Some(session) => {
+            let call = Call {
+                method,
+                session,
+                oned: oned.clone(),
+            };
+            let params = Params::new(method, params.collect());
+            // A handler is never allowed to hang a client forever.
+            match tokio::time::timeout(Duration::from_secs(300), handler(call, params)).await {
+                Ok(r) => r,
+                Err(_) => Err(crate::api::internal(method, "the call timed out")),
+            }
+        }
+    };
+    let value = match answer {
+        Ok(v) => xmlrpc::one_success(v),
+        Err(e) => {
+            tracing::debug!(method, code = e.code.code(), message = %e.message, "call failed");
+            xmlrpc::one_failure(&e.message, e.code.code())
+        }
+    };
+    xml_response(xmlrpc::write_response(&value))
+}

@@ -1,0 +1,456 @@
+//! The object pools: all objects in memory, written through to the database.
+//!
+//! Reads take a short read lock on [`State`]. Every change goes through a [`Txn`]: it holds
+//! the single write lock (so concurrent changes are serialized and none is lost), collects the
+//! changed objects with read-your-writes, writes them to SQL in one transaction on
+//! [`Txn::commit`], and only then applies them in memory. A failed commit changes nothing.
+
+use crate::db::{Db, DbError, Row_, WriteSet};
+use one_proto::acl::AclRule;
+use one_proto::objects::{
+    cluster::Cluster, datastore::Datastore, group::Group, host::Host, image::Image, user::User,
+    vm::Vm, vmtemplate::VmTemplate, vnet::Vnet,
+};
+use serde::{Serialize, de::DeserializeOwned};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use tokio::sync::{Mutex, MutexGuard};
+
+/// Object kinds, named as stored in the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    User,
+    Group,
+    Cluster,
+    Host,
+    Datastore,
+    Image,
+    Vnet,
+    VmTemplate,
+    Vm,
+    Acl,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 10] = [
+        Kind::User,
+        Kind::Group,
+        Kind::Cluster,
+        Kind::Host,
+        Kind::Datastore,
+        Kind::Image,
+        Kind::Vnet,
+        Kind::VmTemplate,
+        Kind::Vm,
+        Kind::Acl,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::User => "user",
+            Kind::Group => "group",
+            Kind::Cluster => "cluster",
+            Kind::Host => "host",
+            Kind::Datastore => "datastore",
+            Kind::Image => "image",
+            Kind::Vnet => "vnet",
+            Kind::VmTemplate => "vmtemplate",
+            Kind::Vm => "vm",
+            Kind::Acl => "acl",
+        }
+    }
+
+    pub fn from_str(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A pool of one kind, ordered by id.
+pub struct Pool<T> {
+    pub map: BTreeMap<i64, Arc<T>>,
+}
+
+impl<T> Default for Pool<T> {
+    fn default() -> Self {
+        Pool {
+            map: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T> Pool<T> {
+    pub fn get(&self, id: i64) -> Option<&Arc<T>> {
+        self.map.get(&id)
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Arc<T>> {
+        self.map.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Everything oned knows, in memory.
+#[derive(Default)]
+pub struct State {
+    pub users: Pool<User>,
+    pub groups: Pool<Group>,
+    pub clusters: Pool<Cluster>,
+    pub hosts: Pool<Host>,
+    pub datastores: Pool<Datastore>,
+    pub images: Pool<Image>,
+    pub vnets: Pool<Vnet>,
+    pub templates: Pool<VmTemplate>,
+    pub vms: Pool<Vm>,
+    pub acls: Pool<AclRule>,
+    /// Next id per kind.
+    pub next_id: HashMap<Kind, i64>,
+}
+
+/// A stored object kind: how to find its pool and the columns the database indexes.
+pub trait Stored: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    const KIND: Kind;
+    fn pool(state: &State) -> &Pool<Self>;
+    fn pool_mut(state: &mut State) -> &mut Pool<Self>;
+    fn oid(&self) -> i64;
+    fn obj_name(&self) -> &str;
+    /// (uid, gid) of the owner; objects without an owner report oneadmin's (0, 0).
+    fn owner(&self) -> (i64, i64);
+    fn into_any(self) -> AnyObject;
+    fn from_any(any: &AnyObject) -> Option<&Self>;
+}
+
+/// A changed object of any kind, held by a transaction until commit.
+#[derive(Clone)]
+pub enum AnyObject {
+    User(User),
+    Group(Group),
+    Cluster(Cluster),
+    Host(Host),
+    Datastore(Datastore),
+    Image(Image),
+    Vnet(Vnet),
+    VmTemplate(VmTemplate),
+    Vm(Vm),
+    Acl(AclRule),
+}
+
+macro_rules! stored {
+    ($ty:ty, $kind:ident, $field:ident, $variant:ident, |$s:ident| id: $id:expr, name: $name:expr, owner: $owner:expr) => {
+        impl Stored for $ty {
+            const KIND: Kind = Kind::$kind;
+            fn pool(state: &State) -> &Pool<Self> {
+                &state.$field
+            }
+            fn pool_mut(state: &mut State) -> &mut Pool<Self> {
+                &mut state.$field
+            }
+            fn oid(&self) -> i64 {
+                let $s = self;
+                $id
+            }
+            #[allow(unused_variables)]
+            fn obj_name(&self) -> &str {
+                let $s = self;
+                $name
+            }
+            #[allow(unused_variables)]
+            fn owner(&self) -> (i64, i64) {
+                let $s = self;
+                $owner
+            }
+            fn into_any(self) -> AnyObject {
+                AnyObject::$variant(self)
+            }
+            fn from_any(any: &AnyObject) -> Option<&Self> {
+                match any {
+                    AnyObject::$variant(x) => Some(x),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+stored!(User, User, users, User, |s| id: s.id, name: &s.name, owner: (s.id, s.gid));
+stored!(Group, Group, groups, Group, |s| id: s.id, name: &s.name, owner: (0, 0));
+stored!(Cluster, Cluster, clusters, Cluster, |s| id: s.id, name: &s.name, owner: (0, 0));
+stored!(Host, Host, hosts, Host, |s| id: s.id, name: &s.name, owner: (0, 0));
+stored!(Datastore, Datastore, datastores, Datastore,
+    |s| id: s.header.id, name: &s.header.name, owner: (s.header.uid, s.header.gid));
+stored!(Image, Image, images, Image,
+    |s| id: s.header.id, name: &s.header.name, owner: (s.header.uid, s.header.gid));
+stored!(Vnet, Vnet, vnets, Vnet,
+    |s| id: s.header.id, name: &s.header.name, owner: (s.header.uid, s.header.gid));
+stored!(VmTemplate, VmTemplate, templates, VmTemplate,
+    |s| id: s.header.id, name: &s.header.name, owner: (s.header.uid, s.header.gid));
+stored!(Vm, Vm, vms, Vm,
+    |s| id: s.header.id, name: &s.header.name, owner: (s.header.uid, s.header.gid));
+stored!(AclRule, Acl, acls, Acl, |s| id: s.id, name: "", owner: (0, 0));
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("stored {kind} {oid} cannot be read: {source}")]
+    Corrupt {
+        kind: String,
+        oid: i64,
+        source: serde_json::Error,
+    },
+    #[error("cannot encode {kind} {oid}: {source}")]
+    Encode {
+        kind: &'static str,
+        oid: i64,
+        source: serde_json::Error,
+    },
+}
+
+pub struct Store {
+    state: RwLock<State>,
+    write: Mutex<()>,
+    pub db: Db,
+}
+
+impl Store {
+    /// Loads every object from the database.
+    pub async fn load(db: Db) -> Result<Store, StoreError> {
+        let mut state = State::default();
+        for row in db.load_objects().await? {
+            let corrupt = |source| StoreError::Corrupt {
+                kind: row.kind.clone(),
+                oid: row.oid,
+                source,
+            };
+            fn ins<T: Stored>(state: &mut State, body: &str) -> Result<(), serde_json::Error> {
+                let obj: T = serde_json::from_str(body)?;
+                T::pool_mut(state).map.insert(obj.oid(), Arc::new(obj));
+                Ok(())
+            }
+            let res = match Kind::from_str(&row.kind) {
+                Some(Kind::User) => ins::<User>(&mut state, &row.body),
+                Some(Kind::Group) => ins::<Group>(&mut state, &row.body),
+                Some(Kind::Cluster) => ins::<Cluster>(&mut state, &row.body),
+                Some(Kind::Host) => ins::<Host>(&mut state, &row.body),
+                Some(Kind::Datastore) => ins::<Datastore>(&mut state, &row.body),
+                Some(Kind::Image) => ins::<Image>(&mut state, &row.body),
+                Some(Kind::Vnet) => ins::<Vnet>(&mut state, &row.body),
+                Some(Kind::VmTemplate) => ins::<VmTemplate>(&mut state, &row.body),
+                Some(Kind::Vm) => ins::<Vm>(&mut state, &row.body),
+                Some(Kind::Acl) => ins::<AclRule>(&mut state, &row.body),
+                None => {
+                    tracing::warn!(kind = %row.kind, oid = row.oid, "ignoring row of unknown kind");
+                    Ok(())
+                }
+            };
+            res.map_err(corrupt)?;
+        }
+        for (kind, next) in db.load_sequences().await? {
+            if let Some(k) = Kind::from_str(&kind) {
+                state.next_id.insert(k, next);
+            }
+        }
+        Ok(Store {
+            state: RwLock::new(state),
+            write: Mutex::new(()),
+            db,
+        })
+    }
+
+    /// A read view of every pool. Hold it briefly: writers wait for it when applying.
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One object, cloned out of the pool.
+    pub fn get<T: Stored>(&self, id: i64) -> Option<Arc<T>> {
+        T::pool(&self.read()).get(id).cloned()
+    }
+
+    /// Starts a transaction; waits for the one before it to finish.
+    pub async fn begin(&self) -> Txn<'_> {
+        let guard = self.write.lock().await;
+        Txn {
+            store: self,
+            _guard: guard,
+            changes: HashMap::new(),
+            order: Vec::new(),
+            next_id: HashMap::new(),
+            system: Vec::new(),
+        }
+    }
+}
+
+/// A set of changes applied all together or not at all.
+pub struct Txn<'a> {
+    store: &'a Store,
+    _guard: MutexGuard<'a, ()>,
+    /// Changed objects: Some = put, None = deleted.
+    changes: HashMap<(Kind, i64), Option<AnyObject>>,
+    order: Vec<(Kind, i64)>,
+    next_id: HashMap<Kind, i64>,
+    system: Vec<(String, String)>,
+}
+
+impl Txn<'_> {
+    /// The object as this transaction sees it (its own changes first).
+    pub fn get<T: Stored>(&self, id: i64) -> Option<T> {
+        match self.changes.get(&(T::KIND, id)) {
+            Some(Some(any)) => T::from_any(any).cloned(),
+            Some(None) => None,
+            None => T::pool(&self.store.read()).get(id).map(|a| (**a).clone()),
+        }
+    }
+
+    /// Every object of a kind as this transaction sees it, ordered by id.
+    pub fn all<T: Stored>(&self) -> Vec<T> {
+        let state = self.store.read();
+        let mut out: BTreeMap<i64, T> = T::pool(&state)
+            .iter()
+            .map(|o| (o.oid(), (**o).clone()))
+            .collect();
+        drop(state);
+        for ((kind, id), change) in &self.changes {
+            if *kind != T::KIND {
+                continue;
+            }
+            match change.as_ref().and_then(T::from_any) {
+                Some(obj) => {
+                    out.insert(*id, obj.clone());
+                }
+                None => {
+                    out.remove(id);
+                }
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// A read view of the committed state (without this transaction's changes).
+    pub fn committed(&self) -> RwLockReadGuard<'_, State> {
+        self.store.read()
+    }
+
+    pub fn put<T: Stored>(&mut self, obj: T) {
+        let key = (T::KIND, obj.oid());
+        if !self.changes.contains_key(&key) {
+            self.order.push(key);
+        }
+        self.changes.insert(key, Some(obj.into_any()));
+    }
+
+    pub fn delete<T: Stored>(&mut self, id: i64) {
+        let key = (T::KIND, id);
+        if !self.changes.contains_key(&key) {
+            self.order.push(key);
+        }
+        self.changes.insert(key, None);
+    }
+
+    /// Reserves the next id of a kind (ids are never reused, even after a failed commit:
+    /// a failed commit just leaves a gap).
+    pub fn next_id(&mut self, kind: Kind) -> i64 {
+        let committed = self.store.read().next_id.get(&kind).copied().unwrap_or(0);
+        let next = self.next_id.entry(kind).or_insert(committed);
+        let id = *next;
+        *next += 1;
+        id
+    }
+
+    /// Makes the next id of a kind at least `min` (OpenNebula starts user ids at 0, others too,
+    /// but ACL rules and bootstrap objects need fixed ids).
+    pub fn bump_next_id(&mut self, kind: Kind, min: i64) {
+        let committed = self.store.read().next_id.get(&kind).copied().unwrap_or(0);
+        let next = self.next_id.entry(kind).or_insert(committed);
+        *next = (*next).max(min);
+    }
+
+    pub fn set_system(&mut self, name: &str, body: String) {
+        self.system.push((name.to_string(), body));
+    }
+
+    /// Writes every change to the database, then applies it in memory.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        let mut set = WriteSet::default();
+        for key in &self.order {
+            match &self.changes[key] {
+                Some(any) => set.puts.push(row_of(any)?),
+                None => set.deletes.push((key.0.as_str(), key.1)),
+            }
+        }
+        for (kind, next) in &self.next_id {
+            set.sequences.push((kind.as_str(), *next));
+        }
+        set.system = self.system.clone();
+        self.store.db.write(&set).await?;
+
+        let mut state = self.store.state.write().unwrap_or_else(|e| e.into_inner());
+        for (kind, next) in &self.next_id {
+            state.next_id.insert(*kind, *next);
+        }
+        for key in &self.order {
+            let change = &self.changes[key];
+            fn apply<T: Stored>(state: &mut State, id: i64, change: &Option<AnyObject>) {
+                match change.as_ref().and_then(T::from_any) {
+                    Some(obj) => {
+                        T::pool_mut(state).map.insert(id, Arc::new(obj.clone()));
+                    }
+                    None => {
+                        T::pool_mut(state).map.remove(&id);
+                    }
+                }
+            }
+            let (kind, id) = *key;
+            match kind {
+                Kind::User => apply::<User>(&mut state, id, change),
+                Kind::Group => apply::<Group>(&mut state, id, change),
+                Kind::Cluster => apply::<Cluster>(&mut state, id, change),
+                Kind::Host => apply::<Host>(&mut state, id, change),
+                Kind::Datastore => apply::<Datastore>(&mut state, id, change),
+                Kind::Image => apply::<Image>(&mut state, id, change),
+                Kind::Vnet => apply::<Vnet>(&mut state, id, change),
+                Kind::VmTemplate => apply::<VmTemplate>(&mut state, id, change),
+                Kind::Vm => apply::<Vm>(&mut state, id, change),
+                Kind::Acl => apply::<AclRule>(&mut state, id, change),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn row_of(any: &AnyObject) -> Result<Row_, StoreError> {
+    fn row<T: Stored>(obj: &T) -> Result<Row_, StoreError> {
+        let (uid, gid) = obj.owner();
+        let body = serde_json::to_string(obj).map_err(|source| StoreError::Encode {
+            kind: T::KIND.as_str(),
+            oid: obj.oid(),
+            source,
+        })?;
+        Ok(Row_ {
+            kind: T::KIND.as_str(),
+            oid: obj.oid(),
+            name: obj.obj_name().to_string(),
+            uid,
+            gid,
+            body,
+        })
+    }
+    match any {
+        AnyObject::User(o) => row(o),
+        AnyObject::Group(o) => row(o),
+        AnyObject::Cluster(o) => row(o),
+        AnyObject::Host(o) => row(o),
+        AnyObject::Datastore(o) => row(o),
+        AnyObject::Image(o) => row(o),
+        AnyObject::Vnet(o) => row(o),
+        AnyObject::VmTemplate(o) => row(o),
+        AnyObject::Vm(o) => row(o),
+        AnyObject::Acl(o) => row(o),
+    }
+}
