@@ -55,7 +55,8 @@ fn acl_allows(
         gids: &session.gids,
         obj_type: ty,
         obj_id: obj.map(|o| o.id),
-        obj_gid: obj.map(|o| o.gid),
+        // A new object belongs to the creator's group: `TYPE/@gid CREATE` rules match it.
+        obj_gid: Some(obj.map(|o| o.gid).unwrap_or(session.gid)),
         obj_cluster_ids: obj.map(|o| o.clusters.as_slice()).unwrap_or(&[]),
         op,
         zone_id: 0,

@@ -4,7 +4,8 @@
 use super::common::commit;
 use super::{ApiResult, Call, Params, Registry, errors::*, ok_id, ok_xml};
 use crate::store::Kind;
-use one_proto::acl::{AclRule, write_pool_xml};
+use one_proto::ApiError;
+use one_proto::acl::{AclError, AclRule, sort_like_oned, write_pool_xml};
 
 pub fn register(r: &mut Registry) {
     r.add("one.acl.addrule", |c: Call, p: Params| async move {
@@ -19,6 +20,11 @@ pub fn register(r: &mut Registry) {
     );
 }
 
+/// ACL failures answer INTERNAL with oned's own texts (`Rule ... is malformed: ...`).
+fn acl_err(call: &Call, e: AclError) -> ApiError {
+    ApiError::new(e.code(), format!("[{}] {e}", call.method))
+}
+
 fn require_admin(call: &Call, what: &str) -> Result<(), one_proto::ApiError> {
     if call.session.is_admin() {
         Ok(())
@@ -30,19 +36,16 @@ fn require_admin(call: &Call, what: &str) -> Result<(), one_proto::ApiError> {
 async fn add_rule(call: &Call, user: &str, resource: &str, rights: &str, zone: &str) -> ApiResult {
     require_admin(call, "MANAGE ACL")?;
     let zone = if zone.is_empty() { None } else { Some(zone) };
-    let parsed = AclRule::from_hex(-1, user, resource, rights, zone)
-        .map_err(|e| action(call.method, &format!("Error creating rule: {e}")))?;
+    let parsed = AclRule::from_hex(-1, user, resource, rights, zone).map_err(|e| acl_err(call, e))?;
     let mut tx = call.oned.store.begin().await;
     let existing = tx.all::<AclRule>();
-    if let Some(dup) = existing.iter().find(|r| {
-        r.user == parsed.user
-            && r.resource == parsed.resource
-            && r.rights == parsed.rights
-            && r.zone == parsed.zone
-    }) {
-        return Err(action(
-            call.method,
-            &format!("Rule already exists with ID {}.", dup.id),
+    if let Some(dup) = existing.iter().find(|r| r.same_rule(&parsed)) {
+        tracing::debug!(acl = dup.id, "duplicate ACL rule refused");
+        return Err(acl_err(
+            call,
+            AclError::Duplicate {
+                rule: parsed.to_rule_string(),
+            },
         ));
     }
     let id = tx.next_id(Kind::Acl);
@@ -57,7 +60,7 @@ async fn del_rule(call: &Call, id: i64) -> ApiResult {
     require_admin(call, "MANAGE ACL")?;
     let mut tx = call.oned.store.begin().await;
     if tx.get::<AclRule>(id).is_none() {
-        return Err(no_exists(call.method, "ACL", id));
+        return Err(acl_err(call, AclError::NotFound(id)));
     }
     tx.delete::<AclRule>(id);
     commit(call, tx).await?;
@@ -67,6 +70,7 @@ async fn del_rule(call: &Call, id: i64) -> ApiResult {
 
 fn info(call: &Call) -> ApiResult {
     let state = call.oned.store.read();
-    let rules: Vec<AclRule> = state.acls.iter().map(|r| (**r).clone()).collect();
+    let mut rules: Vec<AclRule> = state.acls.iter().map(|r| (**r).clone()).collect();
+    sort_like_oned(&mut rules);
     ok_xml(write_pool_xml(&rules))
 }
