@@ -12,6 +12,7 @@ mod parse;
 mod write;
 
 pub use parse::TemplateError;
+pub use write::WriteError;
 
 /// One attribute's value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,9 +106,15 @@ impl Template {
         }
     }
 
-    /// Writes the attribute syntax; values the syntax cannot hold are refused (see `write`).
+    /// Writes the attribute syntax, or the XML form when the syntax cannot hold a value (a
+    /// value ending in `\` that needs quotes); [`Template::parse`] reads either back.
     pub fn to_text(&self) -> String {
         write::to_text(self)
+    }
+
+    /// Writes the attribute syntax, refusing what it cannot represent (see `template/write.rs`).
+    pub fn try_to_text(&self) -> Result<String, WriteError> {
+        write::try_to_text(self)
     }
 
     pub fn is_empty(&self) -> bool {
