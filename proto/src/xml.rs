@@ -12,6 +12,8 @@ pub fn escape_into(out: &mut String, s: &str) {
             b'&' => "&amp;",
             b'"' => "&quot;",
             b'\'' => "&apos;",
+            // A raw CR would reach readers as LF (XML end-of-line normalization).
+            b'\r' => "&#13;",
             _ => continue,
         };
         out.push_str(&s[last..i]);
@@ -112,6 +114,7 @@ mod tests {
     fn escapes_specials() {
         assert_eq!(escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&apos;");
         assert_eq!(escape("plain"), "plain");
+        assert_eq!(escape("a\r\nb"), "a&#13;\nb");
     }
 
     #[test]
