@@ -141,12 +141,13 @@ impl Authenticator {
         {
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(c) = cache.get(&key) {
-                if c.expires > now {
-                    if let Some(user) = store.get::<User>(c.uid) {
-                        if user.enabled && user.password == c.password && user.name == name {
-                            return Some(session_of(store, &user, c.egid));
-                        }
-                    }
+                if c.expires > now
+                    && let Some(user) = store.get::<User>(c.uid)
+                    && user.enabled
+                    && user.password == c.password
+                    && user.name == name
+                {
+                    return Some(session_of(store, &user, c.egid));
                 }
                 cache.remove(&key);
             }

@@ -3,7 +3,7 @@
 use crate::auth::{hash_password, random_hex};
 use crate::datadir::DataDir;
 use crate::store::{Kind, Store, StoreError};
-use one_proto::acl::default_rules;
+use one_proto::acl::{AclRule, default_rules};
 use one_proto::objects::cluster::Cluster;
 use one_proto::objects::datastore::Datastore;
 use one_proto::objects::group::Group;
@@ -152,9 +152,15 @@ pub async fn bootstrap(
     }
     tx.bump_next_id(Kind::Datastore, 100);
 
-    let rules = default_rules();
+    // OpenNebula's built-in rules, then the two its default VDC adds for group `users`
+    // (use networks and datastores, manage hosts of zone 0).
+    let mut rules = default_rules();
+    for text in ["@1 HOST/* MANAGE #0", "@1 NET+DATASTORE/* USE #0"] {
+        rules.push(AclRule::parse_rule_string(text).expect("built-in ACL rule parses"));
+    }
     let n = rules.len() as i64;
-    for r in rules {
+    for (i, mut r) in rules.into_iter().enumerate() {
+        r.id = i as i64;
         tx.put(r);
     }
     tx.bump_next_id(Kind::Acl, n);

@@ -60,7 +60,7 @@ impl Kind {
         }
     }
 
-    pub fn from_str(s: &str) -> Option<Kind> {
+    pub fn parse(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
@@ -233,7 +233,7 @@ impl Store {
                 T::pool_mut(state).map.insert(obj.oid(), Arc::new(obj));
                 Ok(())
             }
-            let res = match Kind::from_str(&row.kind) {
+            let res = match Kind::parse(&row.kind) {
                 Some(Kind::User) => ins::<User>(&mut state, &row.body),
                 Some(Kind::Group) => ins::<Group>(&mut state, &row.body),
                 Some(Kind::Cluster) => ins::<Cluster>(&mut state, &row.body),
@@ -252,7 +252,7 @@ impl Store {
             res.map_err(corrupt)?;
         }
         for (kind, next) in db.load_sequences().await? {
-            if let Some(k) = Kind::from_str(&kind) {
+            if let Some(k) = Kind::parse(&kind) {
                 state.next_id.insert(k, next);
             }
         }

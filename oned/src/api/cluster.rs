@@ -244,11 +244,11 @@ pub fn move_host(
     let mut to: Cluster = tx
         .get(target)
         .ok_or_else(|| no_exists(call.method, "cluster", target))?;
-    if host.cluster_id != target {
-        if let Some(mut from) = tx.get::<Cluster>(host.cluster_id) {
-            toggle(&mut from.hosts, host.id, false);
-            tx.put(from);
-        }
+    if host.cluster_id != target
+        && let Some(mut from) = tx.get::<Cluster>(host.cluster_id)
+    {
+        toggle(&mut from.hosts, host.id, false);
+        tx.put(from);
     }
     toggle(&mut to.hosts, host.id, true);
     host.cluster_id = target;

@@ -400,23 +400,23 @@ pub async fn chown<T: ApiObject>(call: &Call, id: i64, uid: i64, gid: i64) -> Ap
     };
     if !call.session.is_admin() {
         // Changing the owner needs ADMIN on the user; changing the group needs membership.
-        if let Some(u) = &new_user {
-            if u.id != call.session.uid {
-                return Err(not_authorized(
-                    call.method,
-                    call.session.uid,
-                    &format!("MANAGE USER [{}]", u.id),
-                ));
-            }
+        if let Some(u) = &new_user
+            && u.id != call.session.uid
+        {
+            return Err(not_authorized(
+                call.method,
+                call.session.uid,
+                &format!("MANAGE USER [{}]", u.id),
+            ));
         }
-        if let Some(g) = &new_group {
-            if !call.session.gids.contains(&g.id) {
-                return Err(not_authorized(
-                    call.method,
-                    call.session.uid,
-                    &format!("USE GROUP [{}]", g.id),
-                ));
-            }
+        if let Some(g) = &new_group
+            && !call.session.gids.contains(&g.id)
+        {
+            return Err(not_authorized(
+                call.method,
+                call.session.uid,
+                &format!("USE GROUP [{}]", g.id),
+            ));
         }
     }
     let target_uid = new_user.as_ref().map(|u| u.id).unwrap_or(cur_uid);
@@ -432,16 +432,16 @@ pub async fn chown<T: ApiObject>(call: &Call, id: i64, uid: i64, gid: i64) -> Ap
         h.gname = g.name.clone();
     }
     let name = h.name.clone();
-    if target_uid != cur_uid {
-        if let Some(other) = name_taken_by_owner::<T>(&tx, &name, target_uid, id) {
-            return Err(action(
-                call.method,
-                &format!(
-                    "The new owner already has a {} named {name:?} [{other}].",
-                    T::ACL_TYPE.name()
-                ),
-            ));
-        }
+    if target_uid != cur_uid
+        && let Some(other) = name_taken_by_owner::<T>(&tx, &name, target_uid, id)
+    {
+        return Err(action(
+            call.method,
+            &format!(
+                "The new owner already has a {} named {name:?} [{other}].",
+                T::ACL_TYPE.name()
+            ),
+        ));
     }
     let _ = cur_gid;
     tx.put(obj);
@@ -509,10 +509,10 @@ pub async fn lock<T: ApiObject>(call: &Call, id: i64, level: i64, test: bool) ->
     let h = obj
         .header_mut()
         .ok_or_else(|| internal(call.method, "object cannot be locked"))?;
-    if let Some(l) = &h.lock {
-        if test || l.owner != uid {
-            return Err(locked(call.method, T::OBJNAME, id));
-        }
+    if let Some(l) = &h.lock
+        && (test || l.owner != uid)
+    {
+        return Err(locked(call.method, T::OBJNAME, id));
     }
     h.lock = Some(Lock {
         level,
@@ -537,10 +537,11 @@ pub async fn unlock<T: ApiObject>(call: &Call, id: i64) -> ApiResult {
     let h = obj
         .header_mut()
         .ok_or_else(|| internal(call.method, "object cannot be locked"))?;
-    if let Some(l) = &h.lock {
-        if l.owner != uid && !is_admin {
-            return Err(locked(call.method, T::OBJNAME, id));
-        }
+    if let Some(l) = &h.lock
+        && l.owner != uid
+        && !is_admin
+    {
+        return Err(locked(call.method, T::OBJNAME, id));
     }
     h.lock = None;
     tx.put(obj);
