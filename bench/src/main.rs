@@ -240,10 +240,10 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?,
     );
-    let mut whole_len = 0;
+    let whole_len = std::cell::Cell::new(0usize);
     let whole = measure("one.vmpool.info, whole pool", 5, |_| {
         let c = &client;
-        let len = &mut whole_len;
+        let len = &whole_len;
         async move {
             let v = c
                 .call(
@@ -252,7 +252,7 @@ async fn main() -> anyhow::Result<()> {
                 )
                 .await?;
             if let Value::String(s) = v {
-                *len = s.len();
+                len.set(s.len());
             }
             Ok(())
         }
@@ -271,7 +271,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "pool: {total_vms} VMs, {} hosts; whole vmpool.info body {:.1} MB",
         args.hosts,
-        whole_len as f64 / 1e6
+        whole_len.get() as f64 / 1e6
     );
     Ok(())
 }
