@@ -36,7 +36,8 @@ fn require_admin(call: &Call, what: &str) -> Result<(), one_proto::ApiError> {
 async fn add_rule(call: &Call, user: &str, resource: &str, rights: &str, zone: &str) -> ApiResult {
     require_admin(call, "MANAGE ACL")?;
     let zone = if zone.is_empty() { None } else { Some(zone) };
-    let parsed = AclRule::from_hex(-1, user, resource, rights, zone).map_err(|e| acl_err(call, e))?;
+    let parsed =
+        AclRule::from_hex(-1, user, resource, rights, zone).map_err(|e| acl_err(call, e))?;
     let mut tx = call.oned.store.begin().await;
     let existing = tx.all::<AclRule>();
     if let Some(dup) = existing.iter().find(|r| r.same_rule(&parsed)) {
