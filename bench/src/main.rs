@@ -147,7 +147,11 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
     }
-    println!("created {} hosts in {:.1} s", args.hosts, t.elapsed().as_secs_f64());
+    println!(
+        "created {} hosts in {:.1} s",
+        args.hosts,
+        t.elapsed().as_secs_f64()
+    );
 
     let template = "NAME=\"bench\"\nCPU=\"0.1\"\nMEMORY=\"64\"\nVCPU=\"1\"\nLABEL=\"benchmark\"\n";
     let workers = 8;
@@ -194,7 +198,9 @@ async fn main() -> anyhow::Result<()> {
 
     let total_vms = (args.vms + n_alloc) as i64;
     let mut rng = rand::rng();
-    let vm_ids: Vec<i64> = (0..args.samples).map(|_| rng.random_range(0..total_vms)).collect();
+    let vm_ids: Vec<i64> = (0..args.samples)
+        .map(|_| rng.random_range(0..total_vms))
+        .collect();
     let host_ids: Vec<i64> = (0..args.samples)
         .map(|_| rng.random_range(0..args.hosts.max(1) as i64))
         .collect();
@@ -208,7 +214,8 @@ async fn main() -> anyhow::Result<()> {
             let c = &client;
             let id = vm_ids[i];
             async move {
-                c.call("one.vm.info", vec![Value::Int(id), Value::Bool(false)]).await?;
+                c.call("one.vm.info", vec![Value::Int(id), Value::Bool(false)])
+                    .await?;
                 Ok(())
             }
         })
@@ -219,7 +226,8 @@ async fn main() -> anyhow::Result<()> {
             let c = &client;
             let id = host_ids[i];
             async move {
-                c.call("one.host.info", vec![Value::Int(id), Value::Bool(false)]).await?;
+                c.call("one.host.info", vec![Value::Int(id), Value::Bool(false)])
+                    .await?;
                 Ok(())
             }
         })
@@ -232,7 +240,12 @@ async fn main() -> anyhow::Result<()> {
             async move {
                 c.call(
                     "one.vmpool.info",
-                    vec![Value::Int(-2), Value::Int(off), Value::Int(-100), Value::Int(-1)],
+                    vec![
+                        Value::Int(-2),
+                        Value::Int(off),
+                        Value::Int(-100),
+                        Value::Int(-1),
+                    ],
                 )
                 .await?;
                 Ok(())
@@ -248,7 +261,12 @@ async fn main() -> anyhow::Result<()> {
             let v = c
                 .call(
                     "one.vmpool.info",
-                    vec![Value::Int(-2), Value::Int(-1), Value::Int(-1), Value::Int(-1)],
+                    vec![
+                        Value::Int(-2),
+                        Value::Int(-1),
+                        Value::Int(-1),
+                        Value::Int(-1),
+                    ],
                 )
                 .await?;
             if let Value::String(s) = v {
@@ -264,9 +282,18 @@ async fn main() -> anyhow::Result<()> {
     println!("| call | samples | p50 | p95 | max |");
     println!("|---|---|---|---|---|");
     for s in &results {
-        println!("| {} | {} | {} | {} | {} |", s.name, s.n, ms(s.p50), ms(s.p95), ms(s.max));
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            s.name,
+            s.n,
+            ms(s.p50),
+            ms(s.p95),
+            ms(s.max)
+        );
     }
-    println!("| one.vm.allocate, one client, sequential | {n_alloc} | {alloc_rate:.0} calls/s | | |");
+    println!(
+        "| one.vm.allocate, one client, sequential | {n_alloc} | {alloc_rate:.0} calls/s | | |"
+    );
     println!();
     println!(
         "pool: {total_vms} VMs, {} hosts; whole vmpool.info body {:.1} MB",

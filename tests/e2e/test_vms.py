@@ -148,7 +148,7 @@ def test_allocate_moves_known_sections_and_keeps_user_attributes(oned, one):
 )
 def test_allocate_refuses_bad_templates(oned, one, tmpl, message):
     r = oned.admin_call("one.vm.allocate", tmpl)
-    fails(r, 0x4000, "[one.vm.allocate] Error allocating a new virtual machine. ")
+    fails(r, 0x2000, "[one.vm.allocate] Error allocating a new virtual machine. ")
     assert message in r[1], r
     with pytest.raises(pyone.OneException, match="Error allocating a new virtual machine"):
         one.vm.allocate(tmpl)

@@ -18,6 +18,18 @@ NET = 'NAME="priv"\nVN_MAD="bridge"\nAR=[TYPE="IP4", IP="10.0.0.1", SIZE="10"]'
 # Helpers
 
 
+
+def outsiders(one):
+    """A group without the default VDC's rules. As in OpenNebula, `users` and every new group
+    get `@gid NET+DATASTORE/* USE #0`, so members may use every network; isolation is tested
+    from a group whose VDC rules were removed."""
+    gid = one.group.allocate("outsiders")
+    user_hex = "%x" % (0x200000000 | gid)
+    for rule in one.acl.info().ACL:
+        if rule.USER.lower() == user_hex:
+            one.acl.delrule(rule.ID)
+    return gid
+
 def vn_xml(oned, vid: int, session: str | None = None) -> str:
     """one.vn.info's raw body, validated against vnet.xsd."""
     r = oned.raw_call("one.vn.info", session or oned.session, vid)
@@ -202,7 +214,7 @@ def test_pool_info_and_filters(oned, one, make_user):
     assert [int(v.findtext("ID")) for v in page.findall("VNET")] == [b]
 
     # Another user sees only what he may use.
-    u = make_user("bob", "pw")
+    u = make_user("bob", "pw", [outsiders(one)])
     sess = u.session
     assert parse_xml(pool_xml(oned, sess)).findall("VNET") == []
     one.vn.chmod(b, -1, -1, -1, -1, -1, -1, 1, -1, -1)
@@ -217,7 +229,7 @@ def test_info_errors(oned, one, make_user):
     with pytest.raises(pyone.OneNoExistsException, match=r"\[one.vn.info\] Error getting virtual network \[77\]\."):
         one.vn.info(77)
     vid = make_net(one)
-    u = make_user("carol", "pw")
+    u = make_user("carol", "pw", [outsiders(one)])
     with pytest.raises(pyone.OneAuthorizationException, match=rf"USE NET \[{vid}\]"):
         u.vn.info(vid)
 
@@ -481,7 +493,7 @@ def test_reserve_rules_between_networks(oned, one):
 
 def test_user_reservation(oned, one, make_user):
     vid = make_net(one)
-    u = make_user("gina", "pw")
+    u = make_user("gina", "pw", [outsiders(one)])
     with pytest.raises(pyone.OneAuthorizationException, match=rf"USE NET \[{vid}\]"):
         u.vn.reserve(vid, 'SIZE="2"\nNAME="gr"')
     one.vn.chmod(vid, -1, -1, -1, -1, -1, -1, 1, -1, -1)

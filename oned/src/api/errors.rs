@@ -33,10 +33,11 @@ pub fn action(method: &str, detail: &str) -> ApiError {
     ApiError::new(ErrorCode::Action, format!("[{method}] {detail}"))
 }
 
-/// `[one.vm.allocate] Error allocating a new virtual machine. <reason>`
+/// `[one.vm.allocate] Error allocating a new virtual machine. <reason>`: OpenNebula answers
+/// failed allocations with INTERNAL (its ALLOCATE code is unused by the allocate calls).
 pub fn allocate(method: &str, objname: &str, reason: &str) -> ApiError {
     ApiError::new(
-        ErrorCode::Allocate,
+        ErrorCode::Internal,
         format!("[{method}] Error allocating a new {objname}. {reason}"),
     )
 }

@@ -17,7 +17,9 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn write_xml(&self, w: &mut XmlWriter) {
-        w.open("CLUSTER").num("ID", self.id).text("NAME", &self.name);
+        w.open("CLUSTER")
+            .num("ID", self.id)
+            .text("NAME", &self.name);
         write_ids(w, "HOSTS", &self.hosts);
         write_ids(w, "DATASTORES", &self.datastores);
         write_ids(w, "VNETS", &self.vnets);

@@ -89,7 +89,9 @@ impl HostShare {
             .num("MAX_DISK", self.max_disk)
             .num("USED_DISK", self.used_disk)
             .close("DATASTORES");
-        w.empty("PCI_DEVICES").empty("NUMA_NODES").close("HOST_SHARE");
+        w.empty("PCI_DEVICES")
+            .empty("NUMA_NODES")
+            .close("HOST_SHARE");
     }
 }
 

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Installs what the project needs to build, run and test it; skips what is already there,
+# so a second run takes a second or two.
+#
+#   scripts/install-deps.sh           install (Debian packages need root; the Python
+#                                     virtual environment does not)
+#   scripts/install-deps.sh --check   only report what is missing; exit 1 if anything is
+#
+# Debian packages: pkg-config, libxml2-utils (xmllint, for one-xsd-check), postgresql
+# (initdb/pg_ctl for the throwaway clusters of the PostgreSQL test run), python3-venv when
+# the python3 at hand cannot create virtual environments.
+# Python: pyone, pytest, pytest-timeout (pinned in tests/requirements.txt) in a virtual
+# environment outside the clone: /var/tmp/one-rs-venv for root, ~/.cache/one-rs-venv
+# otherwise, or $ONE_VENV.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+check_only=0
+case "${1:-}" in
+--check) check_only=1 ;;
+"") ;;
+-h | --help)
+    sed -n '2,15p' "$0"
+    exit 0
+    ;;
+*) die "unknown argument $1 (try --help)" ;;
+esac
+
+missing=0
+export DEBIAN_FRONTEND=noninteractive
+
+# --- Debian packages -----------------------------------------------------------------
+wanted=("${APT_PACKAGES[@]}")
+if ! base_python >/dev/null; then
+    wanted+=(python3 python3-venv)
+fi
+need=()
+for p in "${wanted[@]}"; do
+    apt_installed "$p" || need+=("$p")
+done
+if [ ${#need[@]} -eq 0 ]; then
+    say "install-deps: Debian packages present: ${wanted[*]}"
+elif [ $check_only -eq 1 ] || ! is_root; then
+    say "install-deps: missing Debian packages: ${need[*]}"
+    say "  install them as root: apt-get install -y --no-install-recommends ${need[*]}"
+    missing=1
+else
+    say "install-deps: installing Debian packages: ${need[*]}"
+    apt-get update
+    if ! apt-get install -y --no-install-recommends "${need[@]}"; then
+        die "apt-get install ${need[*]} failed"
+    fi
+fi
+
+# --- Rust toolchain (comes with the machine; cannot be installed from here) ----------
+for tool in cargo rustfmt cargo-clippy; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        say "install-deps: $tool not found: install the Rust toolchain (rustup, components rustfmt and clippy)"
+        missing=1
+    fi
+done
+if command -v cargo-nextest >/dev/null 2>&1; then
+    say "install-deps: cargo-nextest present ($(cargo-nextest --version 2>/dev/null | head -n 1))"
+else
+    say "install-deps: cargo-nextest not installed: scripts/test.sh falls back to cargo test"
+fi
+
+# --- PostgreSQL server binaries and system user -----------------------------------------
+if pgbin="$(pg_bin_dir)"; then
+    say "install-deps: PostgreSQL server binaries in $pgbin"
+    if is_root && ! id postgres >/dev/null 2>&1; then
+        say "install-deps: no 'postgres' system user; the PostgreSQL tests will be skipped"
+    fi
+elif [ $check_only -eq 0 ] && is_root; then
+    die "postgresql is installed but no /usr/lib/postgresql/*/bin/initdb was found"
+fi
+
+# --- Python virtual environment ----------------------------------------------------------
+venv="$(one_venv_dir)"
+if venv_ok; then
+    say "install-deps: Python environment $venv is up to date ($("$venv/bin/python" -c 'import importlib.metadata as m; print(", ".join(f"{p} {m.version(p)}" for p in ("pyone", "pytest")))'))"
+elif [ $check_only -eq 1 ]; then
+    say "install-deps: Python environment $venv missing or out of date (pyone, pytest)"
+    missing=1
+else
+    py="$(base_python)" || die "no python3 that can create a virtual environment (apt-get install python3-venv)"
+    if [ ! -x "$venv/bin/python" ]; then
+        say "install-deps: creating Python virtual environment $venv with $py"
+        mkdir -p "$(dirname "$venv")"
+        "$py" -m venv "$venv"
+    fi
+    say "install-deps: installing $(grep -v '^#' "$PY_REQUIREMENTS" | xargs) into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$PY_REQUIREMENTS"
+    cp "$PY_REQUIREMENTS" "$venv/.one-rs-requirements"
+    venv_ok || die "the Python environment $venv still cannot import pyone and pytest"
+fi
+
+if [ $missing -ne 0 ]; then
+    say "install-deps: something is missing (see above)"
+    exit 1
+fi
+say "install-deps: all dependencies present"

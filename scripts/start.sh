@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Starts the cloud on this machine, from the repo: installs what is missing, builds oned
+# (release), starts it in the background with its data in var/, and prints how to reach it.
+#
+#   sudo scripts/start.sh        (or, as root, scripts/start.sh)
+#
+# Run with sudo, the Debian packages are installed as root and the build and oned run as
+# the user who called sudo (so target/ and var/ stay theirs and var/one_auth is readable
+# by them). Environment (pass through sudo as `sudo ONED_LISTEN=... scripts/start.sh`):
+#   ONED_LISTEN   address of the XML-RPC API (default 127.0.0.1:2633)
+#   ONED_DB       database URL (default: SQLite at var/one.db)
+#   ONE_AUTH      file with `oneadmin:PASSWORD`: oneadmin's password on the first start
+#                 (default: a generated one, written to var/one_auth)
+# Stop everything with scripts/stop.sh.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO"
+
+DATA="$REPO/var"
+LISTEN="${ONED_LISTEN:-127.0.0.1:2633}"
+PIDFILE="$DATA/oned.pid"
+
+# Run a command as the user who called sudo (as is otherwise), with their login PATH so
+# their Rust toolchain is found.
+as_invoker() {
+    if is_root && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != "root" ]; then
+        runuser -u "$SUDO_USER" -- bash -lc 'cd "$0" && exec "$@"' "$REPO" "$@"
+    else
+        "$@"
+    fi
+}
+
+oned_pid() { # the pid of the oned serving var/, if one runs
+    local pid
+    [ -f "$PIDFILE" ] || return 1
+    pid="$(cat "$PIDFILE" 2>/dev/null)"
+    [ -n "$pid" ] && [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "oned" ] || return 1
+    printf '%s\n' "$pid"
+}
+
+python_with_pyone() {
+    local venv
+    venv="$(one_venv_dir)"
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import pyone' 2>/dev/null; then
+        printf '%s\n' "$venv/bin/python"
+    elif command -v python3 >/dev/null && python3 -c 'import pyone' 2>/dev/null; then
+        printf '%s\n' python3
+    else
+        return 1
+    fi
+}
+
+print_usage_info() {
+    local endpoint py
+    endpoint="$(cat "$DATA/one_endpoint" 2>/dev/null || echo "?")"
+    py="$(python_with_pyone)" || py=""
+    cat <<EOF
+
+  endpoint:     $endpoint   (also in var/one_endpoint)
+  credentials:  var/one_auth   (oneadmin:PASSWORD, mode 0600)
+  logs:         var/oned.log
+  try it:       ONE_XMLRPC=$endpoint ONE_AUTH=var/one_auth ${py:-python3} -c 'import os, pyone; one = pyone.OneServer(os.environ["ONE_XMLRPC"], session=open(os.environ["ONE_AUTH"]).read().strip()); print(one.system.version(), [u.NAME for u in one.userpool.info().USER])'
+  stop it:      scripts/stop.sh
+EOF
+    [ -n "$py" ] || say "  (pyone is not installed yet: sudo scripts/install-deps.sh puts it in $(one_venv_dir))"
+}
+
+# --- 1. dependencies ---------------------------------------------------------------------
+step "dependencies"
+if is_root; then
+    scripts/install-deps.sh
+else
+    if ! scripts/install-deps.sh --check; then
+        say "Some dependencies are missing (listed above): run sudo scripts/start.sh, or"
+        say "sudo scripts/install-deps.sh. Going on with what is there."
+    fi
+fi
+command -v cargo >/dev/null || as_invoker bash -c 'command -v cargo' >/dev/null ||
+    die "cargo not found: install the Rust toolchain (https://rustup.rs)"
+
+# --- 2. already running? ----------------------------------------------------------------
+if pid="$(oned_pid)"; then
+    say ""
+    say "oned is already running (pid $pid) with its data in var/; not starting a second one."
+    print_usage_info
+    exit 0
+fi
+if [ -f "$DATA/oned.lock" ] && command -v flock >/dev/null && ! flock -n "$DATA/oned.lock" true; then
+    say ""
+    say "An oned that this script did not start holds var/oned.lock (it is using var/);"
+    say "not starting a second one. Stop that one first."
+    print_usage_info
+    exit 0
+fi
+
+# --- 3. build ---------------------------------------------------------------------------
+step "building oned (cargo build --release -p oned)"
+as_invoker cargo build --release -p oned
+BIN="$(as_invoker bash -c 'echo "${CARGO_TARGET_DIR:-target}"')"
+case "$BIN" in /*) ;; *) BIN="$REPO/$BIN" ;; esac
+BIN="$BIN/release/oned"
+[ -x "$BIN" ] || die "the build did not produce $BIN"
+
+# --- 4. oned ----------------------------------------------------------------------------
+step "starting oned on $LISTEN, data in var/"
+as_invoker mkdir -p "$DATA"
+rm -f "$DATA/one_endpoint"
+args=(--data-dir "$DATA" --listen "$LISTEN")
+[ -n "${ONED_DB:-}" ] && args+=(--db "$ONED_DB")
+if is_root && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != "root" ]; then
+    nohup runuser -u "$SUDO_USER" -- setsid "$BIN" "${args[@]}" </dev/null >>"$DATA/oned.out" 2>&1 &
+else
+    nohup setsid "$BIN" "${args[@]}" </dev/null >>"$DATA/oned.out" 2>&1 &
+fi
+launcher=$!
+# With runuser the launcher is runuser itself; find the oned it started.
+pid=$launcher
+for _ in $(seq 1 100); do
+    if [ "$(cat "/proc/$launcher/comm" 2>/dev/null)" = "oned" ]; then
+        pid=$launcher
+        break
+    fi
+    child="$(pgrep -P "$launcher" -x oned 2>/dev/null | head -n 1 || true)"
+    if [ -n "$child" ]; then
+        pid=$child
+        break
+    fi
+    sleep 0.05
+done
+echo "$pid" >"$PIDFILE"
+
+for _ in $(seq 1 600); do
+    [ -s "$DATA/one_endpoint" ] && break
+    if ! kill -0 "$pid" 2>/dev/null; then
+        say "oned exited before it was ready. Its output:"
+        tail -n 30 "$DATA/oned.out" 2>/dev/null || true
+        tail -n 30 "$DATA/oned.log" 2>/dev/null || true
+        rm -f "$PIDFILE"
+        exit 1
+    fi
+    sleep 0.1
+done
+[ -s "$DATA/one_endpoint" ] || die "oned did not write var/one_endpoint within 60 s (see var/oned.log)"
+
+# A first call, with the credentials from var/one_auth.
+if command -v python3 >/dev/null; then
+    if ! ONE_XMLRPC="$(cat "$DATA/one_endpoint")" ONE_AUTH="$DATA/one_auth" python3 - <<'EOF'
+import os, sys, xmlrpc.client
+session = open(os.environ["ONE_AUTH"]).read().strip()
+r = xmlrpc.client.ServerProxy(os.environ["ONE_XMLRPC"]).one.system.version(session)
+if not r[0]:
+    sys.exit(f"one.system.version failed: {r}")
+print(f"one.system.version answers {r[1]}")
+EOF
+    then
+        warn "oned runs but the first API call failed (see var/oned.log)"
+    fi
+fi
+
+# --- 5. later components ----------------------------------------------------------------
+# Each component that joins the cloud gets its own block here, in this order, started
+# after oned and stopped before it by scripts/stop.sh (reverse order):
+#   [scheduler]   the scheduler daemon (pending VMs -> hosts)
+#   [local host]  this machine as a hypervisor host (libvirt, registered with one.host.allocate)
+#   [web console] the web console, and the URL it prints
+# (none yet)
+
+say ""
+say "oned is running (pid $pid), data in var/"
+print_usage_info

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Stops what scripts/start.sh started: the oned whose pid is in var/oned.pid (SIGTERM, then
+# SIGKILL after 30 s). The data in var/ stays; scripts/start.sh starts it again.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO"
+
+DATA="$REPO/var"
+PIDFILE="$DATA/oned.pid"
+
+# stop_pid NAME PID: SIGTERM, wait up to 30 s, then SIGKILL.
+stop_pid() {
+    local name=$1 pid=$2
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 300); do
+        kill -0 "$pid" 2>/dev/null || {
+            say "$name (pid $pid) stopped"
+            return 0
+        }
+        sleep 0.1
+    done
+    warn "$name (pid $pid) did not stop within 30 s: killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# --- later components, stopped before oned (reverse order of scripts/start.sh) -----------
+#   [web console]
+#   [local host]
+#   [scheduler]
+# (none yet)
+
+# --- oned -------------------------------------------------------------------------------
+if [ ! -f "$PIDFILE" ]; then
+    say "oned is not running (no var/oned.pid)"
+    exit 0
+fi
+pid="$(cat "$PIDFILE")"
+if [ -n "$pid" ] && [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "oned" ]; then
+    stop_pid oned "$pid"
+else
+    say "oned is not running (pid ${pid:-?} from var/oned.pid is gone)"
+fi
+rm -f "$PIDFILE"
