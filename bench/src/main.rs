@@ -72,10 +72,11 @@ fn start_oned(args: &Args) -> anyhow::Result<(Oned, String, String)> {
         if let (Ok(ep), Ok(auth)) = (
             std::fs::read_to_string(oned.dir.join("one_endpoint")),
             std::fs::read_to_string(oned.dir.join("one_auth")),
-        )
-            && !ep.trim().is_empty() && !auth.trim().is_empty() {
-                return Ok((oned, ep.trim().to_string(), auth.trim().to_string()));
-            }
+        ) && !ep.trim().is_empty()
+            && !auth.trim().is_empty()
+        {
+            return Ok((oned, ep.trim().to_string(), auth.trim().to_string()));
+        }
         if Instant::now() > deadline {
             bail!("oned did not write one_endpoint within 60 s");
         }

@@ -176,7 +176,7 @@ pub(crate) mod tests {
 
     #[test]
     fn samples_validate_against_xsd() {
-        use crate::objects::quota::tests::xsd_check;
+        use crate::objects::xsd::check as xsd_check;
         let g = sample_group();
         xsd_check("group", &g.to_xml(&sample_group_defaults()));
         let mut plain = g.clone();

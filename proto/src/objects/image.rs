@@ -161,6 +161,7 @@ impl Image {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::objects::xsd::check as xsd_check;
     use crate::objects::{Lock, Permissions};
     use crate::template::{AttrValue, Vector};
 
@@ -299,42 +300,5 @@ pub(crate) mod tests {
         assert!(!img.is_locked());
         img.set_state(ImageState::LockedUsed);
         assert!(img.is_locked());
-    }
-
-    /// Validates `xml` with the shared one-xsd-check tool; prints `SKIP: reason` and passes
-    /// when the tool or xmllint is missing (the samples are still asserted literally).
-    pub(crate) fn xsd_check(label: &str, xml: &str) {
-        let tool = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/tools/one-xsd-check"
-        );
-        if !std::path::Path::new(tool).exists() {
-            println!("SKIP: {tool} not found");
-            return;
-        }
-        if std::process::Command::new("xmllint")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            println!("SKIP: xmllint not installed (apt-get install libxml2-utils)");
-            return;
-        }
-        let path = std::env::temp_dir().join(format!(
-            "one-proto-img-xsd-{}-{label}.xml",
-            std::process::id()
-        ));
-        std::fs::write(&path, xml).expect("write sample");
-        let out = std::process::Command::new(tool)
-            .arg(&path)
-            .output()
-            .expect("run one-xsd-check");
-        let _ = std::fs::remove_file(&path);
-        assert!(
-            out.status.success(),
-            "{label} does not validate:\n{}{}\n{xml}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 }

@@ -100,6 +100,51 @@ pub fn write_ids(w: &mut XmlWriter, tag: &str, ids: &[i64]) {
     w.close(tag);
 }
 
+/// Test support shared by every document's tests.
+#[cfg(test)]
+pub(crate) mod xsd {
+    /// Validates `xml` with the shared one-xsd-check tool (optionally against one named schema);
+    /// prints `SKIP: reason` and returns when the tool or xmllint is missing (the samples are
+    /// still asserted literally by their own tests).
+    pub(crate) fn check_with(label: &str, xml: &str, schema: Option<&str>) {
+        let tool = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/tools/one-xsd-check"
+        );
+        if !std::path::Path::new(tool).exists() {
+            println!("SKIP: {tool} not found");
+            return;
+        }
+        let xmllint = std::process::Command::new("xmllint")
+            .arg("--version")
+            .output();
+        if !xmllint.is_ok_and(|o| o.status.success()) {
+            println!("SKIP: xmllint not installed (apt-get install libxml2-utils)");
+            return;
+        }
+        let name = label.replace([' ', '/'], "_");
+        let path =
+            std::env::temp_dir().join(format!("one-proto-xsd-{}-{name}.xml", std::process::id()));
+        std::fs::write(&path, xml).expect("write sample");
+        let mut cmd = std::process::Command::new(tool);
+        if let Some(s) = schema {
+            cmd.arg("--schema").arg(s);
+        }
+        let out = cmd.arg(&path).output().expect("run one-xsd-check");
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            out.status.success(),
+            "{label} does not validate:\n{}{}\n{xml}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub(crate) fn check(label: &str, xml: &str) {
+        check_with(label, xml, None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -673,39 +673,4 @@ pub(crate) mod tests {
              </DEFAULT_USER_QUOTAS>"
         );
     }
-
-    /// Validates `xml` with the shared one-xsd-check tool; prints `SKIP: reason` and passes when
-    /// the tool or xmllint is missing (the samples are still asserted element by element).
-    pub(crate) fn xsd_check(label: &str, xml: &str) {
-        let tool = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/tools/one-xsd-check"
-        );
-        if !std::path::Path::new(tool).exists() {
-            println!("SKIP: {tool} not found");
-            return;
-        }
-        let has_xmllint = std::process::Command::new("xmllint")
-            .arg("--version")
-            .output()
-            .is_ok();
-        if !has_xmllint {
-            println!("SKIP: xmllint not installed (apt-get install libxml2-utils)");
-            return;
-        }
-        let path =
-            std::env::temp_dir().join(format!("one-proto-xsd-{}-{label}.xml", std::process::id()));
-        std::fs::write(&path, xml).expect("write sample");
-        let out = std::process::Command::new(tool)
-            .arg(&path)
-            .output()
-            .expect("run one-xsd-check");
-        let _ = std::fs::remove_file(&path);
-        assert!(
-            out.status.success(),
-            "{label} does not validate:\n{}{}\n{xml}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
 }

@@ -262,7 +262,7 @@ pub(crate) mod tests {
 
     #[test]
     fn samples_validate_against_xsd() {
-        use crate::objects::quota::tests::xsd_check;
+        use crate::objects::xsd::check as xsd_check;
         let u = sample_user();
         xsd_check("user", &u.to_xml(&sample_defaults()));
         xsd_check("user-no-quotas", &{

@@ -946,24 +946,6 @@ mod tests {
     /// The samples validate against the reference XSDs (when xmllint and the checker exist).
     #[test]
     fn samples_validate_against_xsd() {
-        let checker = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/tools/one-xsd-check"
-        );
-        if !std::path::Path::new(checker).exists() {
-            println!("SKIP: {checker} not found");
-            return;
-        }
-        let has_xmllint = std::process::Command::new("xmllint")
-            .arg("--version")
-            .output()
-            .is_ok();
-        if !has_xmllint {
-            println!("SKIP: xmllint not installed (apt-get install libxml2-utils)");
-            return;
-        }
-        let dir = std::env::temp_dir().join(format!("one-vm-xsd-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         let vms = [sample(1), sample_full(2)];
         let mut docs: Vec<(String, Option<&str>, String)> = Vec::new();
         for vm in &vms {
@@ -985,20 +967,7 @@ mod tests {
             pool(&[], |_, _| {}),
         ));
         for (name, schema, xml) in docs {
-            let path = dir.join(&name);
-            std::fs::write(&path, &xml).unwrap();
-            let mut cmd = std::process::Command::new(checker);
-            if let Some(s) = schema {
-                cmd.arg("--schema").arg(s);
-            }
-            let out = cmd.arg(&path).output().expect("run one-xsd-check");
-            assert!(
-                out.status.success(),
-                "{name} invalid:\n{}\n{}\n{xml}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            crate::objects::xsd::check_with(&name, &xml, schema);
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

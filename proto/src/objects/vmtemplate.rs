@@ -34,7 +34,7 @@ impl VmTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::objects::image::tests::xsd_check;
+    use crate::objects::xsd::check as xsd_check;
     use crate::objects::{Lock, Permissions};
 
     fn sample(locked: bool) -> VmTemplate {
