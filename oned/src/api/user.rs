@@ -687,19 +687,23 @@ async fn chgrp(call: &Call, id: i64, gid: i64) -> ApiResult {
     ok_id(id)
 }
 
-async fn addgroup(call: &Call, id: i64, gid: i64) -> ApiResult {
-    let mut tx = call.oned.store.begin().await;
-    if let Some(u) = tx.get::<User>(id)
-        && driver_manages_groups(&u.auth_driver)
-    {
-        return Err(action(
+/// Users whose auth driver manages their groups (LDAP-style) cannot have them changed here.
+fn refuse_driver_managed_groups(call: &Call, tx: &Txn<'_>, id: i64) -> Result<(), ApiError> {
+    match tx.get::<User>(id) {
+        Some(u) if driver_manages_groups(&u.auth_driver) => Err(action(
             call.method,
             &format!(
                 "Groups cannot be manually managed for auth driver {}",
                 u.auth_driver
             ),
-        ));
+        )),
+        _ => Ok(()),
     }
+}
+
+async fn addgroup(call: &Call, id: i64, gid: i64) -> ApiResult {
+    let mut tx = call.oned.store.begin().await;
+    refuse_driver_managed_groups(call, &tx, id)?;
     let (mut user, mut group) = user_and_group(call, &tx, id, gid, AuthOp::Manage, AuthOp::Manage)?;
     if user.in_group(gid) {
         return Err(action(call.method, "User is already in this group"));
@@ -717,17 +721,7 @@ async fn addgroup(call: &Call, id: i64, gid: i64) -> ApiResult {
 
 async fn delgroup(call: &Call, id: i64, gid: i64) -> ApiResult {
     let mut tx = call.oned.store.begin().await;
-    if let Some(u) = tx.get::<User>(id)
-        && driver_manages_groups(&u.auth_driver)
-    {
-        return Err(action(
-            call.method,
-            &format!(
-                "Groups cannot be manually managed for auth driver {}",
-                u.auth_driver
-            ),
-        ));
-    }
+    refuse_driver_managed_groups(call, &tx, id)?;
     let (mut user, mut group) = user_and_group(call, &tx, id, gid, AuthOp::Manage, AuthOp::Manage)?;
     if user.gid == gid {
         return Err(action(
