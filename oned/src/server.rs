@@ -97,9 +97,15 @@ async fn rpc(State(oned): State<Arc<Oned>>, body: Body) -> Response {
                 oned: oned.clone(),
             };
             let params = Params::new(method, params.collect());
-            // A handler is never allowed to hang a client forever.
-            match tokio::time::timeout(Duration::from_secs(300), handler(call, params)).await {
-                Ok(r) => r,
+            // The handler runs as its own task so that a bug that panics answers INTERNAL
+            // instead of dropping the connection; a timeout keeps a client from hanging forever.
+            let task = tokio::spawn(handler(call, params));
+            match tokio::time::timeout(Duration::from_secs(300), task).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    tracing::error!(method, error = %e, "handler panicked");
+                    Err(crate::api::internal(method, "internal error, see oned.log"))
+                }
                 Err(_) => Err(crate::api::internal(method, "the call timed out")),
             }
         }
