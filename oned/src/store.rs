@@ -332,6 +332,28 @@ impl Txn<'_> {
         out.into_values().collect()
     }
 
+    /// The id of the first object of a kind, as this transaction sees it, that matches
+    /// `pred`; scans without cloning (used for name uniqueness on every allocation).
+    pub fn find<T: Stored>(&self, pred: impl Fn(&T) -> bool) -> Option<i64> {
+        let pending = self.changes.iter().filter(|((k, _), _)| *k == T::KIND);
+        let mut best: Option<i64> = None;
+        for ((_, id), change) in pending {
+            if change.as_ref().and_then(T::from_any).is_some_and(&pred) {
+                best = Some(best.map_or(*id, |b| b.min(*id)));
+            }
+        }
+        let state = self.store.read();
+        let committed = T::pool(&state)
+            .iter()
+            .filter(|o| !self.changes.contains_key(&(T::KIND, o.oid())))
+            .find(|o| pred(o))
+            .map(|o| o.oid());
+        match (best, committed) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// A read view of the committed state (without this transaction's changes).
     pub fn committed(&self) -> RwLockReadGuard<'_, State> {
         self.store.read()
@@ -452,5 +474,86 @@ fn row_of(any: &AnyObject) -> Result<Row_, StoreError> {
         AnyObject::VmTemplate(o) => row(o),
         AnyObject::Vm(o) => row(o),
         AnyObject::Acl(o) => row(o),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use one_proto::template::Template;
+
+    fn cluster(id: i64, name: &str) -> Cluster {
+        Cluster {
+            id,
+            name: name.into(),
+            hosts: vec![],
+            datastores: vec![],
+            vnets: vec![],
+            template: Template::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn txn_reads_its_writes_commits_atomically_and_never_reuses_ids() {
+        let dir = std::env::temp_dir().join(format!("oned-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/one.db?mode=rwc", dir.display());
+        let store = Store::load(Db::open(&url, false).await.unwrap())
+            .await
+            .unwrap();
+
+        let mut tx = store.begin().await;
+        let a = tx.next_id(Kind::Cluster);
+        tx.put(cluster(a, "a"));
+        assert_eq!(
+            tx.find::<Cluster>(|c| c.name == "a"),
+            Some(a),
+            "own writes visible"
+        );
+        assert!(
+            store.get::<Cluster>(a).is_none(),
+            "not applied before commit"
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(store.get::<Cluster>(a).unwrap().name, "a");
+
+        // A transaction dropped without commit changes nothing.
+        let mut tx = store.begin().await;
+        let b = tx.next_id(Kind::Cluster);
+        tx.put(cluster(b, "b"));
+        tx.delete::<Cluster>(a);
+        assert_eq!(
+            tx.find::<Cluster>(|c| c.name == "a"),
+            None,
+            "own delete visible"
+        );
+        drop(tx);
+        assert!(store.get::<Cluster>(a).is_some());
+        let mut tx = store.begin().await;
+        let c = tx.next_id(Kind::Cluster);
+        assert!(c > a);
+        tx.put(cluster(c, "c"));
+        tx.commit().await.unwrap();
+        store.db.close().await;
+
+        // Reloading from the database gives back exactly what was committed.
+        let store = Store::load(Db::open(&url, false).await.unwrap())
+            .await
+            .unwrap();
+        let names: Vec<String> = store
+            .read()
+            .clusters
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(names, ["a", "c"]);
+        let mut tx = store.begin().await;
+        assert!(
+            tx.next_id(Kind::Cluster) > c,
+            "ids are never reused after restart"
+        );
+        drop(tx);
+        store.db.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

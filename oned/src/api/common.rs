@@ -339,20 +339,13 @@ pub fn name_taken_by_owner<T: ApiObject>(
     uid: i64,
     except: i64,
 ) -> Option<i64> {
-    let state = tx.committed();
-    T::pool(&state)
-        .iter()
-        .find(|o| o.obj_name() == name && o.owner().0 == uid && o.oid() != except)
-        .map(|o| o.oid())
+    tx.find::<T>(|o| o.obj_name() == name && o.owner().0 == uid && o.oid() != except)
 }
 
 /// Finds an object of the same kind with this name (hosts, users, groups, ... are unique
 /// across the whole pool), other than `except`.
 pub fn name_taken<T: ApiObject>(tx: &Txn<'_>, name: &str, except: i64) -> Option<i64> {
-    tx.all::<T>()
-        .into_iter()
-        .find(|o| o.obj_name() == name && o.oid() != except)
-        .map(|o| o.oid())
+    tx.find::<T>(|o| o.obj_name() == name && o.oid() != except)
 }
 
 /// `one.<kind>.rename(id, name)` for owned objects (unique per owner).
