@@ -1,4 +1,7 @@
 -- Every pool object is one row: the indexed columns oned filters on plus the full document.
+-- Rows of kind '_sequence' hold the next id of each kind (name = kind, body = next id): ids
+-- only grow, so they are never reused, and they are written in the same statement as the
+-- objects that used them.
 CREATE TABLE objects (
     kind TEXT NOT NULL,
     oid BIGINT NOT NULL,
@@ -7,12 +10,6 @@ CREATE TABLE objects (
     gid BIGINT NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (kind, oid)
-);
-
--- Next object id per kind: ids only grow, so they are never reused.
-CREATE TABLE sequences (
-    kind TEXT PRIMARY KEY NOT NULL,
-    next_oid BIGINT NOT NULL
 );
 
 -- Singletons (bootstrap marker, server secrets).
