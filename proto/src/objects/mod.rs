@@ -112,14 +112,14 @@ pub(crate) mod xsd {
             "/../../shared/tools/one-xsd-check"
         );
         if !std::path::Path::new(tool).exists() {
-            println!("SKIP: {tool} not found");
+            skip(&format!("{tool} not found"));
             return;
         }
         let xmllint = std::process::Command::new("xmllint")
             .arg("--version")
             .output();
         if !xmllint.is_ok_and(|o| o.status.success()) {
-            println!("SKIP: xmllint not installed (apt-get install libxml2-utils)");
+            skip("xmllint not installed (apt-get install libxml2-utils)");
             return;
         }
         let name = label.replace([' ', '/'], "_");
@@ -138,6 +138,24 @@ pub(crate) mod xsd {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Says why a check could not run: on stdout, and as `test name: reason` in the file named
+    /// by ONE_TEST_SKIP_LOG (`test name<TAB>reason`), which scripts/test.sh counts as skips.
+    fn skip(reason: &str) {
+        println!("SKIP: {reason}");
+        if let Some(path) = std::env::var_os("ONE_TEST_SKIP_LOG") {
+            let test = std::thread::current().name().unwrap_or("?").to_string();
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+            {
+                use std::io::Write;
+                // One write per line: O_APPEND keeps concurrent tests' lines whole.
+                let _ = f.write_all(format!("{test}\t{reason}\n").as_bytes());
+            }
+        }
     }
 
     pub(crate) fn check(label: &str, xml: &str) {
