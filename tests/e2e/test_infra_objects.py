@@ -141,3 +141,25 @@ def test_acl_rules(oned, one):
     one.acl.delrule(rid)
     with pytest.raises(pyone.OneInternalException, match="does not exist"):
         one.acl.delrule(rid)
+
+
+def test_deleting_objects_drops_their_acl_rules(oned, one):
+    """Rules that name a deleted host, cluster or template by id go with it, as in oned."""
+    hid = one.host.allocate("short-lived", "kvm", "kvm", -1)
+    cid = one.cluster.allocate("short-lived")
+    tid = one.template.allocate('NAME="short-lived"\nCPU="1"\nMEMORY="64"')
+    host_rule = one.acl.addrule("200000001", "%x" % (0x2000000000 | 0x100000000 | hid), "1")
+    cluster_rule = one.acl.addrule("200000001", "%x" % (0x2000000000 | 0x800000000 | cid), "1")
+    tmpl_rule = one.acl.addrule("200000001", "%x" % (0x20000000000 | 0x100000000 | tid), "1")
+    keep = one.acl.addrule("200000001", "%x" % (0x2000000000 | 0x400000000), "1")
+
+    def ids():
+        return {a.ID for a in one.acl.info().ACL}
+
+    assert {host_rule, cluster_rule, tmpl_rule, keep} <= ids()
+    one.host.delete(hid)
+    one.cluster.delete(cid)
+    one.template.delete(tid)
+    left = ids()
+    assert host_rule not in left and cluster_rule not in left and tmpl_rule not in left
+    assert keep in left

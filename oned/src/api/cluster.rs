@@ -143,6 +143,7 @@ async fn delete(call: &Call, id: i64) -> ApiResult {
         ));
     }
     tx.delete::<Cluster>(id);
+    super::group::drop_rules_of(&mut tx, ObjectType::Cluster, id);
     commit(call, tx).await?;
     tracing::info!(cluster = id, "cluster deleted");
     ok_id(id)

@@ -189,6 +189,7 @@ async fn delete(call: &Call, id: i64) -> ApiResult {
     }
     remove_from_clusters(&mut tx, Kind::Datastore, id);
     tx.delete::<Datastore>(id);
+    super::group::drop_rules_of(&mut tx, ObjectType::Datastore, id);
     commit(call, tx).await?;
     tracing::info!(datastore = id, "datastore deleted");
     ok_id(id)

@@ -116,11 +116,12 @@ pub fn register(r: &mut Registry) {
 
 /// Drops the rules that only make sense while the user or group exists (OpenNebula's
 /// `del_uid_rules` / `del_gid_rules` and `del_resource_rules`).
-pub(crate) fn drop_rules_of(tx: &mut Txn<'_>, ty: ObjectType, id: i64) {
+pub fn drop_rules_of(tx: &mut Txn<'_>, ty: ObjectType, id: i64) {
     for rule in tx.all::<AclRule>() {
         let obsolete = match ty {
             ObjectType::User => rule.obsolete_without_user(id),
             ObjectType::Group => rule.obsolete_without_group(id),
+            ObjectType::Cluster => rule.obsolete_without_cluster(id),
             _ => false,
         } || rule.obsolete_without_object(ty, id);
         if obsolete {

@@ -156,6 +156,7 @@ async fn delete(call: &Call, id: i64) -> ApiResult {
     }
     remove_from_clusters(&mut tx, Kind::Host, id);
     tx.delete::<Host>(id);
+    super::group::drop_rules_of(&mut tx, ObjectType::Host, id);
     commit(call, tx).await?;
     tracing::info!(host = id, "host deleted");
     ok_id(id)

@@ -646,6 +646,7 @@ pub(crate) fn delete_in(
     }
 
     tx.delete::<Image>(id);
+    super::group::drop_rules_of(tx, ObjectType::Image, id);
     if let Some(mut ds) = tx.get::<Datastore>(img.datastore_id) {
         ds.images.retain(|i| *i != id);
         tx.put(ds);

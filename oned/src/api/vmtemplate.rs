@@ -232,6 +232,7 @@ async fn delete(call: &Call, id: i64, recursive: bool) -> ApiResult {
         BTreeSet::new()
     };
     tx.delete::<VmTemplate>(id);
+    super::group::drop_rules_of(&mut tx, ObjectType::Template, id);
     // OpenNebula deletes the template even when some of its images cannot be deleted.
     let mut failed = Vec::new();
     for iid in images {
