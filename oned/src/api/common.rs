@@ -317,6 +317,9 @@ pub async fn update<T: ApiObject>(call: &Call, id: i64, text: &str, mode: i64) -
     ok_id(id)
 }
 
+/// Characters no object name may hold (OpenNebula's INVALID_NAME_CHARS).
+pub const INVALID_NAME_CHARS: &str = "&|:\\\";/'#{}$<>";
+
 /// Name rules shared by every kind.
 pub fn check_name(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
@@ -327,6 +330,10 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
     if name.chars().any(|c| c.is_control()) {
         return Err("Invalid NAME, it cannot contain control characters".into());
+    }
+    // OpenNebula refuses these everywhere: they break its CLI, templates and shell drivers.
+    if let Some(c) = name.chars().find(|c| INVALID_NAME_CHARS.contains(*c)) {
+        return Err(format!("Invalid NAME, char '{c}' is not allowed"));
     }
     Ok(())
 }
@@ -578,4 +585,45 @@ macro_rules! register_owned_common {
             )
         });
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_opennebula_rules() {
+        assert!(check_name("web-1.example_vm (copy)").is_ok());
+        assert_eq!(
+            check_name("").unwrap_err(),
+            "Invalid NAME, it cannot be empty"
+        );
+        assert_eq!(
+            check_name("a/b").unwrap_err(),
+            "Invalid NAME, char '/' is not allowed"
+        );
+        for bad in [
+            "a&b", "a|b", "a:b", "a\\b", "a\"b", "a;b", "a'b", "a#b", "a{b", "a}b", "a$b", "a<b",
+            "a>b",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad} must be refused");
+        }
+        assert!(check_name("tab\there").is_err());
+        assert!(check_name(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn id_ranges_and_pages() {
+        assert_eq!(IdRange::parse(-1, -1), IdRange::All);
+        assert_eq!(IdRange::parse(5, -1), IdRange::From(5));
+        assert_eq!(IdRange::parse(2, 7), IdRange::Between(2, 7));
+        assert_eq!(
+            IdRange::parse(10, -100),
+            IdRange::Page {
+                offset: 10,
+                size: 100
+            }
+        );
+        assert!(IdRange::parse(2, 7).contains(7) && !IdRange::parse(2, 7).contains(8));
+    }
 }
