@@ -63,6 +63,19 @@ pub trait ApiObject: Stored {
     }
 }
 
+/// Implements `ApiObject::header`/`header_mut` for kinds that keep a `header: Header` field.
+#[macro_export]
+macro_rules! owned_header {
+    () => {
+        fn header(&self) -> Option<&one_proto::objects::Header> {
+            Some(&self.header)
+        }
+        fn header_mut(&mut self) -> Option<&mut one_proto::objects::Header> {
+            Some(&mut self.header)
+        }
+    };
+}
+
 /// Refuses the call unless `op` is allowed on `obj`.
 pub fn authorize<T: ApiObject>(
     call: &Call,

@@ -21,12 +21,7 @@ impl ApiObject for Datastore {
     fn write_xml(&self, w: &mut XmlWriter) {
         Datastore::write_xml(self, w)
     }
-    fn header(&self) -> Option<&Header> {
-        Some(&self.header)
-    }
-    fn header_mut(&mut self) -> Option<&mut Header> {
-        Some(&mut self.header)
-    }
+    crate::owned_header!();
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template
     }

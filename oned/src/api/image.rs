@@ -40,12 +40,7 @@ impl ApiObject for Image {
     fn write_xml(&self, w: &mut XmlWriter) {
         Image::write_xml(self, w)
     }
-    fn header(&self) -> Option<&Header> {
-        Some(&self.header)
-    }
-    fn header_mut(&mut self) -> Option<&mut Header> {
-        Some(&mut self.header)
-    }
+    crate::owned_header!();
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template
     }

@@ -52,12 +52,7 @@ impl ApiObject for Vm {
     fn write_pool_xml(&self, w: &mut XmlWriter) {
         self.write_short_xml(w);
     }
-    fn header(&self) -> Option<&Header> {
-        Some(&self.header)
-    }
-    fn header_mut(&mut self) -> Option<&mut Header> {
-        Some(&mut self.header)
-    }
+    crate::owned_header!();
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.user_template
     }

@@ -48,12 +48,7 @@ impl ApiObject for Vnet {
     fn write_pool_xml(&self, w: &mut XmlWriter) {
         Vnet::write_xml(self, w, None);
     }
-    fn header(&self) -> Option<&Header> {
-        Some(&self.header)
-    }
-    fn header_mut(&mut self) -> Option<&mut Header> {
-        Some(&mut self.header)
-    }
+    crate::owned_header!();
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template
     }
