@@ -39,9 +39,8 @@ async fn add_rule(call: &Call, user: &str, resource: &str, rights: &str, zone: &
     let parsed =
         AclRule::from_hex(-1, user, resource, rights, zone).map_err(|e| acl_err(call, e))?;
     let mut tx = call.oned.store.begin().await;
-    let existing = tx.all::<AclRule>();
-    if let Some(dup) = existing.iter().find(|r| r.same_rule(&parsed)) {
-        tracing::debug!(acl = dup.id, "duplicate ACL rule refused");
+    if let Some(dup) = tx.find::<AclRule>(|r| r.same_rule(&parsed)) {
+        tracing::debug!(acl = dup, "duplicate ACL rule refused");
         return Err(acl_err(
             call,
             AclError::Duplicate {

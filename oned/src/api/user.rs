@@ -445,7 +445,9 @@ async fn chauth(call: &Call, id: i64, driver: &str, password: &str) -> ApiResult
 /// token, usable as the password in sessions. Returns the token.
 async fn login(call: &Call, username: &str, token: &str, valid: i64, egid: i64) -> ApiResult {
     let mut tx = call.oned.store.begin().await;
-    let found = tx.all::<User>().into_iter().find(|u| u.name == username);
+    let found = tx
+        .find::<User>(|u| u.name == username)
+        .and_then(|id| tx.get::<User>(id));
     let Some(mut user) = found else {
         return Err(ApiError::new(
             ErrorCode::NoExists,

@@ -1086,9 +1086,8 @@ fn resolve_nic_network(
     } else {
         uid
     };
-    tx.all::<Vnet>()
-        .into_iter()
-        .find(|v| v.header.name == name && v.header.uid == owner)
+    tx.find::<Vnet>(|v| v.header.name == name && v.header.uid == owner)
+        .and_then(|id| tx.get::<Vnet>(id))
         .map(Some)
         .ok_or_else(|| {
             fail(format!(
