@@ -86,9 +86,11 @@ pub fn allowed(state: &State, session: &Session, obj: &ObjAuth, op: AuthOp) -> b
     if perms_allow(session, obj, op) {
         return true;
     }
+    // A group's administrators may MANAGE the group itself (users, admins, quotas) and do
+    // anything but CREATE with the objects of the group.
     if op != AuthOp::Create
+        && (obj.obj_type != ObjectType::Group || op == AuthOp::Manage)
         && group_admin_of(state, session, obj)
-        && obj.obj_type != ObjectType::Group
     {
         return true;
     }

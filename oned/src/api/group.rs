@@ -48,11 +48,10 @@ pub(crate) fn group_auth(g: &Group) -> ObjAuth {
     }
 }
 
-/// Whether `op` on group `g` is allowed: authz's rules, plus MANAGE for the group's
-/// administrators (what OpenNebula's `#uid GROUP/#gid MANAGE` admin rule grants).
+/// Whether `op` on group `g` is allowed (authz gives the group's administrators MANAGE, as
+/// OpenNebula's `#uid GROUP/#gid MANAGE` admin rule does).
 pub(crate) fn group_allowed(state: &State, session: &Session, g: &Group, op: AuthOp) -> bool {
-    (op == AuthOp::Manage && g.admins.contains(&session.uid))
-        || authz::allowed(state, session, &group_auth(g), op)
+    authz::allowed(state, session, &group_auth(g), op)
 }
 
 impl ApiObject for Group {
