@@ -2,6 +2,11 @@
 //! hosts and VMs through the API, and measures the calls clients make most, from one client.
 //!
 //! Run it on a release build: `cargo run --release -p one-bench -- --vms 20000 --hosts 1250`.
+//!
+//! Scenario `dummy-hosts` (`--scenario dummy-hosts --hosts 10000`) measures monitoring
+//! instead: it creates N dummy hosts, waits until all are MONITORED, then reads oned's CPU time
+//! (/proc) and its monitoring round times (its log, at debug level for `oned::monitor`) over
+//! `--seconds`, and the latency of `one.host.info` while rounds run.
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -12,9 +17,22 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod dummy_hosts;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    /// API latency and allocation rate with many VMs.
+    Api,
+    /// Monitoring cost of many dummy hosts.
+    DummyHosts,
+}
+
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark oned's API against a fresh oned started by this program")]
 struct Args {
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Scenario::Api)]
+    scenario: Scenario,
     /// VMs to create before measuring.
     #[arg(long, default_value_t = 20_000)]
     vms: usize,
@@ -30,6 +48,12 @@ struct Args {
     /// Database URL for oned (default: SQLite in the temporary data directory).
     #[arg(long)]
     db: Option<String>,
+    /// dummy-hosts: seconds between monitoring rounds (oned's dummy_interval_seconds).
+    #[arg(long, default_value_t = 5.0)]
+    interval: f64,
+    /// dummy-hosts: seconds over which CPU and round times are measured.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
 }
 
 struct Oned {
@@ -45,7 +69,7 @@ impl Drop for Oned {
     }
 }
 
-fn start_oned(args: &Args) -> anyhow::Result<(Oned, String, String)> {
+fn start_oned(args: &Args, config: Option<&str>) -> anyhow::Result<(Oned, String, String)> {
     let bin = match &args.oned {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("oned"),
@@ -62,6 +86,11 @@ fn start_oned(args: &Args) -> anyhow::Result<(Oned, String, String)> {
         .stderr(Stdio::inherit());
     if let Some(db) = &args.db {
         cmd.arg("--db").arg(db);
+    }
+    if let Some(text) = config {
+        let path = dir.join("bench-oned.toml");
+        std::fs::write(&path, text)?;
+        cmd.arg("--config").arg(path);
     }
     let child = cmd
         .spawn()
@@ -128,7 +157,14 @@ fn ms(d: Duration) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (_oned, endpoint, session) = start_oned(&args)?;
+    match args.scenario {
+        Scenario::Api => api(args).await,
+        Scenario::DummyHosts => dummy_hosts::run(args).await,
+    }
+}
+
+async fn api(args: Args) -> anyhow::Result<()> {
+    let (_oned, endpoint, session) = start_oned(&args, None)?;
     let client = Client::new(endpoint.clone(), session.clone());
     println!("oned at {endpoint}");
 

@@ -31,6 +31,97 @@ pub struct Config {
     pub default_device_prefix: String,
     /// Prefix of generated MAC addresses (two bytes).
     pub mac_prefix: String,
+    /// The VM lifecycle: driver timeouts.
+    pub lcm: LcmConfig,
+    /// The simulated `dummy` hosts and drivers.
+    pub dummy: DummyConfig,
+    /// Host monitoring periods.
+    pub monitoring: MonitoringConfig,
+    /// State and API hooks.
+    pub hooks: HooksConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LcmConfig {
+    /// Seconds a driver operation may take before it counts as failed.
+    pub driver_timeout_seconds: u64,
+    /// Seconds an ACPI shutdown may take before the domain is destroyed.
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Default for LcmConfig {
+    fn default() -> Self {
+        LcmConfig {
+            driver_timeout_seconds: 300,
+            shutdown_timeout_seconds: 120,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DummyConfig {
+    /// Milliseconds every dummy driver operation takes (a host's DUMMY_DELAY overrides).
+    pub delay_ms: u64,
+    /// Capacity a dummy host reports: TOTALCPU (100 per core); DUMMY_TOTALCPU overrides.
+    pub total_cpu: i64,
+    /// TOTALMEMORY in KB; DUMMY_TOTALMEMORY overrides.
+    pub total_memory_kb: i64,
+    /// CPUSPEED in MHz (MODELNAME says it too: "Dummy(R) Core @ 3.2GHz").
+    pub cpu_speed_mhz: i64,
+}
+
+impl Default for DummyConfig {
+    fn default() -> Self {
+        DummyConfig {
+            delay_ms: 0,
+            total_cpu: 800,
+            total_memory_kb: 16 * 1024 * 1024,
+            cpu_speed_mhz: 3200,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitoringConfig {
+    /// Seconds between two monitoring rounds of dummy hosts (the first comes at once, and a
+    /// new host is monitored at once). Datastores not measured yet are retried this often.
+    pub dummy_interval_seconds: f64,
+    /// Seconds between two measurements of every datastore (OpenNebula's
+    /// MONITORING_INTERVAL_DATASTORE); the first comes at start.
+    pub datastore_interval_seconds: f64,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            dummy_interval_seconds: 5.0,
+            datastore_interval_seconds: 300.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksConfig {
+    /// Directory relative COMMANDs are looked up in; empty: `<data_dir>/hooks`.
+    pub dir: PathBuf,
+    /// Execution records kept per hook (OpenNebula's LOG_RETENTION).
+    pub log_retention: usize,
+    /// Seconds a hook command may run before it is killed (a hook's TIMEOUT overrides).
+    pub timeout_seconds: u64,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            dir: PathBuf::new(),
+            log_retention: 20,
+            timeout_seconds: 60,
+        }
+    }
 }
 
 impl Default for Config {
@@ -48,6 +139,10 @@ impl Default for Config {
             api_list_order: "ASC".into(),
             default_device_prefix: "sd".into(),
             mac_prefix: "02:00".into(),
+            lcm: LcmConfig::default(),
+            dummy: DummyConfig::default(),
+            monitoring: MonitoringConfig::default(),
+            hooks: HooksConfig::default(),
         }
     }
 }

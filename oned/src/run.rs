@@ -78,10 +78,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let oned = Arc::new(Oned {
         auth: Authenticator::new(Duration::from_secs(cfg.session_cache_seconds)),
         registry: Registry::full(),
+        lcm: crate::lcm::Lcm::new(&cfg),
+        monitor: crate::monitor::Monitor::new(&cfg),
+        hooks: crate::hooks::Hooks::new(&cfg),
         config: cfg,
         store,
         data_dir: dir,
     });
+    crate::hooks::start(&oned);
+    crate::lcm::start(&oned);
+    crate::monitor::start(&oned);
     axum::serve(listener, router(oned.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -22,6 +22,12 @@ pub struct Oned {
     pub auth: Authenticator,
     pub registry: Registry,
     pub data_dir: DataDir,
+    /// The VM lifecycle: operations in flight and their driver steps.
+    pub lcm: crate::lcm::Lcm,
+    /// Host (and datastore) monitoring.
+    pub monitor: crate::monitor::Monitor,
+    /// State and API hooks.
+    pub hooks: crate::hooks::Hooks,
 }
 
 /// XML-RPC fault codes (the xmlrpc-c values OpenNebula's server uses).
@@ -91,23 +97,31 @@ async fn rpc(State(oned): State<Arc<Oned>>, body: Body) -> Response {
             Err(auth_failed(method))
         }
         Some(session) => {
+            let uid = session.uid;
             let call = Call {
                 method,
                 session,
                 oned: oned.clone(),
             };
-            let params = Params::new(method, params.collect());
+            let values: Vec<Value> = params.collect();
+            // API hooks: None (nothing copied) unless a hook watches this method.
+            let hook_event = crate::hooks::ApiCapture::new(&oned, method, &values);
+            let params = Params::new(method, values);
             // The handler runs as its own task so that a bug that panics answers INTERNAL
             // instead of dropping the connection; a timeout keeps a client from hanging forever.
             let task = tokio::spawn(handler(call, params));
-            match tokio::time::timeout(Duration::from_secs(300), task).await {
+            let answer = match tokio::time::timeout(Duration::from_secs(300), task).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
                     tracing::error!(method, error = %e, "handler panicked");
                     Err(crate::api::internal(method, "internal error, see oned.log"))
                 }
                 Err(_) => Err(crate::api::internal(method, "the call timed out")),
+            };
+            if let Some(ev) = hook_event {
+                ev.emit(&oned, uid, &answer);
             }
+            answer
         }
     };
     let value = match answer {

@@ -8,8 +8,8 @@
 use crate::db::{Db, DbError, Row_, WriteSet};
 use one_proto::acl::AclRule;
 use one_proto::objects::{
-    cluster::Cluster, datastore::Datastore, group::Group, host::Host, image::Image, user::User,
-    vm::Vm, vmtemplate::VmTemplate, vnet::Vnet,
+    cluster::Cluster, datastore::Datastore, group::Group, hook::Hook, host::Host, image::Image,
+    user::User, vm::Vm, vmtemplate::VmTemplate, vnet::Vnet,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use std::collections::{BTreeMap, HashMap};
@@ -29,10 +29,11 @@ pub enum Kind {
     VmTemplate,
     Vm,
     Acl,
+    Hook,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::User,
         Kind::Group,
         Kind::Cluster,
@@ -43,6 +44,7 @@ impl Kind {
         Kind::VmTemplate,
         Kind::Vm,
         Kind::Acl,
+        Kind::Hook,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +59,7 @@ impl Kind {
             Kind::VmTemplate => "vmtemplate",
             Kind::Vm => "vm",
             Kind::Acl => "acl",
+            Kind::Hook => "hook",
         }
     }
 
@@ -109,6 +112,7 @@ pub struct State {
     pub templates: Pool<VmTemplate>,
     pub vms: Pool<Vm>,
     pub acls: Pool<AclRule>,
+    pub hooks: Pool<Hook>,
     /// Next id per kind.
     pub next_id: HashMap<Kind, i64>,
 }
@@ -139,6 +143,7 @@ pub enum AnyObject {
     VmTemplate(VmTemplate),
     Vm(Vm),
     Acl(AclRule),
+    Hook(Hook),
 }
 
 macro_rules! stored {
@@ -193,6 +198,7 @@ stored!(VmTemplate, VmTemplate, templates, VmTemplate,
 stored!(Vm, Vm, vms, Vm,
     |s| id: s.header.id, name: &s.header.name, owner: (s.header.uid, s.header.gid));
 stored!(AclRule, Acl, acls, Acl, |s| id: s.id, name: "", owner: (0, 0));
+stored!(Hook, Hook, hooks, Hook, |s| id: s.id, name: &s.name, owner: (0, 0));
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -216,6 +222,8 @@ pub struct Store {
     state: RwLock<State>,
     write: Mutex<()>,
     pub db: Db,
+    /// State events of committed changes go out here (see `events`).
+    pub events: crate::events::EventBus,
 }
 
 impl Store {
@@ -244,6 +252,7 @@ impl Store {
                 Some(Kind::VmTemplate) => ins::<VmTemplate>(&mut state, &row.body),
                 Some(Kind::Vm) => ins::<Vm>(&mut state, &row.body),
                 Some(Kind::Acl) => ins::<AclRule>(&mut state, &row.body),
+                Some(Kind::Hook) => ins::<Hook>(&mut state, &row.body),
                 None => {
                     tracing::warn!(kind = %row.kind, oid = row.oid, "ignoring row of unknown kind");
                     Ok(())
@@ -260,6 +269,7 @@ impl Store {
             state: RwLock::new(state),
             write: Mutex::new(()),
             db,
+            events: Default::default(),
         })
     }
 
@@ -284,6 +294,17 @@ impl Store {
             next_id: HashMap::new(),
             system: Vec::new(),
         }
+    }
+
+    /// Changes objects in memory only, never in the database: for values that change often
+    /// and are cheap to lose (monitoring samples). They reach SQL with the object's next real
+    /// change. Holds the write lock as a Txn does, so none interleaves. `f` must not add or
+    /// remove objects; it should change them in place with `Arc::make_mut` (which copies only
+    /// an object a reader holds right then).
+    pub async fn update_volatile<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let _guard = self.write.lock().await;
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut state)
     }
 }
 
@@ -416,8 +437,14 @@ impl Txn<'_> {
         for (kind, next) in &self.next_id {
             state.next_id.insert(*kind, *next);
         }
+        // State hooks: which committed objects entered a new state (nothing when none watch).
+        let watched = self.store.events.state_mask();
+        let mut fired = Vec::new();
         for key in &self.order {
             let change = &self.changes[key];
+            if watched != 0 && crate::events::state_changed(&state, watched, *key, change) {
+                fired.push(*key);
+            }
             fn apply<T: Stored>(state: &mut State, id: i64, change: &Option<AnyObject>) {
                 match change.as_ref().and_then(T::from_any) {
                     Some(obj) => {
@@ -440,6 +467,14 @@ impl Txn<'_> {
                 Kind::VmTemplate => apply::<VmTemplate>(&mut state, id, change),
                 Kind::Vm => apply::<Vm>(&mut state, id, change),
                 Kind::Acl => apply::<AclRule>(&mut state, id, change),
+                Kind::Hook => apply::<Hook>(&mut state, id, change),
+            }
+        }
+        if !fired.is_empty() {
+            let events = crate::events::state_events(&state, &fired);
+            drop(state);
+            for ev in events {
+                self.store.events.send(ev);
             }
         }
         Ok(())
@@ -474,6 +509,7 @@ fn row_of(any: &AnyObject) -> Result<Row_, StoreError> {
         AnyObject::VmTemplate(o) => row(o),
         AnyObject::Vm(o) => row(o),
         AnyObject::Acl(o) => row(o),
+        AnyObject::Hook(o) => row(o),
     }
 }
 

@@ -123,6 +123,7 @@ async fn allocate_host(
     });
     add_to_cluster(&mut tx, call, cid, Kind::Host, id)?;
     commit(call, tx).await?;
+    call.oned.monitor.wake();
     tracing::info!(
         host = id,
         name,

@@ -12,11 +12,14 @@ pub mod acl;
 pub mod cluster;
 pub mod datastore;
 pub mod group;
+pub mod hook;
 pub mod host;
 pub mod image;
 pub mod system;
 pub mod user;
 pub mod vm;
+pub mod vm_hotplug;
+pub mod vm_lifecycle;
 pub mod vmtemplate;
 pub mod vnet;
 
@@ -86,6 +89,9 @@ impl Registry {
         vnet::register(&mut r);
         vmtemplate::register(&mut r);
         vm::register(&mut r);
+        hook::register(&mut r);
+        vm_lifecycle::register(&mut r);
+        vm_hotplug::register(&mut r);
         r
     }
 }

@@ -92,9 +92,6 @@ pub fn register(r: &mut Registry) {
     r.add("one.vm.unlock", |c: Call, p: Params| async move {
         common::unlock::<Vm>(&c, p.int32(0)?).await
     });
-    r.add("one.vm.action", |c: Call, p: Params| async move {
-        vm_action(&c, p.str(0)?, p.int32(1)?).await
-    });
     r.add("one.vmpool.info", |c: Call, p: Params| async move {
         pool_info(&c, &p, true)
     });
@@ -404,144 +401,6 @@ fn query_values(vm: &Vm, path: &[String]) -> Vec<String> {
 
 // -----------------------------------------------------------------------------------------
 // one.vm.action
-
-/// Actions oned.conf's VM_ADMIN_OPERATIONS puts at ADMIN level; the rest are MANAGE.
-fn action_auth_op(name: &str) -> AuthOp {
-    const ADMIN: &[&str] = &[
-        "migrate",
-        "live-migrate",
-        "poweroff-migrate",
-        "poweroff-hard-migrate",
-        "delete",
-        "delete-recreate",
-        "recover",
-        "retry",
-        "deploy",
-        "resched",
-        "unresched",
-        "backup",
-        "restore",
-    ];
-    if ADMIN.contains(&name) {
-        AuthOp::Admin
-    } else {
-        AuthOp::Manage
-    }
-}
-
-/// Whether a VM in this state accepts an action oned cannot perform yet (OpenNebula's
-/// DispatchManager tables). None: the name is not one `one.vm.action` handles.
-fn action_allowed_in(name: &str, vm: &Vm) -> Option<bool> {
-    use LcmState as L;
-    use VmState as S;
-    let active = |lcms: &[LcmState]| vm.state == S::Active && lcms.contains(&vm.lcm_state);
-    Some(match name {
-        "undeploy" => vm.state == S::Poweroff || active(&[L::Running, L::Unknown]),
-        "undeploy-hard" => {
-            vm.state == S::Poweroff || active(&[L::Running, L::Unknown, L::ShutdownUndeploy])
-        }
-        "poweroff" => active(&[L::Running, L::Unknown]),
-        "poweroff-hard" => active(&[L::Running, L::Unknown, L::ShutdownPoweroff]),
-        "stop" => vm.state == S::Suspended || active(&[L::Running]),
-        "suspend" | "reboot" | "reboot-hard" => active(&[L::Running]),
-        "resume" => {
-            matches!(
-                vm.state,
-                S::Stopped | S::Undeployed | S::Suspended | S::Poweroff
-            ) || active(&[L::Unknown])
-        }
-        "resched" | "unresched" => vm.state == S::Poweroff || active(&[L::Running, L::Unknown]),
-        _ => return None,
-    })
-}
-
-async fn vm_action(call: &Call, name: &str, id: i64) -> ApiResult {
-    let op = action_auth_op(name);
-    let mut tx = call.oned.store.begin().await;
-    let mut vm: Vm = common::get_for_change(call, &tx, id, op)?;
-    let failed = |detail: String| {
-        Err(action(
-            call.method,
-            &format!("Error performing action \"{name}\": {detail}"),
-        ))
-    };
-    let not_available = || format!("This action is not available for state {}", vm.state_str());
-    match name {
-        "terminate" | "terminate-hard" => match vm.state {
-            VmState::Done => return ok_id(id),
-            VmState::Init
-            | VmState::Pending
-            | VmState::Hold
-            | VmState::Cloning
-            | VmState::CloningFailure => {
-                free_resources(&mut tx, &mut vm);
-                tx.put(vm);
-                commit(call, tx).await?;
-                tracing::info!(vm = id, action = name, "vm terminated");
-                return ok_id(id);
-            }
-            _ => {
-                return failed(format!(
-                    "Could not terminate VM {id}, wrong state {}.",
-                    vm.state_str()
-                ));
-            }
-        },
-        "hold" => {
-            if vm.state != VmState::Pending {
-                return failed(not_available());
-            }
-            vm.state = VmState::Hold;
-        }
-        "release" => {
-            if vm.state != VmState::Hold {
-                return failed(not_available());
-            }
-            vm.state = VmState::Pending;
-        }
-        _ => {
-            return match action_allowed_in(name, &vm) {
-                // A state the action accepts, but oned cannot carry it out yet.
-                Some(true) | None => Err(action(
-                    call.method,
-                    &format!("Action \"{name}\" is not supported"),
-                )),
-                Some(false) => failed(not_available()),
-            };
-        }
-    }
-    let state = vm.state;
-    tx.put(vm);
-    commit(call, tx).await?;
-    tracing::info!(vm = id, action = name, state = %state, "vm action done");
-    ok_id(id)
-}
-
-/// Gives back everything a VM that never ran holds: leases, images, quotas; the VM is DONE.
-fn free_resources(tx: &mut Txn<'_>, vm: &mut Vm) {
-    let vmid = vm.header.id;
-    let usage = quota_usage(vm);
-    for a in &vm.template.attrs {
-        if let AttrValue::Vector(v) = &a.value {
-            match a.name.as_str() {
-                "NIC" | "NIC_ALIAS" if v.get("NETWORK_ID").is_some() => {
-                    super::vnet::release_nic(tx, v, vmid);
-                }
-                "DISK" if v.get("IMAGE_ID").is_some() => super::image::release_disk(tx, v, vmid),
-                _ => {}
-            }
-        }
-    }
-    quota::release(tx, vm.header.uid, vm.header.gid, &usage);
-    vm.state = VmState::Done;
-    vm.lcm_state = LcmState::LcmInit;
-    vm.etime = now_secs();
-    if let Some(h) = vm.history.last_mut()
-        && h.etime == 0
-    {
-        h.etime = vm.etime;
-    }
-}
 
 /// For the image code: image `image_id` left LOCKED (its copy finished, or failed). The DISKs
 /// of the VMs in `vms` that waited for it lose CLONING=YES; a CLONING VM with no disk left
@@ -1098,6 +957,7 @@ fn build_vm(
         history: Vec::new(),
         snapshots: Vec::new(),
         backups,
+        op: None,
     };
 
     // Variables: SCHED_REQUIREMENTS and CONTEXT, against the VM as built so far.
@@ -1927,6 +1787,7 @@ mod tests {
             history: Vec::new(),
             snapshots: Vec::new(),
             backups: Backups::default(),
+            op: None,
         }
     }
 

@@ -180,6 +180,7 @@ mod tests {
 pub mod cluster;
 pub mod datastore;
 pub mod group;
+pub mod hook;
 pub mod host;
 pub mod image;
 pub mod quota;

@@ -40,6 +40,26 @@ pub struct Vm {
     pub snapshots: Vec<DiskSnapshots>,
     #[serde(default)]
     pub backups: Backups,
+    /// The lifecycle operation in flight, if any (oned's own record; not in the XML).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<VmOperation>,
+}
+
+/// A lifecycle operation in flight, persisted with the VM so that a restarted oned resumes
+/// (or unwinds) it. The VM's LCM state says which phase runs; this says why and with what.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmOperation {
+    /// The action that started it, as HISTORY ACTION names it ("terminate-hard",
+    /// "disk-attach", ...).
+    pub action: String,
+    /// Bumped at every phase change, so the answer of a superseded phase is ignored.
+    pub generation: u64,
+    /// Set when a step of the phase failed: what remains is undoing the steps done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    /// Arguments: DISK_ID, NIC_ID, SNAPSHOT_ID, HARD, MIGRATE_TYPE, ...
+    #[serde(default)]
+    pub args: std::collections::BTreeMap<String, String>,
 }
 
 /// One HISTORY record: a stay of the VM on a host.
@@ -670,6 +690,7 @@ mod tests {
             history: Vec::new(),
             snapshots: Vec::new(),
             backups: Backups::default(),
+            op: None,
         }
     }
 
