@@ -1814,25 +1814,6 @@ mod tests {
     }
 
     #[test]
-    fn actions_states_and_levels() {
-        let pending = vm_with("CPU=1", VmState::Pending);
-        assert_eq!(action_allowed_in("poweroff", &pending), Some(false));
-        assert_eq!(action_allowed_in("resume", &pending), Some(false));
-        assert_eq!(action_allowed_in("nope", &pending), None);
-        let mut running = vm_with("CPU=1", VmState::Active);
-        running.lcm_state = LcmState::Running;
-        assert_eq!(action_allowed_in("poweroff", &running), Some(true));
-        assert_eq!(action_allowed_in("resume", &running), Some(false));
-        let poff = vm_with("CPU=1", VmState::Poweroff);
-        assert_eq!(action_allowed_in("resume", &poff), Some(true));
-        assert_eq!(action_allowed_in("undeploy", &poff), Some(true));
-        assert_eq!(action_auth_op("resched"), AuthOp::Admin);
-        assert_eq!(action_auth_op("delete"), AuthOp::Admin);
-        assert_eq!(action_auth_op("terminate-hard"), AuthOp::Manage);
-        assert_eq!(action_auth_op("whatever"), AuthOp::Manage);
-    }
-
-    #[test]
     fn search_queries() {
         let mut vm = vm_with(
             "CPU=1 MEMORY=64 NIC=[IP=10.0.0.7, NETWORK_ID=1]",

@@ -295,3 +295,16 @@ async fn recover(call: &Call, id: i64, op: i64) -> ApiResult {
     follow_up(call, id, &accepted, true);
     ok_id(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_level_actions() {
+        assert_eq!(action_auth_op("resched"), AuthOp::Admin);
+        assert_eq!(action_auth_op("delete"), AuthOp::Admin);
+        assert_eq!(action_auth_op("terminate-hard"), AuthOp::Manage);
+        assert_eq!(action_auth_op("whatever"), AuthOp::Manage);
+    }
+}

@@ -434,3 +434,187 @@ pub fn ends_in(phase: L, vm: &Vm, success: bool) -> Option<Next> {
     let o = vm.op.clone().unwrap_or_default();
     table::phase(phase, &o).map(|p| if success { p.ok } else { p.fail })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+    use crate::store::Store;
+
+    async fn store() -> Store {
+        let dir = std::env::temp_dir().join(format!("oned-lcm-actions-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/one.db?mode=rwc", dir.display());
+        Store::load(Db::open(&url, false).await.unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Every (STATE, LCM_STATE) pair a VM can rest or work in.
+    fn all_states() -> Vec<(S, L)> {
+        let mut v: Vec<(S, L)> = [
+            S::Init,
+            S::Pending,
+            S::Hold,
+            S::Stopped,
+            S::Suspended,
+            S::Done,
+            S::Poweroff,
+            S::Undeployed,
+            S::Cloning,
+            S::CloningFailure,
+        ]
+        .iter()
+        .map(|s| (*s, L::LcmInit))
+        .collect();
+        v.extend(
+            L::ALL
+                .iter()
+                .filter(|l| !matches!(l, L::LcmInit | L::Cancel | L::Failure))
+                .map(|l| (S::Active, *l)),
+        );
+        v
+    }
+
+    /// The fact sheet's table (§3): where each action is accepted.
+    fn expected(action: &str, s: S, l: L) -> bool {
+        let active = |ls: &[L]| s == S::Active && ls.contains(&l);
+        let hard = action.ends_with("-hard");
+        match action {
+            "terminate" | "terminate-hard" => {
+                matches!(
+                    s,
+                    S::Done
+                        | S::Init
+                        | S::Pending
+                        | S::Hold
+                        | S::Cloning
+                        | S::CloningFailure
+                        | S::Poweroff
+                        | S::Suspended
+                        | S::Stopped
+                        | S::Undeployed
+                ) || active(&[L::Running, L::Unknown])
+                    || (hard && active(&[L::Shutdown]))
+                    || (s == S::Active && table::is_failure(l))
+            }
+            "undeploy" | "undeploy-hard" => {
+                s == S::Poweroff
+                    || active(&[L::Running, L::Unknown])
+                    || (hard && active(&[L::ShutdownUndeploy]))
+            }
+            "poweroff" | "poweroff-hard" => {
+                active(&[L::Running, L::Unknown]) || (hard && active(&[L::ShutdownPoweroff]))
+            }
+            "hold" => s == S::Pending,
+            "release" => s == S::Hold,
+            "stop" => s == S::Suspended || active(&[L::Running]),
+            "suspend" | "reboot" | "reboot-hard" => active(&[L::Running]),
+            "resume" => {
+                matches!(s, S::Stopped | S::Undeployed | S::Suspended | S::Poweroff)
+                    || active(&[L::Unknown])
+            }
+            "resched" | "unresched" => s == S::Poweroff || active(&[L::Running, L::Unknown]),
+            _ => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_action_is_accepted_exactly_where_opennebula_accepts_it() {
+        let store = store().await;
+        for name in ACTIONS {
+            for (s, l) in all_states() {
+                let mut tx = store.begin().await;
+                let mut vm = crate::lcm::tests_support::vm(1);
+                vm.state = s;
+                vm.lcm_state = l;
+                vm.op = Some(op("deploy"));
+                let got = action(&mut tx, &mut vm, name, 100).is_ok();
+                assert_eq!(got, expected(name, s, l), "{name} in {s}/{l}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_name_the_state() {
+        let store = store().await;
+        let mut tx = store.begin().await;
+        let mut vm = crate::lcm::tests_support::vm(1);
+        vm.state = S::Poweroff;
+        let e = action(&mut tx, &mut vm, "suspend", 0).unwrap_err();
+        assert_eq!(e, "This action is not available for state POWEROFF");
+        vm.state = S::Active;
+        vm.lcm_state = L::Prolog;
+        let e = action(&mut tx, &mut vm, "terminate", 0).unwrap_err();
+        assert_eq!(e, "Could not terminate VM 1, wrong state PROLOG.");
+    }
+
+    #[tokio::test]
+    async fn accepted_actions_enter_the_documented_phase() {
+        let store = store().await;
+        let cases = [
+            ("terminate", S::Active, L::Running, S::Active, L::Shutdown),
+            ("terminate", S::Poweroff, L::LcmInit, S::Active, L::Epilog),
+            (
+                "terminate",
+                S::Active,
+                L::BootFailure,
+                S::Active,
+                L::CleanupDelete,
+            ),
+            ("terminate", S::Pending, L::LcmInit, S::Done, L::LcmInit),
+            (
+                "undeploy",
+                S::Poweroff,
+                L::LcmInit,
+                S::Active,
+                L::EpilogUndeploy,
+            ),
+            (
+                "undeploy",
+                S::Active,
+                L::Running,
+                S::Active,
+                L::ShutdownUndeploy,
+            ),
+            (
+                "poweroff",
+                S::Active,
+                L::Unknown,
+                S::Active,
+                L::ShutdownPoweroff,
+            ),
+            ("stop", S::Suspended, L::LcmInit, S::Active, L::EpilogStop),
+            ("stop", S::Active, L::Running, S::Active, L::SaveStop),
+            ("suspend", S::Active, L::Running, S::Active, L::SaveSuspend),
+            ("resume", S::Stopped, L::LcmInit, S::Pending, L::LcmInit),
+            (
+                "resume",
+                S::Suspended,
+                L::LcmInit,
+                S::Active,
+                L::BootSuspended,
+            ),
+            (
+                "resume",
+                S::Poweroff,
+                L::LcmInit,
+                S::Active,
+                L::BootPoweroff,
+            ),
+            ("resume", S::Active, L::Unknown, S::Active, L::BootUnknown),
+            ("hold", S::Pending, L::LcmInit, S::Hold, L::LcmInit),
+            ("release", S::Hold, L::LcmInit, S::Pending, L::LcmInit),
+        ];
+        for (name, s, l, s2, l2) in cases {
+            let mut tx = store.begin().await;
+            let mut vm = crate::lcm::tests_support::vm(1);
+            vm.state = s;
+            vm.lcm_state = l;
+            action(&mut tx, &mut vm, name, 100).unwrap();
+            assert_eq!((vm.state, vm.lcm_state), (s2, l2), "{name} from {s}/{l}");
+            assert_eq!((vm.prev_state, vm.prev_lcm_state), (s, l), "{name} prev");
+        }
+    }
+}

@@ -499,19 +499,17 @@ pub fn conclude(
                 effects::release_host(tx, vm, src);
             }
         }
-        (L::SaveMigrate | L::Migrate, false) => {
-            // The VM stays on the source: forget the destination.
-            if n >= 2 {
-                let dst = vm.history[n - 1].hid;
-                if dst != vm.history[n - 2].hid {
-                    effects::release_host(tx, vm, dst);
-                }
-                vm.history.pop();
-                if let Some(h) = vm.history.last_mut() {
-                    h.etime = 0;
-                    h.retime = 0;
-                    h.action = 0;
-                }
+        // The VM stays on the source: forget the destination.
+        (L::SaveMigrate | L::Migrate, false) if n >= 2 => {
+            let dst = vm.history[n - 1].hid;
+            if dst != vm.history[n - 2].hid {
+                effects::release_host(tx, vm, dst);
+            }
+            vm.history.pop();
+            if let Some(h) = vm.history.last_mut() {
+                h.etime = 0;
+                h.retime = 0;
+                h.action = 0;
             }
         }
         (L::ShutdownPoweroff | L::SaveSuspend, true) => effects::close_history(vm, now),
