@@ -59,7 +59,7 @@ print_usage_info() {
 
   endpoint:     $endpoint   (also in var/one_endpoint)
   credentials:  var/one_auth   (oneadmin:PASSWORD, mode 0600)
-  logs:         var/oned.log
+  logs:         var/oned.log, var/scheduler.log
   try it:       ONE_XMLRPC=$endpoint ONE_AUTH=var/one_auth ${py:-python3} -c 'import os, pyone; one = pyone.OneServer(os.environ["ONE_XMLRPC"], session=open(os.environ["ONE_AUTH"]).read().strip()); print(one.system.version(), [u.NAME for u in one.userpool.info().USER])'
   stop it:      scripts/stop.sh
 EOF
@@ -95,12 +95,41 @@ if [ -f "$DATA/oned.lock" ] && command -v flock >/dev/null && ! flock -n "$DATA/
 fi
 
 # --- 3. build ---------------------------------------------------------------------------
-step "building oned (cargo build --release -p oned)"
-as_invoker cargo build --release -p oned
-BIN="$(as_invoker bash -c 'echo "${CARGO_TARGET_DIR:-target}"')"
-case "$BIN" in /*) ;; *) BIN="$REPO/$BIN" ;; esac
-BIN="$BIN/release/oned"
+step "building oned and one-scheduler (cargo build --release -p oned -p one-scheduler)"
+as_invoker cargo build --release -p oned -p one-scheduler
+RELEASE="$(as_invoker bash -c 'echo "${CARGO_TARGET_DIR:-target}"')"
+case "$RELEASE" in /*) ;; *) RELEASE="$REPO/$RELEASE" ;; esac
+RELEASE="$RELEASE/release"
+BIN="$RELEASE/oned"
+SCHED_BIN="$RELEASE/one-scheduler"
 [ -x "$BIN" ] || die "the build did not produce $BIN"
+[ -x "$SCHED_BIN" ] || die "the build did not produce $SCHED_BIN"
+
+# launch NAME LOG ARGS...: starts a daemon detached, as the invoking user; sets LAUNCHED to
+# its pid (with runuser the launcher is runuser itself, so look for the child by name).
+launch() {
+    local name=$1 log=$2 launcher child
+    shift 2
+    if is_root && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != "root" ]; then
+        nohup runuser -u "$SUDO_USER" -- setsid "$@" </dev/null >>"$log" 2>&1 &
+    else
+        nohup setsid "$@" </dev/null >>"$log" 2>&1 &
+    fi
+    launcher=$!
+    LAUNCHED=$launcher
+    for _ in $(seq 1 100); do
+        if [ "$(cat "/proc/$launcher/comm" 2>/dev/null)" = "$name" ]; then
+            LAUNCHED=$launcher
+            return 0
+        fi
+        child="$(pgrep -P "$launcher" -x "$name" 2>/dev/null | head -n 1 || true)"
+        if [ -n "$child" ]; then
+            LAUNCHED=$child
+            return 0
+        fi
+        sleep 0.05
+    done
+}
 
 # --- 4. oned ----------------------------------------------------------------------------
 step "starting oned on $LISTEN, data in var/"
@@ -108,26 +137,8 @@ as_invoker mkdir -p "$DATA"
 rm -f "$DATA/one_endpoint"
 args=(--data-dir "$DATA" --listen "$LISTEN")
 [ -n "${ONED_DB:-}" ] && args+=(--db "$ONED_DB")
-if is_root && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != "root" ]; then
-    nohup runuser -u "$SUDO_USER" -- setsid "$BIN" "${args[@]}" </dev/null >>"$DATA/oned.out" 2>&1 &
-else
-    nohup setsid "$BIN" "${args[@]}" </dev/null >>"$DATA/oned.out" 2>&1 &
-fi
-launcher=$!
-# With runuser the launcher is runuser itself; find the oned it started.
-pid=$launcher
-for _ in $(seq 1 100); do
-    if [ "$(cat "/proc/$launcher/comm" 2>/dev/null)" = "oned" ]; then
-        pid=$launcher
-        break
-    fi
-    child="$(pgrep -P "$launcher" -x oned 2>/dev/null | head -n 1 || true)"
-    if [ -n "$child" ]; then
-        pid=$child
-        break
-    fi
-    sleep 0.05
-done
+launch oned "$DATA/oned.out" "$BIN" "${args[@]}"
+pid=$LAUNCHED
 echo "$pid" >"$PIDFILE"
 
 for _ in $(seq 1 600); do
@@ -164,8 +175,18 @@ fi
 #   [scheduler]   the scheduler daemon (pending VMs -> hosts)
 #   [local host]  this machine as a hypervisor host (libvirt, registered with one.host.allocate)
 #   [web console] the web console, and the URL it prints
-# (none yet)
+
+# [scheduler]
+step "starting one-scheduler (etc/scheduler.toml)"
+launch one-scheduler "$DATA/scheduler.log" "$SCHED_BIN" --config "$REPO/etc/scheduler.toml" \
+    --endpoint "$(cat "$DATA/one_endpoint")" --auth-file "$DATA/one_auth"
+echo "$LAUNCHED" >"$DATA/scheduler.pid"
+sleep 0.3
+kill -0 "$LAUNCHED" 2>/dev/null || {
+    tail -n 20 "$DATA/scheduler.log" 2>/dev/null || true
+    die "one-scheduler exited at once (see var/scheduler.log)"
+}
 
 say ""
-say "oned is running (pid $pid), data in var/"
+say "oned is running (pid $pid), data in var/; one-scheduler (pid $(cat "$DATA/scheduler.pid")) places pending VMs"
 print_usage_info

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stops what scripts/start.sh started: the oned whose pid is in var/oned.pid (SIGTERM, then
-# SIGKILL after 30 s). The data in var/ stays; scripts/start.sh starts it again.
+# Stops what scripts/start.sh started: one-scheduler, then the oned whose pid is in
+# var/oned.pid (SIGTERM, then SIGKILL after 30 s). The data in var/ stays; scripts/start.sh starts it again.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -28,7 +28,13 @@ stop_pid() {
 #   [web console]
 #   [local host]
 #   [scheduler]
-# (none yet)
+if [ -f "$DATA/scheduler.pid" ]; then
+    spid="$(cat "$DATA/scheduler.pid")"
+    if [ -n "$spid" ] && [ "$(cat "/proc/$spid/comm" 2>/dev/null)" = "one-scheduler" ]; then
+        stop_pid one-scheduler "$spid"
+    fi
+    rm -f "$DATA/scheduler.pid"
+fi
 
 # --- oned -------------------------------------------------------------------------------
 if [ ! -f "$PIDFILE" ]; then

@@ -3,7 +3,7 @@
 #   deps          scripts/install-deps.sh (as root; otherwise only what needs no root)
 #   fmt           cargo fmt --all -- --check
 #   clippy        cargo clippy --workspace --all-targets -- -D warnings
-#   build         cargo build -p oned  (debug; the e2e suite runs this binary)
+#   build         cargo build -p oned -p one-scheduler  (debug; the e2e suite runs these binaries)
 #   rust          cargo nextest run --workspace (+ cargo test --doc), or cargo test --workspace
 #                 when cargo-nextest is not installed
 #   e2e-sqlite    pytest tests/e2e against SQLite
@@ -96,7 +96,7 @@ wants fmt && gate fmt cargo fmt --all -- --check
 wants clippy && gate clippy cargo clippy --workspace --all-targets -- -D warnings
 BUILD_OK=1
 if wants build; then
-    gate build cargo build -p oned || BUILD_OK=0
+    gate build cargo build -p oned -p one-scheduler || BUILD_OK=0
 fi
 
 # --- Rust tests ------------------------------------------------------------------------

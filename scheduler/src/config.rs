@@ -105,7 +105,9 @@ impl Config {
         self.retry_interval()?;
         self.call_timeout()?;
         if self.max_in_flight == 0 {
-            return Err(ConfigError::Invalid("max_in_flight must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "max_in_flight must be at least 1".into(),
+            ));
         }
         if !(0..=2).contains(&self.cold_migrate_mode) {
             return Err(ConfigError::Invalid(format!(
@@ -139,8 +141,9 @@ impl Config {
     }
 
     pub fn place_config(&self) -> Result<PlaceConfig, ConfigError> {
-        let host_policy = HostPolicy::from_number(self.default_sched.policy, &self.default_sched.rank)
-            .map_err(|e| ConfigError::Invalid(format!("default_sched: {e}")))?;
+        let host_policy =
+            HostPolicy::from_number(self.default_sched.policy, &self.default_sched.rank)
+                .map_err(|e| ConfigError::Invalid(format!("default_sched: {e}")))?;
         let ds_policy =
             DsPolicy::from_number(self.default_ds_sched.policy, &self.default_ds_sched.rank)
                 .map_err(|e| ConfigError::Invalid(format!("default_ds_sched: {e}")))?;
@@ -194,9 +197,15 @@ mod tests {
             ("max_in_flight = 0", "max_in_flight"),
             ("cold_migrate_mode = 3", "cold_migrate_mode"),
             ("memory_system_ds_scale = -1", "memory_system_ds_scale"),
-            ("[default_sched]\npolicy = 9", "default_sched: host policy 9"),
+            (
+                "[default_sched]\npolicy = 9",
+                "default_sched: host policy 9",
+            ),
             ("[default_sched]\npolicy = 3", "needs a rank"),
-            ("[default_ds_sched]\npolicy = 2\nrank = \"(\"", "default_ds_sched"),
+            (
+                "[default_ds_sched]\npolicy = 2\nrank = \"(\"",
+                "default_ds_sched",
+            ),
             ("unknown = 1", "unknown field"),
             ("max_vm = -1", "invalid value"),
         ] {

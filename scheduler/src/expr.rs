@@ -115,7 +115,14 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
             };
             let s: String = chars[i + 1..i + 1 + len].iter().collect();
             i += len + 2;
-            out.push((if s.is_empty() { Tok::Empty } else { Tok::Str(s, true) }, start + 1));
+            out.push((
+                if s.is_empty() {
+                    Tok::Empty
+                } else {
+                    Tok::Str(s, true)
+                },
+                start + 1,
+            ));
         } else if c.is_ascii_digit() {
             while i < chars.len() && chars[i].is_ascii_digit() {
                 i += 1;
@@ -129,7 +136,10 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
             }
             let s: String = chars[start..i].iter().collect();
             let tok = if float {
-                Tok::Float(s.parse().map_err(|_| err(format!("bad number {s}"), start))?)
+                Tok::Float(
+                    s.parse()
+                        .map_err(|_| err(format!("bad number {s}"), start))?,
+                )
             } else {
                 Tok::Int(
                     s.parse()
@@ -807,13 +817,21 @@ mod tests {
         assert!(req_err("ID @ 4").message.contains("'>' after '@'"));
         assert!(req_err("ID = - x").message.contains("a number"));
         assert!(req_err("& ID = 4").message.contains("attribute name"));
-        assert!(req_err("ID = 99999999999999999999").message.contains("too large"));
+        assert!(
+            req_err("ID = 99999999999999999999")
+                .message
+                .contains("too large")
+        );
         assert!(req_err("ID = 4 &").message.contains("end of expression"));
         assert_eq!(
             req_err("ID = 4 &").to_string(),
             "unexpected end of expression, expected an attribute name, '!' or '(' at column 9"
         );
-        assert!(req_err("CLUSTERS/ID @> 0").message.contains("unexpected '/'"));
+        assert!(
+            req_err("CLUSTERS/ID @> 0")
+                .message
+                .contains("unexpected '/'")
+        );
     }
 
     #[test]
@@ -846,7 +864,12 @@ mod tests {
         let e = Rank::parse("CPUSPEED +").unwrap_err();
         assert_eq!(e.column, 11);
         assert!(Rank::parse("(1 + 2").unwrap_err().message.contains("')'"));
-        assert!(Rank::parse("1 2").unwrap_err().message.contains("an operator"));
+        assert!(
+            Rank::parse("1 2")
+                .unwrap_err()
+                .message
+                .contains("an operator")
+        );
         assert!(Rank::parse("A = 1").is_err());
         assert!(Rank::parse("\"\"").is_err());
         assert!(Rank::parse("A & B").is_err());

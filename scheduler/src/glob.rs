@@ -73,15 +73,16 @@ fn in_set(p: &[char], open: usize, end: usize, c: char) -> bool {
         i += 1;
     }
     while i < end {
-        if p[i] == '[' && p.get(i + 1) == Some(&':') {
-            if let Some(j) = (i + 2..end).find(|&j| p[j] == ':' && p.get(j + 1) == Some(&']')) {
-                let name: String = p[i + 2..j].iter().collect();
-                if class_has(&name, c) {
-                    return true;
-                }
-                i = j + 2;
-                continue;
+        if p[i] == '['
+            && p.get(i + 1) == Some(&':')
+            && let Some(j) = (i + 2..end).find(|&j| p[j] == ':' && p.get(j + 1) == Some(&']'))
+        {
+            let name: String = p[i + 2..j].iter().collect();
+            if class_has(&name, c) {
+                return true;
             }
+            i = j + 2;
+            continue;
         }
         let (lo, next) = if p[i] == '\\' && i + 1 < end {
             (p[i + 1], i + 2)

@@ -44,6 +44,66 @@ enum Ev<'a> {
     Leaf(&'a str, &'a str),
 }
 
+/// Where a walk is: the path of the element being read (relative to the object), where each
+/// level of it starts, the document depth, the depth of the object element (while inside
+/// one), the text read so far and whether the current element has child elements.
+#[derive(Default)]
+struct Walk {
+    path: String,
+    starts: Vec<usize>,
+    depth: usize,
+    object_depth: Option<usize>,
+    text: String,
+    has_children: bool,
+}
+
+type Sink<'s> = dyn FnMut(Option<Ev<'_>>) -> Result<(), ModelError> + 's;
+
+impl Walk {
+    fn start(&mut self, name: &str, object: &str, sink: &mut Sink<'_>) -> Result<(), ModelError> {
+        self.depth += 1;
+        if self.object_depth.is_none() && name == object && self.depth <= 2 {
+            self.object_depth = Some(self.depth);
+            self.path.clear();
+            self.starts.clear();
+        }
+        if self.object_depth.is_some() {
+            self.starts.push(self.path.len());
+            if !self.path.is_empty() {
+                self.path.push('/');
+            }
+            self.path.push_str(name);
+            sink(Some(Ev::Start(&self.path)))?;
+            self.text.clear();
+            self.has_children = false;
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, sink: &mut Sink<'_>) -> Result<(), ModelError> {
+        if let Some(od) = self.object_depth {
+            if !self.has_children {
+                sink(Some(Ev::Leaf(&self.path, &self.text)))?;
+            }
+            self.text.clear();
+            // The parent has (at least) this child.
+            self.has_children = true;
+            let start = self.starts.pop().unwrap_or(0);
+            self.path.truncate(start);
+            if self.depth == od {
+                self.object_depth = None;
+                sink(None)?;
+            }
+        }
+        self.depth = self.depth.saturating_sub(1);
+        Ok(())
+    }
+
+    fn inside(&self) -> bool {
+        self.object_depth.is_some()
+    }
+}
+
 /// Walks every `object` element of `xml` (either the document root, or its children: a pool)
 /// and hands its events to `sink`, called with `None` when an object ends.
 fn walk_objects(
@@ -51,15 +111,10 @@ fn walk_objects(
     object: &str,
     mut sink: impl FnMut(Option<Ev<'_>>) -> Result<(), ModelError>,
 ) -> Result<(), ModelError> {
+    let sink: &mut Sink<'_> = &mut sink;
     let mut reader = Reader::from_str(xml);
     reader.config_mut().check_end_names = true;
-    // Path of the element being read (relative to the object), and where each level starts.
-    let mut path = String::new();
-    let mut starts: Vec<usize> = Vec::new();
-    let mut depth = 0usize; // document depth
-    let mut object_depth: Option<usize> = None;
-    let mut text = String::new();
-    let mut has_children = false;
+    let mut w = Walk::default();
     let err = |r: &Reader<&[u8]>, message: String| ModelError::Xml {
         at: r.buffer_position(),
         message,
@@ -68,60 +123,24 @@ fn walk_objects(
         let ev = reader
             .read_event()
             .map_err(|e| err(&reader, e.to_string()))?;
-        let (start, empty) = match &ev {
-            Event::Start(e) => (Some(e.name()), false),
-            Event::Empty(e) => (Some(e.name()), true),
-            _ => (None, false),
-        };
-        if let Some(name) = start {
-            let name = name.into_inner().to_owned();
-            depth += 1;
-            if object_depth.is_none() && name == object && depth <= 2 {
-                object_depth = Some(depth);
-                path.clear();
-                starts.clear();
-            }
-            if object_depth.is_some() {
-                starts.push(path.len());
-                if !path.is_empty() {
-                    path.push('/');
-                }
-                path.push_str(&name);
-                sink(Some(Ev::Start(&path)))?;
-                text.clear();
-                has_children = false;
-            }
-            if empty {
-                // An empty element is a leaf with no text.
-                end_element(
-                    &mut path,
-                    &mut starts,
-                    &mut depth,
-                    &mut object_depth,
-                    &mut text,
-                    &mut has_children,
-                    &mut sink,
-                )?;
-            }
-            continue;
-        }
         match ev {
-            Event::End(_) => end_element(
-                &mut path,
-                &mut starts,
-                &mut depth,
-                &mut object_depth,
-                &mut text,
-                &mut has_children,
-                &mut sink,
-            )?,
-            Event::Text(t) if object_depth.is_some() => text.push_str(&t.xml10_content()),
-            Event::CData(t) if object_depth.is_some() => text.push_str(&t.xml10_content()),
-            Event::GeneralRef(r) if object_depth.is_some() => {
-                match r.resolve_char_ref().map_err(|e| err(&reader, e.to_string()))? {
-                    Some(c) => text.push(c),
+            Event::Start(e) => w.start(e.name().into_inner(), object, sink)?,
+            Event::Empty(e) => {
+                // An empty element is a leaf with no text.
+                w.start(e.name().into_inner(), object, sink)?;
+                w.end(sink)?;
+            }
+            Event::End(_) => w.end(sink)?,
+            Event::Text(t) if w.inside() => w.text.push_str(&t.xml10_content()),
+            Event::CData(t) if w.inside() => w.text.push_str(&t.xml10_content()),
+            Event::GeneralRef(r) if w.inside() => {
+                match r
+                    .resolve_char_ref()
+                    .map_err(|e| err(&reader, e.to_string()))?
+                {
+                    Some(c) => w.text.push(c),
                     None => match quick_xml::escape::resolve_xml_entity(&r) {
-                        Some(s) => text.push_str(s),
+                        Some(s) => w.text.push_str(s),
                         None => return Err(err(&reader, format!("unknown entity &{};", &*r))),
                     },
                 }
@@ -130,34 +149,6 @@ fn walk_objects(
             _ => {}
         }
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn end_element(
-    path: &mut String,
-    starts: &mut Vec<usize>,
-    depth: &mut usize,
-    object_depth: &mut Option<usize>,
-    text: &mut String,
-    has_children: &mut bool,
-    sink: &mut impl FnMut(Option<Ev<'_>>) -> Result<(), ModelError>,
-) -> Result<(), ModelError> {
-    if let Some(od) = *object_depth {
-        if !*has_children {
-            sink(Some(Ev::Leaf(path, text)))?;
-        }
-        text.clear();
-        // The parent has (at least) this child.
-        *has_children = true;
-        let start = starts.pop().unwrap_or(0);
-        path.truncate(start);
-        if *depth == od {
-            *object_depth = None;
-            sink(None)?;
-        }
-    }
-    *depth = depth.saturating_sub(1);
-    Ok(())
 }
 
 // ------------------------------------------------------------------------------------------
@@ -282,12 +273,16 @@ impl Resolver for ObjResolver<'_> {
         if cands.is_empty() {
             return None;
         }
-        self.attrs.leaves.iter().enumerate().find_map(|(i, (id, _, _))| {
-            cands
-                .iter()
-                .find(|(c, _)| c == id)
-                .map(|(_, live)| self.val(i, *live))
-        })
+        self.attrs
+            .leaves
+            .iter()
+            .enumerate()
+            .find_map(|(i, (id, _, _))| {
+                cands
+                    .iter()
+                    .find(|(c, _)| c == id)
+                    .map(|(_, live)| self.val(i, *live))
+            })
     }
 
     fn any(&self, var: VarId, f: &mut dyn FnMut(Val<'_>) -> bool) -> bool {
@@ -358,7 +353,8 @@ impl Host {
     /// Whether the scheduler may place VMs here: MONITORED, or INIT (not monitored yet) as
     /// OpenNebula allows; never ERROR, DISABLED or OFFLINE.
     pub fn schedulable(&self) -> bool {
-        self.state == HostState::Monitored.num() as i64 || self.state == HostState::Init.num() as i64
+        self.state == HostState::Monitored.num() as i64
+            || self.state == HostState::Init.num() as i64
     }
 
     pub fn state_name(&self) -> &'static str {
@@ -402,7 +398,10 @@ impl HostPool {
                     cur.attrs.push(id, v);
                     match p {
                         "HOST/ID" => {
-                            cur.id = v.trim().parse().map_err(|_| ModelError::MissingId { kind: "HOST" })?;
+                            cur.id = v
+                                .trim()
+                                .parse()
+                                .map_err(|_| ModelError::MissingId { kind: "HOST" })?;
                             id_seen = true;
                         }
                         "HOST/NAME" => cur.name = v.to_string(),
@@ -495,7 +494,10 @@ pub fn parse_cluster_pool(xml: &str) -> Result<Vec<Cluster>, ModelError> {
             }
             Some(Ev::Leaf(p, v)) => match p {
                 "CLUSTER/ID" => {
-                    cur.id = v.trim().parse().map_err(|_| ModelError::MissingId { kind: "CLUSTER" })?;
+                    cur.id = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| ModelError::MissingId { kind: "CLUSTER" })?;
                     id_seen = true;
                 }
                 "CLUSTER/NAME" => cur.name = v.to_string(),
@@ -654,7 +656,8 @@ impl Vm {
 
     /// Whether the VM can move with a live migration (running), as opposed to a cold one.
     pub fn is_running(&self) -> bool {
-        self.state == VmState::Active.num() as i64 && self.lcm_state == LcmState::Running.num() as i64
+        self.state == VmState::Active.num() as i64
+            && self.lcm_state == LcmState::Running.num() as i64
     }
 }
 
@@ -727,7 +730,10 @@ pub fn parse_vm_pool(xml: &str) -> Result<Vec<Vm>, ModelError> {
             }
             Some(Ev::Leaf(p, v)) => match p {
                 "VM/ID" => {
-                    cur.id = v.trim().parse().map_err(|_| ModelError::MissingId { kind: "VM" })?;
+                    cur.id = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| ModelError::MissingId { kind: "VM" })?;
                     id_seen = true;
                 }
                 "VM/UID" => cur.uid = num(v),
@@ -831,19 +837,36 @@ mod tests {
         let pool = HostPool::parse(HOSTS).unwrap();
         assert_eq!(pool.hosts.len(), 2);
         let h = &pool.hosts[0];
-        assert_eq!((h.id, h.name.as_str(), h.state, h.cluster_id), (0, "h0", 2, 0));
-        assert_eq!((h.cpu_usage, h.mem_usage, h.max_cpu, h.max_mem), (50, 1024, 800, 16777216));
+        assert_eq!(
+            (h.id, h.name.as_str(), h.state, h.cluster_id),
+            (0, "h0", 2, 0)
+        );
+        assert_eq!(
+            (h.cpu_usage, h.mem_usage, h.max_cpu, h.max_mem),
+            (50, 1024, 800, 16777216)
+        );
         assert_eq!((h.running_vms, h.free_cpu, h.free_memory), (2, 700, 1000));
         assert_eq!(
             h.datastores,
             vec![
-                HostDs { id: 0, free_mb: 900, total_mb: 1000 },
-                HostDs { id: 100, free_mb: 50, total_mb: 60 }
+                HostDs {
+                    id: 0,
+                    free_mb: 900,
+                    total_mb: 1000
+                },
+                HostDs {
+                    id: 100,
+                    free_mb: 50,
+                    total_mb: 60
+                }
             ]
         );
         assert!(h.schedulable());
         let h1 = &pool.hosts[1];
-        assert_eq!((h1.id, h1.state, h1.cluster_id, h1.max_cpu), (1, 4, 100, 400));
+        assert_eq!(
+            (h1.id, h1.state, h1.cluster_id, h1.max_cpu),
+            (1, 4, 100, 400)
+        );
         assert!(!h1.schedulable(), "DISABLED");
         assert_eq!(h1.state_name(), "DISABLED");
     }
@@ -852,27 +875,27 @@ mod tests {
     fn host_lookup_follows_opennebula_paths() {
         let pool = HostPool::parse(HOSTS).unwrap();
         // TEMPLATE, HOST_SHARE, MONITORING/CAPACITY, MONITORING/SYSTEM, HOST.
-        assert_eq!(eval_host(&pool, 0, "CPUSPEED = 2200").0, true);
-        assert_eq!(eval_host(&pool, 0, "MAX_CPU = 800").0, true);
-        assert_eq!(eval_host(&pool, 0, "FREE_CPU = 700").0, true);
-        assert_eq!(eval_host(&pool, 0, "NETRX = 7").0, true);
-        assert_eq!(eval_host(&pool, 0, "NAME = \"h*\"").0, true);
-        assert_eq!(eval_host(&pool, 0, "CLUSTER_ID = 0").0, true);
+        assert!(eval_host(&pool, 0, "CPUSPEED = 2200").0);
+        assert!(eval_host(&pool, 0, "MAX_CPU = 800").0);
+        assert!(eval_host(&pool, 0, "USED_CPU = 100").0);
+        assert!(eval_host(&pool, 0, "NETRX = 7").0);
+        assert!(eval_host(&pool, 0, "NAME = \"h*\"").0);
+        assert!(eval_host(&pool, 0, "CLUSTER_ID = 0").0);
         // Union in document order: HOST/ID (0) comes before TEMPLATE/ID (99).
-        assert_eq!(eval_host(&pool, 0, "ID = 0").0, true);
-        assert_eq!(eval_host(&pool, 0, "ID @> 99").0, true);
+        assert!(eval_host(&pool, 0, "ID = 0").0);
+        assert!(eval_host(&pool, 0, "ID @> 99").0);
         // HOST_SHARE/DATASTORES: DISK_USAGE; a relative path; raw paths.
-        assert_eq!(eval_host(&pool, 0, "DISK_USAGE = 0").0, true);
-        assert_eq!(eval_host(&pool, 0, "\"DS/ID\" @> 100").0, true);
-        assert_eq!(eval_host(&pool, 0, "\"/HOST/TEMPLATE/HYPERVISOR\" = dummy").0, true);
-        assert_eq!(eval_host(&pool, 0, "\"/HOST/NAME\" = h1").0, false);
-        assert_eq!(eval_host(&pool, 0, "\"/HOST/MISSING\" = 1").0, false);
+        assert!(eval_host(&pool, 0, "DISK_USAGE = 0").0);
+        assert!(eval_host(&pool, 0, "\"DS/ID\" @> 100").0);
+        assert!(eval_host(&pool, 0, "\"/HOST/TEMPLATE/HYPERVISOR\" = dummy").0);
+        assert!(!eval_host(&pool, 0, "\"/HOST/NAME\" = h1").0);
+        assert!(!eval_host(&pool, 0, "\"/HOST/MISSING\" = 1").0);
         // Text with CDATA and references.
-        assert_eq!(eval_host(&pool, 0, "NOTE = \"a & b\"").0, true);
-        assert_eq!(eval_host(&pool, 0, "ESC = \"x&yA\"").0, true);
+        assert!(eval_host(&pool, 0, "NOTE = \"a & b\"").0);
+        assert!(eval_host(&pool, 0, "ESC = \"x&yA\"").0);
         // Unknown names are missing.
-        assert_eq!(eval_host(&pool, 0, "NOPE = 1").0, false);
-        assert_eq!(eval_host(&pool, 1, "CPUSPEED = 2200").0, false);
+        assert!(!eval_host(&pool, 0, "NOPE = 1").0);
+        assert!(!eval_host(&pool, 1, "CPUSPEED = 2200").0);
     }
 
     #[test]
@@ -883,7 +906,10 @@ mod tests {
         let r = Rank::parse("RUNNING_VMS * 2").unwrap();
         let b = pool.paths.bind(r.vars(), HOST_ROOTS, &pool.live_paths());
         let live = |_: Live| 5;
-        assert_eq!(r.eval(&ObjResolver::new(&pool.hosts[0].attrs, &b, &live)), 10.0);
+        assert_eq!(
+            r.eval(&ObjResolver::new(&pool.hosts[0].attrs, &b, &live)),
+            10.0
+        );
     }
 
     #[test]
@@ -896,7 +922,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(clusters.len(), 2);
-        assert_eq!(clusters[0].template[0], ("PRIORITY".to_string(), "7".to_string()));
+        assert_eq!(
+            clusters[0].template[0],
+            ("PRIORITY".to_string(), "7".to_string())
+        );
         pool.attach_clusters(&clusters);
         assert!(eval_host(&pool, 0, "PRIORITY = 7").0);
         // The host's own TEMPLATE comes first.
@@ -917,12 +946,16 @@ mod tests {
         )
         .unwrap();
         let d = &pool.datastores[0];
-        assert_eq!((d.id, d.ds_type, d.state, d.total_mb, d.free_mb), (0, 1, 0, 100, 40));
+        assert_eq!(
+            (d.id, d.ds_type, d.state, d.total_mb, d.free_mb),
+            (0, 1, 0, 100, 40)
+        );
         assert_eq!(d.clusters, vec![0, 100]);
         assert!(d.shared);
         assert!(!pool.datastores[1].shared);
         assert_eq!(pool.datastores[1].state, 1);
-        let r = Requirement::parse("\"CLUSTERS/ID\" @> 100 & TM_MAD = shared & FREE_MB > 30").unwrap();
+        let r =
+            Requirement::parse("\"CLUSTERS/ID\" @> 100 & TM_MAD = shared & FREE_MB > 30").unwrap();
         let b = pool.paths.bind(r.vars(), DS_ROOTS, &pool.live_paths());
         let live = |_: Live| 35;
         let res = ObjResolver::new(&d.attrs, &b, &live);
@@ -951,12 +984,21 @@ mod tests {
         )
         .unwrap();
         let v = &vms[0];
-        assert_eq!((v.id, v.uid, v.gid, v.state, v.cpu, v.memory_kb), (7, 2, 1, 1, 29, 65536));
+        assert_eq!(
+            (v.id, v.uid, v.gid, v.state, v.cpu, v.memory_kb),
+            (7, 2, 1, 1, 29, 65536)
+        );
         assert_eq!(v.system_disk_mb, 130);
         assert_eq!(v.requirements, "CPUSPEED > 9000");
-        assert_eq!(v.automatic_requirements, "(CLUSTER_ID = 0) & !(PIN_POLICY = PINNED)");
+        assert_eq!(
+            v.automatic_requirements,
+            "(CLUSTER_ID = 0) & !(PIN_POLICY = PINNED)"
+        );
         assert_eq!(v.automatic_ds_requirements, "(\"CLUSTERS/ID\" @> 0)");
-        assert_eq!(v.rank, "FREE_CPU", "from TEMPLATE when USER_TEMPLATE lacks it");
+        assert_eq!(
+            v.rank, "FREE_CPU",
+            "from TEMPLATE when USER_TEMPLATE lacks it"
+        );
         assert_eq!(v.user_priority, 5);
         assert_eq!(v.sched_message, "Mon Nov 23 10:00:00 2026 : x");
         assert!(v.is_pending() && !v.wants_resched());
@@ -969,9 +1011,14 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(HostPool::parse("<HOST_POOL><HOST><NAME>x</NAME></HOST></HOST_POOL>"),
-            Err(ModelError::MissingId { kind: "HOST" })));
-        assert!(matches!(HostPool::parse("<HOST_POOL><HOST></HOSTX>"), Err(ModelError::Xml { .. })));
+        assert!(matches!(
+            HostPool::parse("<HOST_POOL><HOST><NAME>x</NAME></HOST></HOST_POOL>"),
+            Err(ModelError::MissingId { kind: "HOST" })
+        ));
+        assert!(matches!(
+            HostPool::parse("<HOST_POOL><HOST></HOSTX>"),
+            Err(ModelError::Xml { .. })
+        ));
         assert!(parse_vm_pool("<VM_POOL></VM_POOL>").unwrap().is_empty());
         assert!(parse_vm_pool("<VM_POOL/>").unwrap().is_empty());
     }

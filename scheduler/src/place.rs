@@ -27,6 +27,7 @@ use crate::model::{
 };
 use crate::policy::{DsPolicy, HostPolicy, effective_rank};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// The knobs of a pass (see etc/scheduler.toml).
 #[derive(Clone, Debug, PartialEq)]
@@ -203,6 +204,9 @@ struct Shape {
     current_ds: Option<i64>,
 }
 
+/// Host indexes, each with "must check the requirements again" (they read a live figure).
+type Candidates = Rc<[(usize, bool)]>;
+
 /// Why a host was turned down for a VM, in check order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Refusal {
@@ -235,6 +239,8 @@ struct Pass<'a> {
     ds_ranks: Registry<Rank, f64>,
     /// Shapes that failed, with their reason (VM id left out).
     failed: HashMap<Shape, String>,
+    /// Candidate hosts per (AUTOMATIC_REQUIREMENTS, SCHED_REQUIREMENTS) pair.
+    candidates: HashMap<(Option<usize>, Option<usize>), Candidates>,
     /// A datastore requirement read a live figure: failures may not repeat, so none are
     /// remembered from then on.
     ds_dynamic: bool,
@@ -273,6 +279,7 @@ impl<'a> Pass<'a> {
             ds_reqs: Registry::new(),
             ds_ranks: Registry::new(),
             failed: HashMap::new(),
+            candidates: HashMap::new(),
             ds_dynamic: false,
             dispatched: 0,
         }
@@ -312,41 +319,72 @@ impl<'a> Pass<'a> {
         let (hp, hl) = (&self.hosts.paths, &self.host_live_paths);
         let (dp, dl) = (&self.dss.paths, &self.ds_live_paths);
         let bad = |what: &str, text: &str, e: ExprError| {
-            format!("Cannot schedule VM {}: {what} \"{text}\" does not parse: {e}", vm.id)
+            format!(
+                "Cannot schedule VM {}: {what} \"{text}\" does not parse: {e}",
+                vm.id
+            )
         };
         let host_req = |reg: &mut Registry<Requirement, bool>, text: &str, what: &str| {
             if text.trim().is_empty() {
                 return Ok(None);
             }
-            reg.id(text, Requirement::parse, |e| hp.bind(e.vars(), HOST_ROOTS, hl), n_hosts)
-                .map(Some)
-                .map_err(|e| bad(what, text, e))
+            reg.id(
+                text,
+                Requirement::parse,
+                |e| hp.bind(e.vars(), HOST_ROOTS, hl),
+                n_hosts,
+            )
+            .map(Some)
+            .map_err(|e| bad(what, text, e))
         };
-        let auto = host_req(&mut self.reqs, &vm.automatic_requirements, "AUTOMATIC_REQUIREMENTS")?;
+        let auto = host_req(
+            &mut self.reqs,
+            &vm.automatic_requirements,
+            "AUTOMATIC_REQUIREMENTS",
+        )?;
         let sched = host_req(&mut self.reqs, &vm.requirements, "SCHED_REQUIREMENTS")?;
         let rank_text = effective_rank(&vm.rank, self.cfg.host_policy.rank());
         let rank = self
             .ranks
-            .id(rank_text, Rank::parse, |e| hp.bind(e.vars(), HOST_ROOTS, hl), n_hosts)
+            .id(
+                rank_text,
+                Rank::parse,
+                |e| hp.bind(e.vars(), HOST_ROOTS, hl),
+                n_hosts,
+            )
             .map_err(|e| bad("SCHED_RANK", rank_text, e))?;
         let ds_req = |reg: &mut Registry<Requirement, bool>, text: &str, what: &str| {
             if text.trim().is_empty() {
                 return Ok(None);
             }
-            reg.id(text, Requirement::parse, |e| dp.bind(e.vars(), DS_ROOTS, dl), n_ds)
-                .map(Some)
-                .map_err(|e| bad(what, text, e))
+            reg.id(
+                text,
+                Requirement::parse,
+                |e| dp.bind(e.vars(), DS_ROOTS, dl),
+                n_ds,
+            )
+            .map(Some)
+            .map_err(|e| bad(what, text, e))
         };
         let ds_auto = ds_req(
             &mut self.ds_reqs,
             &vm.automatic_ds_requirements,
             "AUTOMATIC_DS_REQUIREMENTS",
         )?;
-        let ds_sched = ds_req(&mut self.ds_reqs, &vm.ds_requirements, "SCHED_DS_REQUIREMENTS")?;
+        let ds_sched = ds_req(
+            &mut self.ds_reqs,
+            &vm.ds_requirements,
+            "SCHED_DS_REQUIREMENTS",
+        )?;
         let ds_rank_text = effective_rank(&vm.ds_rank, self.cfg.ds_policy.rank());
         let ds_rank = self
             .ds_ranks
-            .id(ds_rank_text, Rank::parse, |e| dp.bind(e.vars(), DS_ROOTS, dl), n_ds)
+            .id(
+                ds_rank_text,
+                Rank::parse,
+                |e| dp.bind(e.vars(), DS_ROOTS, dl),
+                n_ds,
+            )
             .map_err(|e| bad("SCHED_DS_RANK", ds_rank_text, e))?;
         Ok(Exprs {
             auto,
@@ -370,7 +408,11 @@ impl<'a> Pass<'a> {
             cpu: vm.cpu,
             mem: vm.memory_kb,
             disk_mb: self.disk_need(vm),
-            current_host: if vm.is_pending() { None } else { vm.current_host },
+            current_host: if vm.is_pending() {
+                None
+            } else {
+                vm.current_host
+            },
             current_ds: if vm.is_pending() { None } else { vm.current_ds },
         };
         if let Some(reason) = self.failed.get(&shape) {
@@ -378,10 +420,7 @@ impl<'a> Pass<'a> {
         }
         let mut excluded: Vec<usize> = Vec::new();
         let mut touched_live = false;
-        loop {
-            let Some(h) = self.best_host(&shape, &excluded, &mut touched_live) else {
-                break;
-            };
+        while let Some(h) = self.best_host(&shape, &excluded, &mut touched_live) {
             match self.choose_ds(h, &shape, vm) {
                 Ok(ds) => return Ok(self.commit(vm, h, ds, &shape)),
                 Err(_) => excluded.push(h),
@@ -395,11 +434,37 @@ impl<'a> Pass<'a> {
     }
 
     /// The best-ranked host passing every host filter (datastores aside).
+    /// The hosts a VM with these requirements may go to at all: schedulable, and not
+    /// refused by a requirement whose result cannot change in this pass. The flag marks
+    /// hosts whose result read a live figure and must be checked again each time.
+    fn candidates(&mut self, auto: Option<usize>, sched: Option<usize>) -> Candidates {
+        if let Some(c) = self.candidates.get(&(auto, sched)) {
+            return c.clone();
+        }
+        let mut out = Vec::new();
+        for k in 0..self.eligible.len() {
+            let h = self.eligible[k];
+            let mut dynamic = false;
+            let ok = self.req_ok(auto, h, &mut dynamic);
+            if !ok && !dynamic {
+                continue;
+            }
+            let ok2 = self.req_ok(sched, h, &mut dynamic);
+            if (ok && ok2) || dynamic {
+                out.push((h, dynamic));
+            }
+        }
+        let c: Candidates = out.into();
+        self.candidates.insert((auto, sched), c.clone());
+        c
+    }
+
+    /// The best-ranked host passing every host filter (datastores aside).
     fn best_host(&mut self, s: &Shape, excluded: &[usize], touched: &mut bool) -> Option<usize> {
         let mut best: Option<(usize, f64)> = None;
         let max_host = self.cfg.max_host;
-        for k in 0..self.eligible.len() {
-            let h = self.eligible[k];
+        let cands = self.candidates(s.exprs.auto, s.exprs.sched);
+        for &(h, recheck) in cands.iter() {
             let l = &self.live[h];
             let host = &self.hosts.hosts[h];
             if host.max_cpu - l.cpu_usage < s.cpu
@@ -410,13 +475,19 @@ impl<'a> Pass<'a> {
             {
                 continue;
             }
-            if !self.req_ok(s.exprs.auto, h, touched) || !self.req_ok(s.exprs.sched, h, touched) {
+            if recheck
+                && (!self.req_ok(s.exprs.auto, h, touched)
+                    || !self.req_ok(s.exprs.sched, h, touched))
+            {
                 continue;
             }
             let r = self.rank(s.exprs.rank, h);
             if best.is_none_or(|(_, b)| r > b) {
                 best = Some((h, r));
             }
+        }
+        if cands.iter().any(|&(_, recheck)| recheck) {
+            *touched = true;
         }
         best.map(|(h, _)| h)
     }
@@ -455,7 +526,11 @@ impl<'a> Pass<'a> {
         let value = c.expr.eval(&r);
         c.slots[h] = Slot {
             known: true,
-            version: if r.touched_live() { live.version } else { STATIC },
+            version: if r.touched_live() {
+                live.version
+            } else {
+                STATIC
+            },
             value,
         };
         value
@@ -486,7 +561,9 @@ impl<'a> Pass<'a> {
                 continue;
             }
             let free = self.ds_free(h, d);
-            if !self.ds_req_ok(s.exprs.ds_auto, d, free) || !self.ds_req_ok(s.exprs.ds_sched, d, free) {
+            if !self.ds_req_ok(s.exprs.ds_auto, d, free)
+                || !self.ds_req_ok(s.exprs.ds_sched, d, free)
+            {
                 worst = worst.max(Refusal::DsRequirements);
                 continue;
             }
@@ -579,7 +656,11 @@ impl<'a> Pass<'a> {
             vm_id: vm.id,
             host_id: self.hosts.hosts[h].id,
             ds_id: if !pending && keeps { -1 } else { ds.id },
-            action: if pending { Action::Deploy } else { Action::Migrate },
+            action: if pending {
+                Action::Deploy
+            } else {
+                Action::Migrate
+            },
         }
     }
 
@@ -634,23 +715,29 @@ impl<'a> Pass<'a> {
             }
         }
         groups.sort_by_key(|(r, _)| *r);
-        let text = |r: Refusal| -> String {
-            match r {
-                Refusal::State => format!("are not schedulable ({})", states.join(", ")),
-                Refusal::Current => "is the VM's current host".into(),
+        // The reason for a group of hosts, its verb agreeing with the group's size.
+        let text = |r: Refusal, one: bool| -> String {
+            let verb =
+                |singular: &str, plural: &str| if one { singular } else { plural }.to_string();
+            let rest = match r {
+                Refusal::State => format!(" not schedulable ({})", states.join(", ")),
+                Refusal::Current => " the VM's current host".into(),
                 Refusal::Automatic => {
-                    format!("fail AUTOMATIC_REQUIREMENTS \"{}\"", vm.automatic_requirements)
+                    format!(" AUTOMATIC_REQUIREMENTS \"{}\"", vm.automatic_requirements)
                 }
-                Refusal::Sched => format!("fail SCHED_REQUIREMENTS \"{}\"", vm.requirements),
+                Refusal::Sched => format!(" SCHED_REQUIREMENTS \"{}\"", vm.requirements),
                 Refusal::HostLimit => format!(
-                    "reached the limit of {} VMs dispatched per host and cycle",
+                    " the limit of {} VMs dispatched per host and cycle",
                     self.cfg.max_host
                 ),
-                Refusal::Cpu => format!("lack CPU (needs {}, best free {best_cpu})", s.cpu),
+                Refusal::Cpu => format!(" CPU (needs {}, best free {best_cpu})", s.cpu),
                 Refusal::Memory => {
-                    format!("lack memory (needs {} KB, best free {best_mem} KB)", s.mem)
+                    format!(" memory (needs {} KB, best free {best_mem} KB)", s.mem)
                 }
-                Refusal::NoSystemDs => "have no READY system datastore in their cluster".into(),
+                Refusal::NoSystemDs => format!(
+                    " no READY system datastore in {} cluster",
+                    if one { "its" } else { "their" }
+                ),
                 Refusal::DsRequirements => {
                     let mut reqs = Vec::new();
                     if !vm.automatic_ds_requirements.trim().is_empty() {
@@ -662,31 +749,35 @@ impl<'a> Pass<'a> {
                     if !vm.ds_requirements.trim().is_empty() {
                         reqs.push(format!("SCHED_DS_REQUIREMENTS \"{}\"", vm.ds_requirements));
                     }
-                    format!("have no system datastore matching {}", reqs.join(" & "))
+                    format!(" no system datastore matching {}", reqs.join(" & "))
                 }
                 Refusal::DsSpace => format!(
-                    "lack system datastore space (needs {} MB, best free {best_ds} MB)",
+                    " system datastore space (needs {} MB, best free {best_ds} MB)",
                     s.disk_mb
                 ),
-            }
+            };
+            let verb = match r {
+                Refusal::State | Refusal::Current => verb("is", "are"),
+                Refusal::Automatic | Refusal::Sched => verb("fails", "fail"),
+                Refusal::HostLimit => "reached".into(),
+                Refusal::Cpu | Refusal::Memory | Refusal::DsSpace => verb("lacks", "lack"),
+                Refusal::NoSystemDs | Refusal::DsRequirements => verb("has", "have"),
+            };
+            verb + &rest
         };
         let mut parts = Vec::new();
         for (i, (r, ids)) in groups.iter().enumerate() {
+            let n = ids.len();
             let mut shown: Vec<String> = ids.iter().take(3).map(i64::to_string).collect();
-            if ids.len() > 3 {
+            if n > 3 {
                 shown.push("...".into());
             }
-            let which = format!(" (host{} {})", if ids.len() > 1 { "s" } else { "" }, shown.join(", "));
-            let n = ids.len();
-            let mut reason = text(*r);
-            // Singular verbs for a group of one.
-            if n == 1 {
-                reason = reason
-                    .replacen("are not", "is not", 1)
-                    .replacen("fail ", "fails ", 1)
-                    .replacen("lack ", "lacks ", 1)
-                    .replacen("have no", "has no", 1);
-            }
+            let which = format!(
+                " (host{} {})",
+                if n > 1 { "s" } else { "" },
+                shown.join(", ")
+            );
+            let reason = text(*r, n == 1);
             if i == 0 {
                 let hosts = if total == 1 { "host" } else { "hosts" };
                 parts.push(format!("{n} of {total} {hosts} {reason}{which}"));

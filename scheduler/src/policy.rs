@@ -28,7 +28,11 @@ impl HostPolicy {
             2 => HostPolicy::LoadAware,
             3 => HostPolicy::Custom(custom(rank)?),
             4 => HostPolicy::Fixed,
-            n => return Err(format!("host policy {n} is not one of 0 (packing), 1 (striping), 2 (load-aware), 3 (custom), 4 (fixed)")),
+            n => {
+                return Err(format!(
+                    "host policy {n} is not one of 0 (packing), 1 (striping), 2 (load-aware), 3 (custom), 4 (fixed)"
+                ));
+            }
         })
     }
 
@@ -64,7 +68,11 @@ impl DsPolicy {
             1 => DsPolicy::Striping,
             2 => DsPolicy::Custom(custom(rank)?),
             3 => DsPolicy::Fixed,
-            n => return Err(format!("datastore policy {n} is not one of 0 (packing), 1 (striping), 2 (custom), 3 (fixed)")),
+            n => {
+                return Err(format!(
+                    "datastore policy {n} is not one of 0 (packing), 1 (striping), 2 (custom), 3 (fixed)"
+                ));
+            }
         })
     }
 
@@ -102,13 +110,30 @@ mod tests {
 
     #[test]
     fn host_policies() {
-        assert_eq!(HostPolicy::from_number(0, "").unwrap().rank(), "RUNNING_VMS");
-        assert_eq!(HostPolicy::from_number(1, "").unwrap().rank(), "- RUNNING_VMS");
+        assert_eq!(
+            HostPolicy::from_number(0, "").unwrap().rank(),
+            "RUNNING_VMS"
+        );
+        assert_eq!(
+            HostPolicy::from_number(1, "").unwrap().rank(),
+            "- RUNNING_VMS"
+        );
         assert_eq!(HostPolicy::from_number(2, "").unwrap().rank(), "FREE_CPU");
-        assert_eq!(HostPolicy::from_number(3, "CPUSPEED * 2").unwrap().rank(), "CPUSPEED * 2");
+        assert_eq!(
+            HostPolicy::from_number(3, "CPUSPEED * 2").unwrap().rank(),
+            "CPUSPEED * 2"
+        );
         assert_eq!(HostPolicy::from_number(4, "").unwrap().rank(), "PRIORITY");
-        assert!(HostPolicy::from_number(3, " ").unwrap_err().contains("needs a rank"));
-        assert!(HostPolicy::from_number(3, "1 +").unwrap_err().contains("column"));
+        assert!(
+            HostPolicy::from_number(3, " ")
+                .unwrap_err()
+                .contains("needs a rank")
+        );
+        assert!(
+            HostPolicy::from_number(3, "1 +")
+                .unwrap_err()
+                .contains("column")
+        );
         assert!(HostPolicy::from_number(5, "").is_err());
     }
 

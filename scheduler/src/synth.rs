@@ -97,7 +97,9 @@ impl HostSpec {
             elem(out, "USED_MB", total - free);
             out.push_str("</DS>");
         }
-        out.push_str("<FREE_DISK>0</FREE_DISK><MAX_DISK>0</MAX_DISK><USED_DISK>0</USED_DISK></DATASTORES>");
+        out.push_str(
+            "<FREE_DISK>0</FREE_DISK><MAX_DISK>0</MAX_DISK><USED_DISK>0</USED_DISK></DATASTORES>",
+        );
         out.push_str("<PCI_DEVICES/><NUMA_NODES/></HOST_SHARE><VMS/><TEMPLATE>");
         for (k, v) in &self.template {
             elem(out, k, v);
@@ -113,7 +115,9 @@ impl HostSpec {
                 elem(out, "FREE_MEMORY", self.max_mem - self.mem_usage);
                 elem(out, "USED_CPU", self.max_cpu - free);
                 elem(out, "USED_MEMORY", self.mem_usage);
-                out.push_str("</CAPACITY><SYSTEM><NETRX>0</NETRX><NETTX>0</NETTX></SYSTEM></MONITORING>");
+                out.push_str(
+                    "</CAPACITY><SYSTEM><NETRX>0</NETRX><NETTX>0</NETTX></SYSTEM></MONITORING>",
+                );
             }
         }
         out.push_str("</HOST>");
@@ -175,7 +179,11 @@ impl DsSpec {
         out.push_str("<PERMISSIONS><OWNER_U>1</OWNER_U><OWNER_M>1</OWNER_M><OWNER_A>0</OWNER_A><GROUP_U>1</GROUP_U><GROUP_M>0</GROUP_M><GROUP_A>0</GROUP_A><OTHER_U>0</OTHER_U><OTHER_M>0</OTHER_M><OTHER_A>0</OTHER_A></PERMISSIONS>");
         elem(out, "DS_MAD", "-");
         elem(out, "TM_MAD", if self.shared { "shared" } else { "local" });
-        elem(out, "BASE_PATH", format!("/var/lib/one/datastores/{}", self.id));
+        elem(
+            out,
+            "BASE_PATH",
+            format!("/var/lib/one/datastores/{}", self.id),
+        );
         elem(out, "TYPE", self.ds_type);
         elem(out, "DISK_TYPE", 0);
         elem(out, "STATE", self.state);
@@ -272,7 +280,11 @@ impl VmSpec {
         elem(out, "DEPLOY_ID", "");
         out.push_str("<MONITORING/><SCHED_ACTIONS/><TEMPLATE>");
         if !self.automatic_ds_requirements.is_empty() {
-            elem(out, "AUTOMATIC_DS_REQUIREMENTS", &self.automatic_ds_requirements);
+            elem(
+                out,
+                "AUTOMATIC_DS_REQUIREMENTS",
+                &self.automatic_ds_requirements,
+            );
         }
         if !self.automatic_requirements.is_empty() {
             elem(out, "AUTOMATIC_REQUIREMENTS", &self.automatic_requirements);
