@@ -287,4 +287,96 @@ mod tests {
         bus.set_watch(0, HashSet::new());
         assert!(!bus.watches_api("one.vm.allocate"));
     }
+
+    fn host(id: i64, state: one_proto::state::HostState) -> Host {
+        Host {
+            id,
+            name: format!("h{id}"),
+            state,
+            prev_state: state,
+            im_mad: "dummy".into(),
+            vm_mad: "dummy".into(),
+            cluster_id: 0,
+            cluster: "default".into(),
+            share: Default::default(),
+            vms: vec![],
+            template: Default::default(),
+            monitoring: None,
+        }
+    }
+
+    fn received(rx: &mut mpsc::UnboundedReceiver<Event>) -> Vec<(i64, &'static str)> {
+        let mut out = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            match ev {
+                Event::State(o) => out.push((o.id(), o.state_name())),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn commits_emit_state_events_for_new_objects_and_state_changes_only() {
+        use crate::db::Db;
+        use crate::store::Store;
+        use one_proto::state::HostState;
+        let dir = std::env::temp_dir().join(format!("oned-events-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/one.db?mode=rwc", dir.display());
+        let store = Store::load(Db::open(&url, false).await.unwrap())
+            .await
+            .unwrap();
+        let mut rx = store.events.connect().unwrap();
+        let commit = |hosts: Vec<Host>| {
+            let store = &store;
+            async move {
+                let mut tx = store.begin().await;
+                for h in hosts {
+                    tx.put(h);
+                }
+                tx.commit().await.unwrap();
+            }
+        };
+
+        // Nobody watches hosts: nothing is sent.
+        commit(vec![host(1, HostState::Init)]).await;
+        assert!(received(&mut rx).is_empty());
+
+        store.events.set_watch(Resource::Host.bit(), HashSet::new());
+        // A new host, and a known one entering a new state.
+        commit(vec![
+            host(2, HostState::Init),
+            host(1, HostState::Monitored),
+        ])
+        .await;
+        assert_eq!(received(&mut rx), [(2, "INIT"), (1, "MONITORED")]);
+        // Same state, other changes: nothing.
+        let mut h = host(1, HostState::Monitored);
+        h.name = "renamed".into();
+        commit(vec![h]).await;
+        assert!(received(&mut rx).is_empty());
+        // The event carries the committed object.
+        let mut h = host(1, HostState::Error);
+        h.name = "broken".into();
+        commit(vec![h]).await;
+        match rx.try_recv() {
+            Ok(Event::State(StateObject::Host(h))) => {
+                assert_eq!((h.name.as_str(), h.state), ("broken", HostState::Error));
+                assert!(Arc::ptr_eq(&h, &store.get::<Host>(1).unwrap()));
+            }
+            other => panic!("expected the host, got {other:?}"),
+        }
+        // Deleting is not a state.
+        let mut tx = store.begin().await;
+        tx.delete::<Host>(2);
+        tx.commit().await.unwrap();
+        // A failed or dropped transaction sends nothing.
+        let mut tx = store.begin().await;
+        tx.put(host(1, HostState::Disabled));
+        drop(tx);
+        assert!(received(&mut rx).is_empty());
+        store.db.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -225,7 +225,7 @@ def test_relative_commands_stdin_timeout_remote_and_retention(oned_factory, tmp_
     oned = oned_factory("cfg", extra_args=["--config", str(conf)])
     one = oned.client()
     hooks_dir = oned.data_dir / "myhooks"
-    hooks_dir.mkdir()
+    assert hooks_dir.is_dir(), "oned creates its hooks directory"
     out = tmp_path / "env.txt"
     script(hooks_dir / "env.sh", f'cat > {out}.stdin\necho "$ONE_XMLRPC $#" > {out}')
     script(hooks_dir / "slow.sh", "sleep 20")

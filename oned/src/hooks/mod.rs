@@ -54,9 +54,14 @@ pub fn start(oned: &Arc<Oned>) {
         return;
     };
     refresh(oned);
+    let dir = hooks_dir(oned);
+    // Where an administrator puts hook scripts, as OpenNebula's remotes/hooks.
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot create the hooks directory");
+    }
     let weak = Arc::downgrade(oned);
     tokio::spawn(manage(weak, rx));
-    tracing::info!(dir = %hooks_dir(oned).display(), "hook manager started");
+    tracing::info!(dir = %dir.display(), "hook manager started");
 }
 
 /// Recomputes which resources and calls hooks watch; call after any change to hooks.
