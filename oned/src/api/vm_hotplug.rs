@@ -235,7 +235,11 @@ async fn attach_disk(call: &Call, id: i64, text: &str) -> ApiResult {
         phase,
         op("disk-attach", &[("DISK_ID", disk_id.to_string())]),
     );
-    effects::set_history_action(&mut vm, lcm::actions::action_code("disk-attach"));
+    effects::close_cp_history(
+        &mut vm,
+        lcm::actions::action_code("disk-attach"),
+        now_secs(),
+    );
     finish(call, tx, vm, before, true).await?;
     tracing::info!(vm = id, disk = disk_id, "disk attach started");
     ok_id(id)
@@ -266,7 +270,11 @@ async fn detach_disk(call: &Call, id: i64, disk_id: i64) -> ApiResult {
         phase,
         op("disk-detach", &[("DISK_ID", disk_id.to_string())]),
     );
-    effects::set_history_action(&mut vm, lcm::actions::action_code("disk-detach"));
+    effects::close_cp_history(
+        &mut vm,
+        lcm::actions::action_code("disk-detach"),
+        now_secs(),
+    );
     finish(call, tx, vm, before, true).await?;
     tracing::info!(vm = id, disk = disk_id, "disk detach started");
     ok_id(id)
@@ -296,7 +304,7 @@ async fn attach_nic(call: &Call, id: i64, text: &str) -> ApiResult {
         phase,
         op("nic-attach", &[("NIC_ID", nic_id.to_string())]),
     );
-    effects::set_history_action(&mut vm, lcm::actions::action_code("nic-attach"));
+    effects::close_cp_history(&mut vm, lcm::actions::action_code("nic-attach"), now_secs());
     finish(call, tx, vm, before, true).await?;
     tracing::info!(vm = id, nic = nic_id, "nic attach started");
     ok_id(id)
@@ -327,7 +335,7 @@ async fn detach_nic(call: &Call, id: i64, nic_id: i64) -> ApiResult {
         phase,
         op("nic-detach", &[("NIC_ID", nic_id.to_string())]),
     );
-    effects::set_history_action(&mut vm, lcm::actions::action_code("nic-detach"));
+    effects::close_cp_history(&mut vm, lcm::actions::action_code("nic-detach"), now_secs());
     finish(call, tx, vm, before, true).await?;
     tracing::info!(vm = id, nic = nic_id, "nic detach started");
     ok_id(id)
@@ -354,6 +362,11 @@ async fn snapshot_create(call: &Call, id: i64, name: &str) -> ApiResult {
         },
     );
     s.set("SNAPSHOT_ID", snap_id.to_string());
+    // The space the snapshot takes: the memory (VM_SNAPSHOT_FACTOR 0 counts no disk).
+    s.set(
+        "SYSTEM_DISK_SIZE",
+        vm.template.get("MEMORY").unwrap_or("0").trim().to_string(),
+    );
     s.set("TIME", now.to_string());
     for other in vm.template.vectors_mut("SNAPSHOT") {
         other.remove("ACTIVE");
@@ -480,7 +493,11 @@ async fn disk_snapshot_create(call: &Call, id: i64, disk_id: i64, name: &str) ->
             ],
         ),
     );
-    effects::set_history_action(&mut vm, lcm::actions::action_code("disk-snapshot-create"));
+    effects::close_cp_history(
+        &mut vm,
+        lcm::actions::action_code("disk-snapshot-create"),
+        now_secs(),
+    );
     finish(call, tx, vm, before, true).await?;
     Ok(Value::Int(snap_id))
 }
@@ -535,7 +552,7 @@ async fn disk_snapshot_change(
             ],
         ),
     );
-    effects::set_history_action(&mut vm, lcm::actions::action_code(what));
+    effects::close_cp_history(&mut vm, lcm::actions::action_code(what), now_secs());
     finish(call, tx, vm, before, true).await?;
     ok_id(id)
 }
@@ -616,7 +633,11 @@ async fn disk_resize(call: &Call, id: i64, disk_id: i64, size: &str) -> ApiResul
             ],
         ),
     );
-    effects::set_history_action(&mut vm, lcm::actions::action_code("disk-resize"));
+    effects::close_cp_history(
+        &mut vm,
+        lcm::actions::action_code("disk-resize"),
+        now_secs(),
+    );
     finish(call, tx, vm, before, true).await?;
     ok_id(id)
 }
@@ -695,7 +716,7 @@ async fn resize(call: &Call, id: i64, text: &str, enforce: bool) -> ApiResult {
     } else {
         false
     };
-    effects::set_history_action(&mut vm, lcm::actions::action_code("resize"));
+    effects::close_cp_history(&mut vm, lcm::actions::action_code("resize"), now_secs());
     finish(call, tx, vm, before, started).await?;
     ok_id(id)
 }
@@ -736,7 +757,13 @@ async fn updateconf(call: &Call, id: i64, text: &str, mode: i64) -> ApiResult {
             | S::Undeployed
     );
     if !live && !editable {
-        return Err(refused(call, "updateconf", &vm));
+        return Err(internal(
+            call.method,
+            &format!(
+                "configuration cannot be updated in state {}",
+                vm.state_str()
+            ),
+        ));
     }
     let before = (vm.state, vm.lcm_state);
     for a in &t.attrs {

@@ -96,7 +96,7 @@ async fn vm_action(call: &Call, name: &str, id: i64) -> ApiResult {
     if !lcm::actions::ACTIONS.contains(&name) {
         return Err(action(
             call.method,
-            &format!("Error performing action \"{name}\": unknown action"),
+            &format!("Action \"{name}\" is not supported"),
         ));
     }
     let mut tx = call.oned.store.begin().await;
@@ -153,9 +153,11 @@ fn system_ds(call: &Call, tx: &Txn<'_>, host: &Host, ds_id: i64) -> Result<Datas
         .get(ds_id)
         .ok_or_else(|| no_exists(call.method, "datastore", ds_id))?;
     if ds.ds_type != DatastoreType::System {
-        return Err(action(
+        return Err(internal(
             call.method,
-            &format!("Datastore [{ds_id}] is not a system datastore"),
+            &format!(
+                "Trying to use datastore [{ds_id}] to deploy the VM, but it is not of type system datastore."
+            ),
         ));
     }
     if !in_cluster(&ds) {
@@ -195,12 +197,8 @@ async fn deploy(call: &Call, id: i64, hid: i64, enforce: bool, ds_id: i64) -> Ap
         lcm::actions::host_fits(&vm, &host).map_err(|e| action(call.method, &e))?;
     }
     let before = (vm.state, vm.lcm_state);
-    lcm::actions::deploy(&mut tx, &mut vm, &host, &ds, now_secs()).map_err(|e| {
-        action(
-            call.method,
-            &format!("Error performing action \"deploy\": {e}"),
-        )
-    })?;
+    lcm::actions::deploy(&mut tx, &mut vm, &host, &ds, now_secs())
+        .map_err(|e| action(call.method, &e.replace("This action", "Deploy action")))?;
     vm.user_template.remove("SCHED_MESSAGE");
     log_state(call, before, &vm);
     tx.put(vm);
@@ -219,12 +217,8 @@ async fn migrate(
     ds_id: i64,
     mtype: i64,
 ) -> ApiResult {
-    if !(0..=2).contains(&mtype) {
-        return Err(rpc_api(
-            call.method,
-            &format!("Invalid migration type {mtype}: 0 save, 1 poweroff, 2 poweroff-hard"),
-        ));
-    }
+    // OpenNebula takes any other type as 0 (save).
+    let mtype = if (0..=2).contains(&mtype) { mtype } else { 0 };
     let mut tx = call.oned.store.begin().await;
     let mut vm: Vm = common::get_for_change(call, &tx, id, AuthOp::Admin)?;
     let host = target_host(call, &tx, hid)?;
@@ -236,12 +230,8 @@ async fn migrate(
         lcm::actions::host_fits(&vm, &host).map_err(|e| action(call.method, &e))?;
     }
     let before = (vm.state, vm.lcm_state);
-    lcm::actions::migrate(&mut tx, &mut vm, &host, &ds, live, mtype, now_secs()).map_err(|e| {
-        action(
-            call.method,
-            &format!("Error performing action \"migrate\": {e}"),
-        )
-    })?;
+    lcm::actions::migrate(&mut tx, &mut vm, &host, &ds, live, mtype, now_secs())
+        .map_err(|e| action(call.method, &e.replace("This action", "Migrate action")))?;
     log_state(call, before, &vm);
     tx.put(vm);
     commit(call, tx).await?;
@@ -252,12 +242,8 @@ async fn migrate(
 
 async fn recover(call: &Call, id: i64, op: i64) -> ApiResult {
     use lcm::actions::{Recover, RecoverPlan};
-    let how = Recover::from_num(op).ok_or_else(|| {
-        rpc_api(
-            call.method,
-            &format!("Invalid recover operation {op}: 0 failure, 1 success, 2 retry, 3 delete, 4 delete-recreate, 5 delete-db"),
-        )
-    })?;
+    let how = Recover::from_num(op)
+        .ok_or_else(|| action(call.method, "Wrong recovery operation code"))?;
     let level = match how {
         Recover::Delete | Recover::DeleteRecreate | Recover::DeleteDb => AuthOp::Admin,
         _ => action_auth_op("recover"),

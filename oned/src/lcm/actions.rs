@@ -125,7 +125,14 @@ pub fn action(tx: &mut Txn<'_>, vm: &mut Vm, name: &str, now: i64) -> Outcome {
                 effects::finish(tx, vm, now);
                 Ok(Accepted::Changed)
             }
-            S::Poweroff | S::Suspended | S::Stopped | S::Undeployed => start(vm, L::Epilog, name),
+            S::Poweroff | S::Suspended | S::Stopped | S::Undeployed => {
+                // Nothing runs, so there is nothing hard about it: OpenNebula records terminate.
+                start(vm, L::Epilog, "terminate")?;
+                if let Some(o) = vm.op.as_mut() {
+                    o.action = name.to_string();
+                }
+                Ok(Accepted::Started)
+            }
             S::Active if matches!(vm.lcm_state, L::Running | L::Unknown) => {
                 // UNKNOWN: the domain may be gone; a hard stop is the only safe attempt.
                 start(vm, L::Shutdown, name)
@@ -209,7 +216,6 @@ pub fn action(tx: &mut Txn<'_>, vm: &mut Vm, name: &str, now: i64) -> Outcome {
                 return Err(not_available(vm));
             }
             vm.resched = 0;
-            effects::set_history_action(vm, action_code(name));
             Ok(Accepted::OneShot(if hard {
                 DriverOp::Reset
             } else {
@@ -258,15 +264,21 @@ pub fn host_fits(vm: &Vm, host: &Host) -> Result<(), String> {
     let cpu = effects::cpu_share(vm);
     let mem = effects::mem_share(vm);
     let s = &host.share;
-    if s.max_cpu - s.cpu_usage < cpu || s.max_mem - s.mem_usage < mem {
-        return Err(format!(
-            "Host {} does not have enough capacity: needs CPU {cpu} and MEMORY {mem} KB, has CPU {} and MEMORY {} KB free",
-            host.id,
-            s.max_cpu - s.cpu_usage,
-            s.max_mem - s.mem_usage
-        ));
+    let (free_cpu, free_mem) = (s.max_cpu - s.cpu_usage, s.max_mem - s.mem_usage);
+    let lacking = if free_cpu < cpu {
+        Some(format!("Not enough CPU: {cpu}/{free_cpu}"))
+    } else if free_mem < mem {
+        Some(format!("Not enough memory: {mem}/{free_mem}"))
+    } else {
+        None
+    };
+    match lacking {
+        Some(what) => Err(format!(
+            "virtual machine [{}] does not fit in host [{}]. {what}",
+            vm.header.id, host.id
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// `one.vm.migrate`: `live` for a running VM; otherwise cold with `mtype` 0 save, 1 poweroff,
@@ -303,13 +315,24 @@ pub fn migrate(
             host.id, ds.header.id
         ));
     }
-    effects::set_history_action(vm, action_code(action));
+    let code = action_code(action);
+    let running = vm.state == S::Active && vm.lcm_state == L::Running;
+    // OpenNebula writes the action on the record left only when the VM was running there.
+    if running {
+        effects::set_history_action(vm, code);
+    }
     effects::close_history(vm, now);
+    let source = vm.history.last().map(|h| h.hid);
     let mut h = effects::new_history(vm, host, ds.header.id, &ds.tm_mad, now);
     h.pstime = now;
+    h.action = code;
     vm.history.push(h);
     vm.resched = 0;
     effects::charge_host(tx, vm, host.id);
+    // A VM that does not run leaves its source at once (only its files move).
+    if !running && let Some(src) = source.filter(|s| *s != host.id) {
+        effects::release_host(tx, vm, src);
+    }
     let mut o = op(action);
     o.args = BTreeMap::from([("MIGRATE_TYPE".to_string(), mtype.to_string())]);
     enter(vm, phase, o);
@@ -369,6 +392,19 @@ pub fn recover(
     match how {
         Recover::Success | Recover::Failure => {
             let success = how == Recover::Success;
+            if active && !success && lcm == L::PrologMigrateFailure && vm.history.len() >= 2 {
+                // Back to the source: the saved domain is restored there.
+                let n = vm.history.len();
+                let (src, dst) = (vm.history[n - 2].hid, vm.history[n - 1].hid);
+                if src != dst {
+                    effects::release_host(tx, vm, dst);
+                }
+                effects::cp_previous_history(vm, now);
+                effects::charge_host(tx, vm, src);
+                let o = vm.op.clone().unwrap_or_else(|| op("migrate"));
+                enter(vm, L::BootMigrate, o);
+                return Ok(RecoverPlan::Accepted(Accepted::Started));
+            }
             if let Some(ph) = table::failed_phase(lcm).filter(|_| active) {
                 if !success {
                     // It already failed; nothing changes.
@@ -380,6 +416,9 @@ pub fn recover(
                     phase: lcm,
                     success,
                 })
+            } else if active {
+                // Nothing in flight and nothing failed: OpenNebula answers success.
+                Ok(RecoverPlan::Accepted(Accepted::Nothing))
             } else {
                 Err(format!(
                     "Recover operation is only available for VMs in a transient or failure state, not {}",
@@ -393,6 +432,7 @@ pub fn recover(
                 enter(vm, ph, VmOperation { failed: None, ..o });
                 Ok(RecoverPlan::Accepted(Accepted::Started))
             }
+            None if active => Ok(RecoverPlan::Accepted(Accepted::Nothing)),
             None => Err(format!(
                 "Retry is only available for VMs in a failure state, not {}",
                 vm.state_str()
@@ -406,9 +446,12 @@ pub fn recover(
                     effects::finish(tx, vm, now);
                     Ok(RecoverPlan::Accepted(Accepted::Changed))
                 }
-                S::Init | S::Pending | S::Hold | S::Cloning | S::CloningFailure => {
-                    Err(not_available(vm))
+                S::Pending | S::Hold => {
+                    // It never ran: it only goes (back) to the scheduler.
+                    set_state(vm, S::Pending, L::LcmInit);
+                    Ok(RecoverPlan::Accepted(Accepted::Changed))
                 }
+                S::Init | S::Cloning | S::CloningFailure => Err(not_available(vm)),
                 _ => {
                     let (phase, name) = if recreate {
                         (L::CleanupResubmit, "delete-recreate")

@@ -128,6 +128,41 @@ pub fn copy_history(vm: &mut Vm, now: i64) {
     }
 }
 
+/// Closes the current record and starts a copy of the one before it: the VM is back on the
+/// host it came from (OpenNebula's cp_previous_history after a failed migration).
+pub fn cp_previous_history(vm: &mut Vm, now: i64) {
+    let n = vm.history.len();
+    if n < 2 {
+        return;
+    }
+    close_history(vm, now);
+    let back = History {
+        seq: n as i64,
+        stime: now,
+        etime: 0,
+        pstime: 0,
+        petime: 0,
+        rstime: now,
+        retime: 0,
+        estime: 0,
+        eetime: 0,
+        action: 0,
+        ..vm.history[n - 2].clone()
+    };
+    vm.history.push(back);
+}
+
+/// Closes the current record with `code` as its ACTION and opens a copy on the same host (a
+/// hotplug operation; OpenNebula's close_cp_history).
+pub fn close_cp_history(vm: &mut Vm, code: i32, now: i64) {
+    if vm.history.is_empty() {
+        return;
+    }
+    set_history_action(vm, code);
+    close_history(vm, now);
+    copy_history(vm, now);
+}
+
 /// Sets the HISTORY ACTION of the current record (the action that ends or changes the stay).
 pub fn set_history_action(vm: &mut Vm, code: i32) {
     if let Some(h) = vm.history.last_mut() {

@@ -488,30 +488,33 @@ pub fn conclude(
             | L::PrologMigrateSuspend
             | L::PrologMigrateUnknown,
             true,
-        )
-        | (L::Migrate, true) => {
+        ) => {
             if let Some(h) = vm.history.last_mut() {
                 h.petime = now;
             }
-            // The source is left: its capacity goes back.
+        }
+        // The domain left the source (saved, or moved live): the source's capacity goes
+        // back, as OpenNebula does when PROLOG_MIGRATE starts.
+        (L::SaveMigrate | L::Migrate, true) => {
             if n >= 2 && vm.history[n - 2].hid != vm.history[n - 1].hid {
                 let src = vm.history[n - 2].hid;
                 effects::release_host(tx, vm, src);
             }
         }
-        // The VM stays on the source: forget the destination.
+        // The VM stays on the source: the destination's record is closed and the source's
+        // stay goes on in a copy of its record (OpenNebula's revert_migrate_after_failure).
         (L::SaveMigrate | L::Migrate, false) if n >= 2 => {
             let dst = vm.history[n - 1].hid;
             if dst != vm.history[n - 2].hid {
                 effects::release_host(tx, vm, dst);
             }
-            vm.history.pop();
-            if let Some(h) = vm.history.last_mut() {
-                h.etime = 0;
-                h.retime = 0;
-                h.action = 0;
-            }
+            effects::cp_previous_history(vm, now);
         }
+        // A failed shutdown or save: the VM runs on; the action did not happen.
+        (
+            L::Shutdown | L::ShutdownPoweroff | L::ShutdownUndeploy | L::SaveStop | L::SaveSuspend,
+            false,
+        ) => effects::set_history_action(vm, 0),
         (L::ShutdownPoweroff | L::SaveSuspend, true) => effects::close_history(vm, now),
         (L::Epilog, true) | (L::CleanupDelete, _) => {
             effects::finish(tx, vm, now);
@@ -536,12 +539,16 @@ pub fn conclude(
     match next {
         Next::Phase(l) => enter(vm, l, op),
         Next::Rest(state, l) => {
-            if state == VmState::Active
-                && l == L::Running
-                && let Some(h) = vm.history.last_mut()
-                && h.rstime == 0
-            {
-                h.rstime = now;
+            if state == VmState::Active && l == L::Running {
+                if let Some(h) = vm.history.last_mut()
+                    && h.rstime == 0
+                {
+                    h.rstime = now;
+                }
+                // recover success without a driver answer: name the domain as deploy does.
+                if vm.deploy_id.is_empty() {
+                    vm.deploy_id = format!("one-{}", vm.header.id);
+                }
             }
             set_state(vm, state, l);
             // A failure state keeps the operation: retry and recover need its arguments.
