@@ -51,7 +51,10 @@ fn rounds_since(log: &Path, from: u64) -> anyhow::Result<Vec<Round>> {
     let text = std::fs::read(log)?;
     let tail = String::from_utf8_lossy(&text[(from as usize).min(text.len())..]).into_owned();
     let mut out = Vec::new();
-    for line in tail.lines().filter(|l| l.contains("dummy monitoring round")) {
+    for line in tail
+        .lines()
+        .filter(|l| l.contains("dummy monitoring round"))
+    {
         let mut r = Round::default();
         for tok in line.split_whitespace() {
             let Some((k, v)) = tok.split_once('=') else {
@@ -72,6 +75,85 @@ fn rounds_since(log: &Path, from: u64) -> anyhow::Result<Vec<Round>> {
     Ok(out)
 }
 
+/// Allocates `n` small VMs and deploys them round-robin on hosts 0..hosts, then waits until
+/// all are RUNNING.
+async fn deploy_vms(
+    endpoint: &str,
+    session: &str,
+    client: &Client,
+    n: usize,
+    hosts: usize,
+) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let workers = 8;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let c = Client::new(endpoint.to_string(), session.to_string());
+        tasks.push(tokio::spawn(async move {
+            for i in (w..n).step_by(workers) {
+                let id = c
+                    .call(
+                        "one.vm.allocate",
+                        vec![
+                            Value::String(
+                                "NAME=\"mon\"\nCPU=\"0.5\"\nVCPU=\"1\"\nMEMORY=\"512\"".into(),
+                            ),
+                            Value::Bool(false),
+                        ],
+                    )
+                    .await?;
+                let Value::Int(id) = id else {
+                    anyhow::bail!("one.vm.allocate answered {id:?}");
+                };
+                c.call(
+                    "one.vm.deploy",
+                    vec![
+                        Value::Int(id),
+                        Value::Int((i % hosts.max(1)) as i64),
+                        Value::Bool(false),
+                        Value::Int(-1),
+                    ],
+                )
+                .await?;
+            }
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let pool = client
+            .call(
+                "one.vmpool.info",
+                vec![
+                    Value::Int(-2),
+                    Value::Int(-1),
+                    Value::Int(-1),
+                    Value::Int(-1),
+                ],
+            )
+            .await?;
+        let running = match &pool {
+            Value::String(s) => s.matches("<LCM_STATE>3</LCM_STATE>").count(),
+            _ => 0,
+        };
+        if running >= n {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {running} of {n} VMs RUNNING after 600 s");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "deployed {n} VMs, all RUNNING after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 fn count_monitored(pool_xml: &str) -> usize {
     // "<STATE>2</STATE>" cannot match PREV_STATE (its tag does not start right after '<').
     pool_xml.matches("<STATE>2</STATE>").count()
@@ -86,7 +168,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let pid = oned.child.id();
     let log = oned.dir.join("oned.log");
     let client = Client::new(endpoint.clone(), session.clone());
-    println!("oned at {endpoint} (pid {pid}), dummy interval {} s", args.interval);
+    println!(
+        "oned at {endpoint} (pid {pid}), dummy interval {} s",
+        args.interval
+    );
 
     // Hosts, from a few clients at once (creating is not what is measured).
     let t = Instant::now();
@@ -141,6 +226,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         monitored.as_secs_f64()
     );
 
+    if args.running_vms > 0 {
+        deploy_vms(&endpoint, &session, &client, args.running_vms, args.hosts).await?;
+    }
+
     // Idle window: only monitoring runs.
     let from = std::fs::metadata(&log)?.len();
     let cpu0 = cpu_seconds(pid)?;
@@ -157,13 +246,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut totals: Vec<u64> = rounds.iter().map(Round::total_us).collect();
     totals.sort_unstable();
-    let mean = |f: fn(&Round) -> u64| rounds.iter().map(f).sum::<u64>() as f64 / rounds.len() as f64;
+    let mean =
+        |f: fn(&Round) -> u64| rounds.iter().map(f).sum::<u64>() as f64 / rounds.len() as f64;
     println!();
-    println!("| dummy hosts | rounds in {wall:.0} s | round p50 | round max | plan | commit | sample | oned CPU | CPU per round |");
-    println!("|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} % of a core | {:.1} ms |",
+        "| dummy hosts | running VMs | rounds in {wall:.0} s | round p50 | round max | decide | commit | sample | oned CPU | CPU per round |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} % of a core | {:.1} ms |",
         rounds[0].hosts,
+        args.running_vms,
         rounds.len(),
         totals[totals.len() / 2] as f64 / 1000.0,
         *totals.last().unwrap_or(&0) as f64 / 1000.0,

@@ -54,6 +54,9 @@ struct Args {
     /// dummy-hosts: seconds over which CPU and round times are measured.
     #[arg(long, default_value_t = 60)]
     seconds: u64,
+    /// dummy-hosts: VMs deployed (one.vm.deploy, round-robin) on the hosts before measuring.
+    #[arg(long, default_value_t = 0)]
+    running_vms: usize,
 }
 
 struct Oned {

@@ -495,11 +495,11 @@ pub fn conclude(
         }
         // The domain left the source (saved, or moved live): the source's capacity goes
         // back, as OpenNebula does when PROLOG_MIGRATE starts.
-        (L::SaveMigrate | L::Migrate, true) => {
-            if n >= 2 && vm.history[n - 2].hid != vm.history[n - 1].hid {
-                let src = vm.history[n - 2].hid;
-                effects::release_host(tx, vm, src);
-            }
+        (L::SaveMigrate | L::Migrate, true)
+            if n >= 2 && vm.history[n - 2].hid != vm.history[n - 1].hid =>
+        {
+            let src = vm.history[n - 2].hid;
+            effects::release_host(tx, vm, src);
         }
         // The VM stays on the source: the destination's record is closed and the source's
         // stay goes on in a copy of its record (OpenNebula's revert_migrate_after_failure).

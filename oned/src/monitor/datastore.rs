@@ -7,8 +7,7 @@
 //! with OpenNebula's 300 s period and a handful of datastores that is a few rows every five
 //! minutes.
 
-use crate::server::Oned;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 use one_proto::objects::datastore::Datastore;
 use std::path::Path;
 
@@ -60,9 +59,8 @@ pub fn measure(path: &Path) -> std::io::Result<Figures> {
 /// One round: measures every datastore (`full`), or only those never measured (TOTAL_MB 0,
 /// e.g. just created), and stores the figures that changed in one transaction. Returns how
 /// many datastores changed.
-pub async fn round(oned: &Oned, full: bool) -> Result<usize, StoreError> {
-    let targets: Vec<(i64, String)> = oned
-        .store
+pub async fn round(store: &Store, full: bool) -> Result<usize, StoreError> {
+    let targets: Vec<(i64, String)> = store
         .read()
         .datastores
         .iter()
@@ -95,7 +93,7 @@ pub async fn round(oned: &Oned, full: bool) -> Result<usize, StoreError> {
     .await
     .unwrap_or_default();
     let changed: Vec<(i64, Figures)> = {
-        let st = oned.store.read();
+        let st = store.read();
         measured
             .into_iter()
             .filter(|(id, f)| st.datastores.get(*id).is_some_and(|d| current(d) != *f))
@@ -104,7 +102,7 @@ pub async fn round(oned: &Oned, full: bool) -> Result<usize, StoreError> {
     if changed.is_empty() {
         return Ok(0);
     }
-    let mut tx = oned.store.begin().await;
+    let mut tx = store.begin().await;
     let mut n = 0;
     for (id, f) in &changed {
         let Some(mut ds) = tx.get::<Datastore>(*id) else {
