@@ -7,6 +7,9 @@
 //! instead: it creates N dummy hosts, waits until all are MONITORED, then reads oned's CPU time
 //! (/proc) and its monitoring round times (its log, at debug level for `oned::monitor`) over
 //! `--seconds`, and the latency of `one.host.info` while rounds run.
+//!
+//! Scenario `lifecycle` (`--scenario lifecycle --hosts 100 --vms 1000 --samples 50`) starts
+//! one-scheduler too and measures allocate → RUNNING, one VM at a time and 1,000 at once.
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -18,6 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod dummy_hosts;
+mod lifecycle;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
@@ -25,6 +29,8 @@ enum Scenario {
     Api,
     /// Monitoring cost of many dummy hosts.
     DummyHosts,
+    /// oned + one-scheduler: allocate → RUNNING latency and throughput on dummy hosts.
+    Lifecycle,
 }
 
 #[derive(Parser, Debug)]
@@ -163,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
     match args.scenario {
         Scenario::Api => api(args).await,
         Scenario::DummyHosts => dummy_hosts::run(args).await,
+        Scenario::Lifecycle => lifecycle::run(args).await,
     }
 }
 
