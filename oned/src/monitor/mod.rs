@@ -625,6 +625,14 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[test]
+    fn bad_periods_fall_back_to_the_default() {
+        assert_eq!(period(0.5, 5.0, "x"), Duration::from_millis(500));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e300] {
+            assert_eq!(period(bad, 5.0, "x"), Duration::from_secs(5), "{bad}");
+        }
+    }
+
     #[tokio::test]
     async fn datastore_round_measures_existing_paths() {
         let dir = std::env::temp_dir().join(format!("oned-monitor-ds-{}", std::process::id()));
