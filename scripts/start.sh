@@ -39,6 +39,51 @@ oned_pid() { # the pid of the oned serving var/, if one runs
     printf '%s\n' "$pid"
 }
 
+# launch NAME LOG ARGS...: starts a daemon detached, as the invoking user; sets LAUNCHED to
+# its pid (with runuser the launcher is runuser itself, so look for the child by name).
+launch() {
+    local name=$1 log=$2 launcher child
+    shift 2
+    if is_root && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != "root" ]; then
+        nohup runuser -u "$SUDO_USER" -- setsid "$@" </dev/null >>"$log" 2>&1 &
+    else
+        nohup setsid "$@" </dev/null >>"$log" 2>&1 &
+    fi
+    launcher=$!
+    LAUNCHED=$launcher
+    for _ in $(seq 1 100); do
+        if [ "$(cat "/proc/$launcher/comm" 2>/dev/null)" = "$name" ]; then
+            LAUNCHED=$launcher
+            return 0
+        fi
+        child="$(pgrep -P "$launcher" -x "$name" 2>/dev/null | head -n 1 || true)"
+        if [ -n "$child" ]; then
+            LAUNCHED=$child
+            return 0
+        fi
+        sleep 0.05
+    done
+}
+
+scheduler_running() {
+    local spid
+    spid="$(cat "$DATA/scheduler.pid" 2>/dev/null)" || return 1
+    [ -n "$spid" ] && [ "$(cat "/proc/$spid/comm" 2>/dev/null)" = "one-scheduler" ]
+}
+
+# start_scheduler BIN: one-scheduler against the oned serving var/.
+start_scheduler() {
+    step "starting one-scheduler (etc/scheduler.toml)"
+    launch one-scheduler "$DATA/scheduler.log" "$1" --config "$REPO/etc/scheduler.toml" \
+        --endpoint "$(cat "$DATA/one_endpoint")" --auth-file "$DATA/one_auth"
+    echo "$LAUNCHED" >"$DATA/scheduler.pid"
+    sleep 0.3
+    kill -0 "$LAUNCHED" 2>/dev/null || {
+        tail -n 20 "$DATA/scheduler.log" 2>/dev/null || true
+        die "one-scheduler exited at once (see var/scheduler.log)"
+    }
+}
+
 python_with_pyone() {
     local venv
     venv="$(one_venv_dir)"
@@ -83,6 +128,15 @@ command -v cargo >/dev/null || as_invoker bash -c 'command -v cargo' >/dev/null 
 if pid="$(oned_pid)"; then
     say ""
     say "oned is already running (pid $pid) with its data in var/; not starting a second one."
+    if ! scheduler_running; then
+        sched="$(as_invoker bash -c 'echo "${CARGO_TARGET_DIR:-target}"')/release/one-scheduler"
+        case "$sched" in /*) ;; *) sched="$REPO/$sched" ;; esac
+        if [ -x "$sched" ]; then
+            start_scheduler "$sched"
+        else
+            warn "one-scheduler is not running and not built: stop oned (scripts/stop.sh) and start again"
+        fi
+    fi
     print_usage_info
     exit 0
 fi
@@ -104,32 +158,6 @@ BIN="$RELEASE/oned"
 SCHED_BIN="$RELEASE/one-scheduler"
 [ -x "$BIN" ] || die "the build did not produce $BIN"
 [ -x "$SCHED_BIN" ] || die "the build did not produce $SCHED_BIN"
-
-# launch NAME LOG ARGS...: starts a daemon detached, as the invoking user; sets LAUNCHED to
-# its pid (with runuser the launcher is runuser itself, so look for the child by name).
-launch() {
-    local name=$1 log=$2 launcher child
-    shift 2
-    if is_root && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != "root" ]; then
-        nohup runuser -u "$SUDO_USER" -- setsid "$@" </dev/null >>"$log" 2>&1 &
-    else
-        nohup setsid "$@" </dev/null >>"$log" 2>&1 &
-    fi
-    launcher=$!
-    LAUNCHED=$launcher
-    for _ in $(seq 1 100); do
-        if [ "$(cat "/proc/$launcher/comm" 2>/dev/null)" = "$name" ]; then
-            LAUNCHED=$launcher
-            return 0
-        fi
-        child="$(pgrep -P "$launcher" -x "$name" 2>/dev/null | head -n 1 || true)"
-        if [ -n "$child" ]; then
-            LAUNCHED=$child
-            return 0
-        fi
-        sleep 0.05
-    done
-}
 
 # --- 4. oned ----------------------------------------------------------------------------
 step "starting oned on $LISTEN, data in var/"
@@ -177,15 +205,7 @@ fi
 #   [web console] the web console, and the URL it prints
 
 # [scheduler]
-step "starting one-scheduler (etc/scheduler.toml)"
-launch one-scheduler "$DATA/scheduler.log" "$SCHED_BIN" --config "$REPO/etc/scheduler.toml" \
-    --endpoint "$(cat "$DATA/one_endpoint")" --auth-file "$DATA/one_auth"
-echo "$LAUNCHED" >"$DATA/scheduler.pid"
-sleep 0.3
-kill -0 "$LAUNCHED" 2>/dev/null || {
-    tail -n 20 "$DATA/scheduler.log" 2>/dev/null || true
-    die "one-scheduler exited at once (see var/scheduler.log)"
-}
+start_scheduler "$SCHED_BIN"
 
 say ""
 say "oned is running (pid $pid), data in var/; one-scheduler (pid $(cat "$DATA/scheduler.pid")) places pending VMs"
