@@ -6,6 +6,7 @@ pub mod error;
 pub mod objects;
 pub mod state;
 pub mod template;
+pub mod time;
 pub mod xml;
 pub mod xmlrpc;
 

@@ -21,41 +21,19 @@ fn looks_like_date(s: &str) -> bool {
     f.len() == 5 && f[3].len() == 8 && f[3].matches(':').count() == 2
 }
 
-/// `Www Mmm dd hh:mm:ss yyyy` for a Unix time, in UTC.
+/// `Www Mmm dd hh:mm:ss yyyy` for a Unix time, in UTC (the day of month zero-padded).
 pub fn ctime(unix_seconds: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = unix_seconds.div_euclid(86_400);
-    let secs = unix_seconds.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let c = one_proto::time::civil(unix_seconds);
     format!(
         "{} {} {:02} {:02}:{:02}:{:02} {}",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(m - 1) as usize],
-        d,
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60,
-        y
+        c.day_name(),
+        c.month_name(),
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        c.year
     )
-}
-
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01, proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    // Shift to a calendar starting on March 1st of year 0, in 400-year eras, so leap days
-    // fall at the end of each year.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]

@@ -292,41 +292,12 @@ pub fn apply(host: &mut Host, plan: &Plan, cfg: &DummyConfig, model: &str, now: 
             .get("ERROR")
             .is_some_and(|e| e.ends_with(msg.as_str()));
         if !current {
-            host.template
-                .set("ERROR", format!("{} : {}", log_time(now), msg));
+            host.template.set(
+                "ERROR",
+                format!("{} : {}", one_proto::time::ctime(now), msg),
+            );
         }
     }
-}
-
-/// OpenNebula's `one_util::log_time`: ctime(3) without the newline, e.g.
-/// "Thu Nov 26 10:04:05 2026". Written in UTC (OpenNebula uses the server's local time).
-pub fn log_time(unix: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{} {} {:2} {:02}:{:02}:{:02} {}",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(month - 1) as usize],
-        day,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        year
-    )
 }
 
 #[cfg(test)]
@@ -497,12 +468,5 @@ mod tests {
         let mut kvm = host(6, HostState::Init, "");
         kvm.im_mad = "kvm".into();
         assert!(plan(&kvm, None, no_vms, &cfg(), "m").is_none());
-    }
-
-    #[test]
-    fn log_time_is_ctime() {
-        assert_eq!(log_time(0), "Thu Jan  1 00:00:00 1970");
-        assert_eq!(log_time(1_700_000_000), "Tue Nov 14 22:13:20 2023");
-        assert_eq!(log_time(951_782_400), "Tue Feb 29 00:00:00 2000");
     }
 }
