@@ -23,13 +23,13 @@ pub fn register(r: &mut Registry) {
         attach_disk(&c, p.int32(0)?, p.str(1)?).await
     });
     r.add("one.vm.detach", |c: Call, p: Params| async move {
-        detach_disk(&c, p.int32(0)?, p.int32(1)?).await
+        detach(&c, p.int32(0)?, &DISK, p.int32(1)?).await
     });
     r.add("one.vm.attachnic", |c: Call, p: Params| async move {
         attach_nic(&c, p.int32(0)?, p.str(1)?).await
     });
     r.add("one.vm.detachnic", |c: Call, p: Params| async move {
-        detach_nic(&c, p.int32(0)?, p.int32(1)?).await
+        detach(&c, p.int32(0)?, &NIC, p.int32(1)?).await
     });
     r.add("one.vm.snapshotcreate", |c: Call, p: Params| async move {
         snapshot_create(&c, p.int32(0)?, p.str(1)?).await
@@ -97,6 +97,23 @@ fn op(action: &str, args: &[(&str, String)]) -> VmOperation {
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect::<BTreeMap<_, _>>(),
         ..VmOperation::default()
+    }
+}
+
+/// How an operation marks HISTORY_RECORDS: hotplug operations close the current record and
+/// open a copy (OpenNebula's close_cp_history); system snapshots only set its ACTION.
+enum HistoryMark {
+    CloseCopy,
+    Action,
+}
+
+/// Enters `phase` for `action` (with its arguments) and marks the history.
+fn start(vm: &mut Vm, phase: L, action: &str, args: &[(&str, String)], mark: HistoryMark) {
+    lcm::enter(vm, phase, op(action, args));
+    let code = lcm::actions::action_code(action);
+    match mark {
+        HistoryMark::CloseCopy => effects::close_cp_history(vm, code, now_secs()),
+        HistoryMark::Action => effects::set_history_action(vm, code),
     }
 }
 
@@ -230,53 +247,74 @@ async fn attach_disk(call: &Call, id: i64, text: &str) -> ApiResult {
     disk.set("ATTACH", "YES");
     vm.template.push("DISK", AttrValue::Vector(disk));
     requota(call, &mut tx, &before_vm, &vm)?;
-    lcm::enter(
+    start(
         &mut vm,
         phase,
-        op("disk-attach", &[("DISK_ID", disk_id.to_string())]),
-    );
-    effects::close_cp_history(
-        &mut vm,
-        lcm::actions::action_code("disk-attach"),
-        now_secs(),
+        "disk-attach",
+        &[("DISK_ID", disk_id.to_string())],
+        HistoryMark::CloseCopy,
     );
     finish(call, tx, vm, before, true).await?;
     tracing::info!(vm = id, disk = disk_id, "disk attach started");
     ok_id(id)
 }
 
-async fn detach_disk(call: &Call, id: i64, disk_id: i64) -> ApiResult {
+/// A device kind detach works on: its vector, id key, action and the phases it runs in.
+struct Device {
+    vector: &'static str,
+    key: &'static str,
+    action: &'static str,
+    running: L,
+    poweroff: L,
+}
+
+const DISK: Device = Device {
+    vector: "DISK",
+    key: "DISK_ID",
+    action: "disk-detach",
+    running: L::Hotplug,
+    poweroff: L::HotplugEpilogPoweroff,
+};
+
+const NIC: Device = Device {
+    vector: "NIC",
+    key: "NIC_ID",
+    action: "nic-detach",
+    running: L::HotplugNic,
+    poweroff: L::HotplugNicPoweroff,
+};
+
+/// one.vm.detach / one.vm.detachnic: marks the device ATTACH=YES and enters the phase that
+/// removes it (the phase's end takes it out of the template).
+async fn detach(call: &Call, id: i64, dev: &Device, dev_id: i64) -> ApiResult {
     let tx = call.oned.store.begin().await;
     let mut vm: Vm = common::get_for_change(call, &tx, id, AuthOp::Manage)?;
     let phase = match vm.state {
-        _ if running(&vm) => L::Hotplug,
-        S::Poweroff => L::HotplugEpilogPoweroff,
-        _ => return Err(refused(call, "disk-detach", &vm)),
+        _ if running(&vm) => dev.running,
+        S::Poweroff => dev.poweroff,
+        _ => return Err(refused(call, dev.action, &vm)),
     };
     let before = (vm.state, vm.lcm_state);
-    let Some(disk) = vm
+    let Some(v) = vm
         .template
-        .vectors_mut("DISK")
-        .find(|d| id_of(d, "DISK_ID") == Some(disk_id))
+        .vectors_mut(dev.vector)
+        .find(|v| id_of(v, dev.key) == Some(dev_id))
     else {
         return Err(action(
             call.method,
-            &format!("VM {id} has no DISK with DISK_ID {disk_id}"),
+            &format!("VM {id} has no {} with {} {dev_id}", dev.vector, dev.key),
         ));
     };
-    disk.set("ATTACH", "YES");
-    lcm::enter(
+    v.set("ATTACH", "YES");
+    start(
         &mut vm,
         phase,
-        op("disk-detach", &[("DISK_ID", disk_id.to_string())]),
-    );
-    effects::close_cp_history(
-        &mut vm,
-        lcm::actions::action_code("disk-detach"),
-        now_secs(),
+        dev.action,
+        &[(dev.key, dev_id.to_string())],
+        HistoryMark::CloseCopy,
     );
     finish(call, tx, vm, before, true).await?;
-    tracing::info!(vm = id, disk = disk_id, "disk detach started");
+    tracing::info!(vm = id, device = dev.vector, dev_id, "detach started");
     ok_id(id)
 }
 
@@ -299,45 +337,15 @@ async fn attach_nic(call: &Call, id: i64, text: &str) -> ApiResult {
     }
     nic.set("ATTACH", "YES");
     vm.template.push("NIC", AttrValue::Vector(nic));
-    lcm::enter(
+    start(
         &mut vm,
         phase,
-        op("nic-attach", &[("NIC_ID", nic_id.to_string())]),
+        "nic-attach",
+        &[("NIC_ID", nic_id.to_string())],
+        HistoryMark::CloseCopy,
     );
-    effects::close_cp_history(&mut vm, lcm::actions::action_code("nic-attach"), now_secs());
     finish(call, tx, vm, before, true).await?;
     tracing::info!(vm = id, nic = nic_id, "nic attach started");
-    ok_id(id)
-}
-
-async fn detach_nic(call: &Call, id: i64, nic_id: i64) -> ApiResult {
-    let tx = call.oned.store.begin().await;
-    let mut vm: Vm = common::get_for_change(call, &tx, id, AuthOp::Manage)?;
-    let phase = match vm.state {
-        _ if running(&vm) => L::HotplugNic,
-        S::Poweroff => L::HotplugNicPoweroff,
-        _ => return Err(refused(call, "nic-detach", &vm)),
-    };
-    let before = (vm.state, vm.lcm_state);
-    let Some(nic) = vm
-        .template
-        .vectors_mut("NIC")
-        .find(|n| id_of(n, "NIC_ID") == Some(nic_id))
-    else {
-        return Err(action(
-            call.method,
-            &format!("VM {id} has no NIC with NIC_ID {nic_id}"),
-        ));
-    };
-    nic.set("ATTACH", "YES");
-    lcm::enter(
-        &mut vm,
-        phase,
-        op("nic-detach", &[("NIC_ID", nic_id.to_string())]),
-    );
-    effects::close_cp_history(&mut vm, lcm::actions::action_code("nic-detach"), now_secs());
-    finish(call, tx, vm, before, true).await?;
-    tracing::info!(vm = id, nic = nic_id, "nic detach started");
     ok_id(id)
 }
 
@@ -372,12 +380,13 @@ async fn snapshot_create(call: &Call, id: i64, name: &str) -> ApiResult {
         other.remove("ACTIVE");
     }
     vm.template.push("SNAPSHOT", AttrValue::Vector(s));
-    lcm::enter(
+    start(
         &mut vm,
         L::HotplugSnapshot,
-        op("snapshot-create", &[("SNAPSHOT_ID", snap_id.to_string())]),
+        "snapshot-create",
+        &[("SNAPSHOT_ID", snap_id.to_string())],
+        HistoryMark::Action,
     );
-    effects::set_history_action(&mut vm, lcm::actions::action_code("snapshot-create"));
     finish(call, tx, vm, before, true).await?;
     Ok(Value::Int(snap_id))
 }
@@ -399,12 +408,13 @@ async fn snapshot_change(call: &Call, id: i64, snap_id: i64, what: &str) -> ApiR
         ));
     }
     let before = (vm.state, vm.lcm_state);
-    lcm::enter(
+    start(
         &mut vm,
         L::HotplugSnapshot,
-        op(what, &[("SNAPSHOT_ID", snap_id.to_string())]),
+        what,
+        &[("SNAPSHOT_ID", snap_id.to_string())],
+        HistoryMark::Action,
     );
-    effects::set_history_action(&mut vm, lcm::actions::action_code(what));
     finish(call, tx, vm, before, true).await?;
     ok_id(id)
 }
@@ -482,21 +492,15 @@ async fn disk_snapshot_create(call: &Call, id: i64, disk_id: i64, name: &str) ->
         size,
     });
     tree.next_snapshot += 1;
-    lcm::enter(
+    start(
         &mut vm,
         phase,
-        op(
-            "disk-snapshot-create",
-            &[
-                ("DISK_ID", disk_id.to_string()),
-                ("SNAPSHOT_ID", snap_id.to_string()),
-            ],
-        ),
-    );
-    effects::close_cp_history(
-        &mut vm,
-        lcm::actions::action_code("disk-snapshot-create"),
-        now_secs(),
+        "disk-snapshot-create",
+        &[
+            ("DISK_ID", disk_id.to_string()),
+            ("SNAPSHOT_ID", snap_id.to_string()),
+        ],
+        HistoryMark::CloseCopy,
     );
     finish(call, tx, vm, before, true).await?;
     Ok(Value::Int(snap_id))
@@ -541,18 +545,16 @@ async fn disk_snapshot_change(
         ));
     }
     let before = (vm.state, vm.lcm_state);
-    lcm::enter(
+    start(
         &mut vm,
         phase,
-        op(
-            what,
-            &[
-                ("DISK_ID", disk_id.to_string()),
-                ("SNAPSHOT_ID", snap_id.to_string()),
-            ],
-        ),
+        what,
+        &[
+            ("DISK_ID", disk_id.to_string()),
+            ("SNAPSHOT_ID", snap_id.to_string()),
+        ],
+        HistoryMark::CloseCopy,
     );
-    effects::close_cp_history(&mut vm, lcm::actions::action_code(what), now_secs());
     finish(call, tx, vm, before, true).await?;
     ok_id(id)
 }
@@ -622,21 +624,15 @@ async fn disk_resize(call: &Call, id: i64, disk_id: i64, size: &str) -> ApiResul
     }
     disk.set("SIZE", new_size.to_string());
     requota(call, &mut tx, &before_vm, &vm)?;
-    lcm::enter(
+    start(
         &mut vm,
         phase,
-        op(
-            "disk-resize",
-            &[
-                ("DISK_ID", disk_id.to_string()),
-                ("OLD_SIZE", old.to_string()),
-            ],
-        ),
-    );
-    effects::close_cp_history(
-        &mut vm,
-        lcm::actions::action_code("disk-resize"),
-        now_secs(),
+        "disk-resize",
+        &[
+            ("DISK_ID", disk_id.to_string()),
+            ("OLD_SIZE", old.to_string()),
+        ],
+        HistoryMark::CloseCopy,
     );
     finish(call, tx, vm, before, true).await?;
     ok_id(id)
