@@ -43,6 +43,10 @@ pub trait ApiObject: Stored {
     fn lock(&self) -> Option<&Lock> {
         self.header().and_then(|h| h.lock.as_ref())
     }
+    /// Where the lock is kept, for lock / unlock; None: the kind cannot be locked.
+    fn lock_slot(&mut self) -> Option<&mut Option<Lock>> {
+        self.header_mut().map(|h| &mut h.lock)
+    }
 
     fn auth(&self) -> ObjAuth {
         let (uid, gid) = self.owner();
@@ -519,15 +523,15 @@ pub async fn lock<T: ApiObject>(call: &Call, id: i64, level: i64, test: bool) ->
         .ok_or_else(|| no_exists(call.method, T::OBJNAME, id))?;
     authorize(call, &tx.committed(), &obj, AuthOp::Manage)?;
     let uid = call.session.uid;
-    let h = obj
-        .header_mut()
+    let slot = obj
+        .lock_slot()
         .ok_or_else(|| internal(call.method, "object cannot be locked"))?;
-    if let Some(l) = &h.lock
+    if let Some(l) = slot
         && (test || l.owner != uid)
     {
         return Err(locked(call.method, T::OBJNAME, id));
     }
-    h.lock = Some(Lock {
+    *slot = Some(Lock {
         level,
         owner: uid,
         time: crate::auth::now_secs(),
@@ -547,16 +551,16 @@ pub async fn unlock<T: ApiObject>(call: &Call, id: i64) -> ApiResult {
     authorize(call, &tx.committed(), &obj, AuthOp::Manage)?;
     let is_admin = call.session.is_admin();
     let uid = call.session.uid;
-    let h = obj
-        .header_mut()
+    let slot = obj
+        .lock_slot()
         .ok_or_else(|| internal(call.method, "object cannot be locked"))?;
-    if let Some(l) = &h.lock
+    if let Some(l) = slot
         && l.owner != uid
         && !is_admin
     {
         return Err(locked(call.method, T::OBJNAME, id));
     }
-    h.lock = None;
+    *slot = None;
     tx.put(obj);
     commit(call, tx).await?;
     ok_id(id)

@@ -34,6 +34,9 @@ impl ApiObject for Hook {
     fn lock(&self) -> Option<&Lock> {
         self.lock.as_ref()
     }
+    fn lock_slot(&mut self) -> Option<&mut Option<Lock>> {
+        Some(&mut self.lock)
+    }
 }
 
 pub fn register(r: &mut Registry) {
@@ -202,47 +205,12 @@ async fn rename(call: &Call, id: i64, name: &str) -> ApiResult {
 
 async fn lock(call: &Call, id: i64, level: i64, test: bool) -> ApiResult {
     admin_only(call, AuthOp::Manage, Some(id))?;
-    let level = match level {
-        1..=3 => level as i32,
-        4 => 1,
-        _ => {
-            return Err(rpc_api(
-                call.method,
-                "Wrong lock level, it must be 1, 2, 3 or 4.",
-            ));
-        }
-    };
-    let mut tx = call.oned.store.begin().await;
-    let mut hook: Hook = tx
-        .get(id)
-        .ok_or_else(|| no_exists(call.method, OBJNAME, id))?;
-    let uid = call.session.uid;
-    if let Some(l) = &hook.lock
-        && (test || l.owner != uid)
-    {
-        return Err(locked(call.method, OBJNAME, id));
-    }
-    hook.lock = Some(Lock {
-        level,
-        owner: uid,
-        time: crate::auth::now_secs(),
-        req_id: 0,
-    });
-    tx.put(hook);
-    commit(call, tx).await?;
-    ok_id(id)
+    common::lock::<Hook>(call, id, level, test).await
 }
 
 async fn unlock(call: &Call, id: i64) -> ApiResult {
     admin_only(call, AuthOp::Manage, Some(id))?;
-    let mut tx = call.oned.store.begin().await;
-    let mut hook: Hook = tx
-        .get(id)
-        .ok_or_else(|| no_exists(call.method, OBJNAME, id))?;
-    hook.lock = None;
-    tx.put(hook);
-    commit(call, tx).await?;
-    ok_id(id)
+    common::unlock::<Hook>(call, id).await
 }
 
 /// `one.hook.retry(hook_id, execution_id)`: runs a recorded execution again, with the same
