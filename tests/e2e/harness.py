@@ -42,27 +42,32 @@ RPC_TIMEOUT = 120.0
 # Locating things
 
 
-def oned_binary() -> Path:
-    """The oned binary under test: $ONED_BIN, else $CARGO_TARGET_DIR/debug/oned, else
-    <repo>/target/debug/oned. Fails the calling test with a hint when none exists."""
+def workspace_binary(name: str, env_var: str) -> Path:
+    """A binary of this workspace: $<env_var>, else $CARGO_TARGET_DIR/debug/<name>, else
+    <repo>/target/debug/<name>. Fails the calling test with a hint when none exists."""
     candidates = []
-    if os.environ.get("ONED_BIN"):
-        candidates.append(Path(os.environ["ONED_BIN"]))
+    if os.environ.get(env_var):
+        candidates.append(Path(os.environ[env_var]))
     else:
         if os.environ.get("CARGO_TARGET_DIR"):
             t = Path(os.environ["CARGO_TARGET_DIR"])
             if not t.is_absolute():
                 t = REPO / t
-            candidates.append(t / "debug" / "oned")
-        candidates.append(REPO / "target" / "debug" / "oned")
+            candidates.append(t / "debug" / name)
+        candidates.append(REPO / "target" / "debug" / name)
     for c in candidates:
         if c.is_file() and os.access(c, os.X_OK):
             return c.resolve()
     pytest.fail(
-        "oned binary not found (looked at: %s). Build it with `cargo build -p oned` "
-        "or point ONED_BIN at it." % ", ".join(str(c) for c in candidates),
+        "%s binary not found (looked at: %s). Build it with `cargo build -p %s` "
+        "or point %s at it." % (name, ", ".join(str(c) for c in candidates), name, env_var),
         pytrace=False,
     )
+
+
+def oned_binary() -> Path:
+    """The oned binary under test ($ONED_BIN, see workspace_binary)."""
+    return workspace_binary("oned", "ONED_BIN")
 
 
 def xsd_checker() -> Path:

@@ -22,9 +22,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-import pytest
 
-from harness import REPO, Oned
+from harness import Oned, workspace_binary
 
 STOP_TIMEOUT = 10.0
 
@@ -44,27 +43,8 @@ def _kill_leftovers():
 
 
 def scheduler_binary() -> Path:
-    """$SCHED_BIN, else $CARGO_TARGET_DIR/debug/one-scheduler, else target/debug/one-scheduler;
-    fails the calling test with a hint when none exists."""
-    candidates = []
-    if os.environ.get("SCHED_BIN"):
-        candidates.append(Path(os.environ["SCHED_BIN"]))
-    else:
-        if os.environ.get("CARGO_TARGET_DIR"):
-            t = Path(os.environ["CARGO_TARGET_DIR"])
-            if not t.is_absolute():
-                t = REPO / t
-            candidates.append(t / "debug" / "one-scheduler")
-        candidates.append(REPO / "target" / "debug" / "one-scheduler")
-    for c in candidates:
-        if c.is_file() and os.access(c, os.X_OK):
-            return c.resolve()
-    pytest.fail(
-        "one-scheduler binary not found (looked at: %s). Build it with "
-        "`cargo build -p one-scheduler` or point SCHED_BIN at it."
-        % ", ".join(str(c) for c in candidates),
-        pytrace=False,
-    )
+    """The one-scheduler binary under test ($SCHED_BIN, see harness.workspace_binary)."""
+    return workspace_binary("one-scheduler", "SCHED_BIN")
 
 
 class Scheduler:
