@@ -22,7 +22,6 @@ import subprocess
 import threading
 from pathlib import Path
 
-
 from harness import Oned, workspace_binary
 
 STOP_TIMEOUT = 10.0
