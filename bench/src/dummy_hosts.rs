@@ -6,7 +6,7 @@
 //! (utime + stime from /proc/<pid>/stat) and the rounds it logged, then measures
 //! `one.host.info` while rounds keep running.
 
-use super::{Args, measure, ms, start_oned};
+use super::{Args, measure, ms, running_count, start_oned};
 use anyhow::{Context, bail};
 use oca::Client;
 use one_proto::xmlrpc::Value;
@@ -124,21 +124,7 @@ async fn deploy_vms(
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let pool = client
-            .call(
-                "one.vmpool.info",
-                vec![
-                    Value::Int(-2),
-                    Value::Int(-1),
-                    Value::Int(-1),
-                    Value::Int(-1),
-                ],
-            )
-            .await?;
-        let running = match &pool {
-            Value::String(s) => s.matches("<LCM_STATE>3</LCM_STATE>").count(),
-            _ => 0,
-        };
+        let running = running_count(client).await?;
         if running >= n {
             break;
         }

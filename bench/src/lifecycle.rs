@@ -8,7 +8,7 @@
 //! 2. throughput: `--vms` VMs allocated by 8 concurrent clients, the time from the first
 //!    allocation until all of them are RUNNING.
 
-use super::{Args, ms, percentile, start_oned};
+use super::{Args, ms, percentile, running_count, start_oned};
 use anyhow::{Context, bail};
 use oca::Client;
 use one_proto::xmlrpc::Value;
@@ -42,22 +42,6 @@ async fn vm_state(c: &Client, id: i64) -> anyhow::Result<(i64, i64)> {
         field("STATE").unwrap_or(-1),
         field("LCM_STATE").unwrap_or(-1),
     ))
-}
-
-async fn running_count(c: &Client) -> anyhow::Result<usize> {
-    // State filter 3 (ACTIVE): count the RUNNING ones in the short bodies.
-    let xml = c
-        .call_string(
-            "one.vmpool.info",
-            vec![
-                Value::Int(-2),
-                Value::Int(-1),
-                Value::Int(-1),
-                Value::Int(3),
-            ],
-        )
-        .await?;
-    Ok(xml.matches("<LCM_STATE>3</LCM_STATE>").count())
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {

@@ -159,6 +159,23 @@ where
     })
 }
 
+/// How many VMs are ACTIVE/RUNNING.
+async fn running_count(c: &Client) -> anyhow::Result<usize> {
+    // State filter 3 (ACTIVE): count the RUNNING ones in the short bodies.
+    let xml = c
+        .call_string(
+            "one.vmpool.info",
+            vec![
+                Value::Int(-2),
+                Value::Int(-1),
+                Value::Int(-1),
+                Value::Int(3),
+            ],
+        )
+        .await?;
+    Ok(xml.matches("<LCM_STATE>3</LCM_STATE>").count())
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
