@@ -4,7 +4,7 @@
 //! and tells the caller whether driver work was started.
 
 use super::effects;
-use super::table::{self, Next};
+use super::table;
 use super::{enter, set_state};
 use crate::store::Txn;
 use one_proto::driver::DriverOp;
@@ -470,12 +470,6 @@ pub fn recover(
             Ok(RecoverPlan::Accepted(Accepted::Changed))
         }
     }
-}
-
-/// The rest state a phase ends in, for callers that only need to know where it leads.
-pub fn ends_in(phase: L, vm: &Vm, success: bool) -> Option<Next> {
-    let o = vm.op.clone().unwrap_or_default();
-    table::phase(phase, &o).map(|p| if success { p.ok } else { p.fail })
 }
 
 #[cfg(test)]

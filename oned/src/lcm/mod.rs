@@ -69,11 +69,6 @@ impl Lcm {
             driver_timeout: Duration::from_secs(cfg.lcm.driver_timeout_seconds.max(1)),
         }
     }
-
-    /// Number of VMs whose driver work is running now.
-    pub fn in_flight(&self) -> usize {
-        self.runners.lock().map(|r| r.len()).unwrap_or(0)
-    }
 }
 
 /// Resumes the operations a previous oned left in flight.
