@@ -186,12 +186,14 @@ async fn drive(oned: Arc<Oned>, id: i64, token: u64) {
 async fn run_phase(oned: &Arc<Oned>, vm: &Vm, lcm: LcmState, phase: &Phase, op: &VmOperation) {
     let id = vm.header.id;
     let generation = op.generation;
+    // Every step of the phase sees the VM as it was when the phase started.
+    let vm_xml = vm.to_xml();
     tracing::debug!(vm = id, phase = %lcm, action = %op.action, "phase starts");
     if let Some(msg) = &op.failed {
         // An unwinding interrupted by a restart: undo what may have been done, then fail.
         for s in phase.steps.iter().rev() {
             if let Some(u) = s.undo {
-                let _ = exec(oned, vm, u, s.on, op).await;
+                let _ = exec(oned, vm, &vm_xml, u, s.on, op).await;
             }
         }
         conclude_in_txn(oned, id, lcm, generation, false, None, Some(msg.clone())).await;
@@ -200,7 +202,7 @@ async fn run_phase(oned: &Arc<Oned>, vm: &Vm, lcm: LcmState, phase: &Phase, op: 
     let mut done = Vec::new();
     let mut deploy_id = None;
     for s in &phase.steps {
-        match exec(oned, vm, s.op, s.on, op).await {
+        match exec(oned, vm, &vm_xml, s.op, s.on, op).await {
             Ok(reply) => {
                 if reply.deploy_id.is_some() {
                     deploy_id = reply.deploy_id;
@@ -228,7 +230,7 @@ async fn run_phase(oned: &Arc<Oned>, vm: &Vm, lcm: LcmState, phase: &Phase, op: 
                     }
                     for d in done.iter().rev() {
                         if let Some(u) = d.undo
-                            && let Err(ue) = exec(oned, vm, u, d.on, op).await
+                            && let Err(ue) = exec(oned, vm, &vm_xml, u, d.on, op).await
                         {
                             tracing::warn!(vm = id, op = u.name(), error = %ue, "undo failed");
                         }
@@ -246,6 +248,7 @@ async fn run_phase(oned: &Arc<Oned>, vm: &Vm, lcm: LcmState, phase: &Phase, op: 
 async fn exec(
     oned: &Arc<Oned>,
     vm: &Vm,
+    vm_xml: &str,
     op: DriverOp,
     on: On,
     vmop: &VmOperation,
@@ -278,7 +281,7 @@ async fn exec(
             other.hostname.clone()
         },
         ds_id: target.ds_id,
-        vm_xml: vm.to_xml(),
+        vm_xml: vm_xml.to_string(),
         args: vmop.args.clone(),
     };
     let timeout = oned.lcm.driver_timeout;
@@ -304,7 +307,7 @@ pub fn one_shot(oned: &Arc<Oned>, id: i64, op: DriverOp) {
             action: op.name().to_string(),
             ..VmOperation::default()
         };
-        let res = exec(&oned, &vm, op, On::Current, &vmop).await;
+        let res = exec(&oned, &vm, &vm.to_xml(), op, On::Current, &vmop).await;
         let now = now_secs();
         let vms = oned.data_dir.root.join("vms");
         match res {
