@@ -1,6 +1,7 @@
 //! one-proto: the wire formats every part of the cloud shares. No I/O lives here.
 
 pub mod acl;
+pub mod agent;
 pub mod driver;
 pub mod error;
 pub mod objects;
