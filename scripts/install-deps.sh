@@ -9,6 +9,11 @@
 # Debian packages: pkg-config, libxml2-utils (xmllint, for one-xsd-check), postgresql
 # (initdb/pg_ctl for the throwaway clusters of the PostgreSQL test run), python3-venv when
 # the python3 at hand cannot create virtual environments.
+# Hypervisor hosts (KVM driver and its tests): qemu-system-x86, libvirt-daemon-system,
+# libvirt-clients, libvirt-dev (the virt crate), qemu-utils (qemu-img), openssh-server
+# (namespace hosts), genisoimage (CONTEXT CDs), cpio, busybox-static (the test guest,
+# tests/guest/build-guest.sh), iproute2. libvirtd is not started here: there is no
+# systemd; tests/hostenv/start-libvirtd.sh starts it.
 # Python: pyone, pytest, pytest-timeout (pinned in tests/requirements.txt) in a virtual
 # environment outside the clone: /var/tmp/one-rs-venv for root, ~/.cache/one-rs-venv
 # otherwise, or $ONE_VENV.
@@ -21,7 +26,7 @@ case "${1:-}" in
 --check) check_only=1 ;;
 "") ;;
 -h | --help)
-    sed -n '2,15p' "$0"
+    sed -n '2,19p' "$0"
     exit 0
     ;;
 *) die "unknown argument $1 (try --help)" ;;
@@ -50,6 +55,64 @@ else
     apt-get update
     if ! apt-get install -y --no-install-recommends "${need[@]}"; then
         die "apt-get install ${need[*]} failed"
+    fi
+fi
+
+# --- Hypervisor packages ---------------------------------------------------------------
+# A separate apt call: a machine may come with qemu-utils 10 from backports, which
+# "Breaks" the qemu-system-common 7.2 of qemu-system-x86; installing qemu-system-x86 alone
+# silently removes it. So qemu-utils always goes with them, and when apt refuses the
+# combination it is pinned to qemu-system-x86's own version (a downgrade to 7.2; both
+# versions make the qcow2 overlays the project needs).
+HV_PACKAGES=(qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-dev qemu-utils
+    openssh-server genisoimage cpio busybox-static iproute2)
+hv_need=()
+for p in "${HV_PACKAGES[@]}"; do
+    apt_installed "$p" || hv_need+=("$p")
+done
+if [ ${#hv_need[@]} -eq 0 ]; then
+    say "install-deps: hypervisor packages present: ${HV_PACKAGES[*]}"
+elif [ $check_only -eq 1 ] || ! is_root; then
+    say "install-deps: missing hypervisor packages: ${hv_need[*]}"
+    say "  install them as root: scripts/install-deps.sh"
+    missing=1
+else
+    say "install-deps: installing hypervisor packages: ${hv_need[*]}"
+    [ ${#need[@]} -gt 0 ] || apt-get update
+    case " ${hv_need[*]} " in
+    *" qemu-utils "*) ;;
+    *) hv_need+=(qemu-utils) ;;
+    esac
+    if ! apt-get install -y --no-install-recommends "${hv_need[@]}"; then
+        qemu_version="$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')"
+        [ -n "$qemu_version" ] && [ "$qemu_version" != "(none)" ] ||
+            die "apt-get install ${hv_need[*]} failed and qemu-system-x86 has no candidate version"
+        say "install-deps: apt refused the combination; retrying with qemu-utils=$qemu_version"
+        pinned=()
+        for p in "${hv_need[@]}"; do
+            if [ "$p" = qemu-utils ]; then pinned+=("qemu-utils=$qemu_version"); else pinned+=("$p"); fi
+        done
+        apt-get install -y --no-install-recommends --allow-downgrades "${pinned[@]}" ||
+            die "apt-get install ${pinned[*]} failed"
+    fi
+fi
+# qemu-img has gone missing after the hypervisor install before (see above): check it.
+if qemu_img="$(qemu-img --version 2>/dev/null | head -n 1)" && [ -n "$qemu_img" ]; then
+    say "install-deps: $qemu_img"
+elif [ $check_only -eq 0 ] && is_root; then
+    say "install-deps: qemu-img missing; installing qemu-utils"
+    apt-get install -y --no-install-recommends qemu-utils || die "apt-get install qemu-utils failed"
+    qemu-img --version >/dev/null 2>&1 || die "qemu-img still missing after installing qemu-utils"
+    say "install-deps: $(qemu-img --version | head -n 1)"
+else
+    say "install-deps: qemu-img not found (install qemu-utils)"
+    missing=1
+fi
+if command -v virsh >/dev/null 2>&1; then
+    if virsh -c qemu:///system version >/dev/null 2>&1; then
+        say "install-deps: libvirtd answers on qemu:///system"
+    else
+        say "install-deps: libvirtd not running (tests/hostenv/start-libvirtd.sh starts it)"
     fi
 fi
 
