@@ -1,0 +1,100 @@
+//! The hypervisor behind the agent: the [`AgentDriver`] trait, and the drivers by name.
+//!
+//! A driver is chosen on the command line (`--driver`, or `--simulate`; the protocol's
+//! Welcome has no field for it) and made once the Welcome brings the configuration. Drivers:
+//!
+//! * `simulated` ([`crate::simulated`]): domains in memory, every operation completes after a
+//!   configurable delay. oned's tests and the many-agents benchmark use it.
+//! * `libvirt`: KVM/QEMU through the `virt` crate, in `src/libvirt.rs`, a module of its own
+//!   added to [`open`] below when it is written. Until then selecting it is not an error at
+//!   start: the agent says hello, then its onboarding report fails the `libvirt` check with
+//!   [`not_built`]'s message (so the host shows that in ERROR), and every request is answered
+//!   with it.
+
+use crate::host::KvmDevice;
+use crate::outbox::Outbox;
+use crate::simulated::{SimOptions, Simulated};
+use one_proto::agent::{AgentConfig, Check, Domain, DomainType, VmSample};
+use one_proto::driver::{DriverError, DriverReply, DriverRequest};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a driver does for the session. Calls come concurrently from many tasks; the session
+/// already runs one VM's operations one at a time, in arrival order.
+pub trait AgentDriver: Send + Sync {
+    /// The driver's name (`--driver`).
+    fn name(&self) -> &'static str;
+
+    /// The HYPERVISOR probe attribute ("kvm").
+    fn hypervisor(&self) -> &'static str;
+
+    /// Carries out one driver operation, idempotently (a repeated deploy answers the running
+    /// domain's UUID, cancelling a missing domain succeeds, ...).
+    fn execute(&self, req: DriverRequest) -> BoxFuture<'_, Result<DriverReply, DriverError>>;
+
+    /// Every domain the hypervisor has, this cloud's and others' ([`one_proto::agent::WILD_VM`]).
+    /// An error is not an empty list: a full report made of it would make oned take every
+    /// VM as gone.
+    fn list_domains(&self) -> BoxFuture<'_, Result<Vec<Domain>, DriverError>>;
+
+    /// A usage sample of each of this cloud's domains.
+    fn monitor_vms(&self) -> BoxFuture<'_, Result<Vec<VmSample>, DriverError>>;
+
+    /// The hypervisor's part of the onboarding checks: `libvirt`, `kvm` and `cpu_model`
+    /// (one_proto::agent::checks), and the domain type it will use.
+    fn hypervisor_checks(&self, facts: HostFacts) -> BoxFuture<'_, HypervisorReport>;
+}
+
+/// What the session found on the host for [`AgentDriver::hypervisor_checks`].
+#[derive(Clone, Debug)]
+pub struct HostFacts {
+    pub kvm: KvmDevice,
+    /// /proc/cpuinfo's model name.
+    pub cpu_model: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HypervisorReport {
+    pub checks: Vec<Check>,
+    pub domain_type: Option<DomainType>,
+}
+
+/// What a driver is made with.
+#[derive(Clone, Debug)]
+pub struct DriverContext {
+    pub host_id: i64,
+    pub host_name: String,
+    pub config: AgentConfig,
+    /// Log frames to oned (and VM logs).
+    pub log: Outbox,
+    /// The simulated driver's options (command line).
+    pub sim: SimOptions,
+}
+
+/// Every driver name the agent knows, built in or not.
+pub const DRIVER_NAMES: &[&str] = &["libvirt", "simulated"];
+
+/// The message for a driver this build does not contain.
+pub fn not_built(name: &str) -> String {
+    format!(
+        "the {name} driver is not built into this one-node-agent ({}); built-in drivers: simulated",
+        crate::host::AGENT_VERSION
+    )
+}
+
+/// Makes the driver `name`; the error says why it cannot be had (for the onboarding report
+/// and the replies).
+pub fn open(name: &str, ctx: DriverContext) -> Result<Arc<dyn AgentDriver>, String> {
+    match name {
+        "simulated" => Ok(Arc::new(Simulated::new(ctx))),
+        // The libvirt driver plugs in here: `"libvirt" => libvirt::Libvirt::open(ctx)`.
+        "libvirt" => Err(not_built(name)),
+        other => Err(format!(
+            "no driver named {other:?} (known: {})",
+            DRIVER_NAMES.join(", ")
+        )),
+    }
+}
