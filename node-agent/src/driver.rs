@@ -5,11 +5,9 @@
 //!
 //! * `simulated` ([`crate::simulated`]): domains in memory, every operation completes after a
 //!   configurable delay. oned's tests and the many-agents benchmark use it.
-//! * `libvirt`: KVM/QEMU through the `virt` crate, in `src/libvirt.rs`, a module of its own
-//!   added to [`open`] below when it is written. Until then selecting it is not an error at
-//!   start: the agent says hello, then its onboarding report fails the `libvirt` check with
-//!   [`not_built`]'s message (so the host shows that in ERROR), and every request is answered
-//!   with it.
+//! * `libvirt`: KVM/QEMU through the `virt` crate ([`crate::libvirt`]). When it cannot be
+//!   opened the agent still says hello; its onboarding report then fails the `libvirt` check
+//!   with the reason (so the host shows it in ERROR), and every request is answered with it.
 
 use crate::host::KvmDevice;
 use crate::outbox::Outbox;
@@ -80,7 +78,7 @@ pub const DRIVER_NAMES: &[&str] = &["libvirt", "simulated"];
 /// The message for a driver this build does not contain.
 pub fn not_built(name: &str) -> String {
     format!(
-        "the {name} driver is not built into this one-node-agent ({}); built-in drivers: simulated",
+        "the {name} driver is not built into this one-node-agent ({}); built-in drivers: libvirt, simulated",
         crate::host::AGENT_VERSION
     )
 }
@@ -90,8 +88,7 @@ pub fn not_built(name: &str) -> String {
 pub fn open(name: &str, ctx: DriverContext) -> Result<Arc<dyn AgentDriver>, String> {
     match name {
         "simulated" => Ok(Arc::new(Simulated::new(ctx))),
-        // The libvirt driver plugs in here: `"libvirt" => libvirt::Libvirt::open(ctx)`.
-        "libvirt" => Err(not_built(name)),
+        "libvirt" => crate::libvirt::Libvirt::open(ctx),
         other => Err(format!(
             "no driver named {other:?} (known: {})",
             DRIVER_NAMES.join(", ")

@@ -8,6 +8,7 @@
 pub mod checks;
 pub mod driver;
 pub mod host;
+pub mod libvirt;
 pub mod outbox;
 pub mod probe;
 pub mod session;

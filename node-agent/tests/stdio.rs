@@ -467,10 +467,14 @@ async fn end_of_input_ends_cleanly_and_silence_ends_the_session() {
 }
 
 #[tokio::test]
-async fn a_driver_not_built_in_fails_the_checks_and_every_request() {
+async fn an_unreachable_libvirt_fails_the_checks_and_every_request() {
     let mut a = Agent::spawn(&["--stdio", "--driver", "libvirt"]);
     a.hello().await;
-    a.send(&welcome(AgentConfig::default())).await;
+    let cfg = AgentConfig {
+        libvirt_uri: "qemu+unix:///system?socket=/nonexistent/one-test-libvirt-sock".into(),
+        ..AgentConfig::default()
+    };
+    a.send(&welcome(cfg)).await;
     let (report, mut seen) = a
         .until(|m| match m {
             FromAgent::OnboardingReport(r) => Some(r.clone()),
@@ -479,20 +483,15 @@ async fn a_driver_not_built_in_fails_the_checks_and_every_request() {
         .await;
     let msg = report.failure_message().unwrap();
     assert!(
-        msg.starts_with("onboarding checks failed: libvirt: the libvirt driver is not built into this one-node-agent"),
+        msg.starts_with("onboarding checks failed: libvirt:"),
         "{msg}"
     );
     a.send(&execute(1, DriverOp::Deploy, 1)).await;
     let (r, skipped) = a.reply(1).await;
     seen.extend(skipped);
     let Reply::Err(e) = r else { panic!("{r:?}") };
-    assert!(e.message.contains("libvirt driver is not built"), "{e}");
-    // oned's log hears about it, and the host's own figures are still reported.
-    assert!(
-        seen.iter()
-            .any(|m| matches!(m, FromAgent::Log(l) if l.message.contains("not built"))),
-        "{seen:?}"
-    );
+    assert!(!e.message.is_empty(), "{e}");
+    // The host's own figures are still reported.
     let (sys, _) = a
         .until(|m| match m {
             FromAgent::HostMonitoring(h) => h.system.clone(),

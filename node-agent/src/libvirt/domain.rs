@@ -40,6 +40,8 @@ pub struct VmDoc {
     pub id: i64,
     pub name: String,
     pub template: Template,
+    /// The SEQ of the last HISTORY record (the `deployment.<seq>` file); 0 without history.
+    pub seq: i64,
 }
 
 impl VmDoc {
@@ -53,12 +55,13 @@ impl VmDoc {
         let mut id_raw = None;
         let mut name_raw = None;
         let mut template_raw = None;
+        let mut history_raw = None;
         loop {
             match reader.read_event().map_err(|e| xml_err(&e))? {
                 Event::Start(e) => {
                     depth += 1;
                     if depth == 1 {
-                        if e.name().as_ref() != b"VM" {
+                        if e.name().into_inner() != "VM" {
                             return Err(DomainError::Missing("VM root element"));
                         }
                     } else if depth == 2 {
@@ -70,15 +73,16 @@ impl VmDoc {
                         let inner = vm_xml
                             .get(start..end)
                             .ok_or_else(|| DomainError::Xml("bad element span".into()))?;
-                        match name.as_ref() {
-                            b"ID" => id_raw = Some(inner),
-                            b"NAME" => name_raw = Some(inner),
-                            b"TEMPLATE" => template_raw = Some(inner),
+                        match name.into_inner() {
+                            "ID" => id_raw = Some(inner),
+                            "NAME" => name_raw = Some(inner),
+                            "TEMPLATE" => template_raw = Some(inner),
+                            "HISTORY_RECORDS" => history_raw = Some(inner),
                             _ => {}
                         }
                     }
                 }
-                Event::Empty(e) if depth == 1 && e.name().as_ref() == b"TEMPLATE" => {
+                Event::Empty(e) if depth == 1 && e.name().into_inner() == "TEMPLATE" => {
                     template_raw = Some("");
                 }
                 Event::End(_) => depth = depth.saturating_sub(1),
@@ -107,7 +111,33 @@ impl VmDoc {
             id,
             name: ids.get("NAME").unwrap_or("").to_string(),
             template,
+            seq: history_raw.map_or(Ok(0), last_seq)?,
         })
+    }
+}
+
+/// The last `HISTORY/SEQ` in the body of HISTORY_RECORDS.
+fn last_seq(history: &str) -> Result<i64, DomainError> {
+    let mut reader = Reader::from_str(history);
+    let mut seq = 0;
+    let mut in_seq = false;
+    loop {
+        match reader
+            .read_event()
+            .map_err(|e| DomainError::Xml(e.to_string()))?
+        {
+            Event::Start(e) => in_seq = e.name().into_inner() == "SEQ",
+            Event::Text(t) if in_seq => {
+                let text = t.xml10_content();
+                seq = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("HISTORY/SEQ", &text, "not a number"))?;
+            }
+            Event::End(_) => in_seq = false,
+            Event::Eof => return Ok(seq),
+            _ => {}
+        }
     }
 }
 
@@ -329,7 +359,10 @@ impl Boot {
     }
 
     fn order(&self, dev: BootDev) -> Option<u32> {
-        self.devices.iter().find(|(d, _)| *d == dev).map(|(_, o)| *o)
+        self.devices
+            .iter()
+            .find(|(d, _)| *d == dev)
+            .map(|(_, o)| *o)
     }
 }
 
