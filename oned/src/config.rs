@@ -39,6 +39,8 @@ pub struct Config {
     pub monitoring: MonitoringConfig,
     /// State and API hooks.
     pub hooks: HooksConfig,
+    /// Hypervisor hosts reached through the node agent (IM_MAD / VM_MAD `kvm`).
+    pub hosts: HostsConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -124,6 +126,150 @@ impl Default for HooksConfig {
     }
 }
 
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostsConfig {
+    /// The `one-node-agent` binary oned starts for local hosts (and ships to remote ones);
+    /// empty: the one next to the oned binary.
+    pub agent_path: PathBuf,
+    /// Test facility: start every agent with `--simulate` (domains simulated, no libvirt).
+    /// A host's `AGENT_SIMULATE="YES"` does the same for that host alone.
+    pub simulate_agents: bool,
+    /// First delay before connecting again after a session is lost or a connection failed;
+    /// it doubles at each failure up to `reconnect_max_seconds`.
+    pub reconnect_initial_seconds: f64,
+    pub reconnect_max_seconds: f64,
+    /// Seconds without a session before the host goes to ERROR and its RUNNING VMs to UNKNOWN.
+    pub error_after_seconds: f64,
+    /// Seconds to wait for the agent's hello once it is started.
+    pub hello_timeout_seconds: f64,
+    /// Seconds a request that is not a driver operation (probe, list_domains) may take;
+    /// driver operations use `lcm.driver_timeout_seconds`.
+    pub request_timeout_seconds: f64,
+    /// libvirt connection URI the agents use.
+    pub libvirt_uri: String,
+    /// Domain type: "kvm", "qemu" (software emulation) or "detect" (kvm where a timed probe
+    /// shows KVM works). A host's DOMAIN_TYPE overrides.
+    pub domain_type: String,
+    /// Domains are named `<prefix><vm id>`; other names are not this cloud's.
+    pub domain_prefix: String,
+    /// Monitoring periods sent to the agents (OpenNebula's probe periods).
+    pub host_system_seconds: f64,
+    pub host_usage_seconds: f64,
+    pub vm_usage_seconds: f64,
+    pub vm_state_seconds: f64,
+    pub vm_state_sync_seconds: f64,
+    /// Keepalive: a side that sent nothing for the interval pings; one that heard nothing
+    /// for the timeout takes the session as dead.
+    pub keepalive_interval_seconds: f64,
+    pub keepalive_timeout_seconds: f64,
+    /// Largest difference between a host's clock and oned's before its clock check fails.
+    pub max_clock_skew_seconds: f64,
+    /// Least important log message agents send: "error", "warn", "info" or "debug".
+    pub agent_log_level: String,
+    /// VNC ports given to VMs without GRAPHICS/PORT: from `vnc_port_start` (+ VM id as the
+    /// first guess, as OpenNebula's VNC_PORTS START), skipping `vnc_ports_reserved` ("a:b,c").
+    pub vnc_port_start: u32,
+    pub vnc_ports_reserved: String,
+}
+
+impl Default for HostsConfig {
+    fn default() -> Self {
+        HostsConfig {
+            agent_path: PathBuf::new(),
+            simulate_agents: false,
+            reconnect_initial_seconds: 1.0,
+            reconnect_max_seconds: 60.0,
+            error_after_seconds: 60.0,
+            hello_timeout_seconds: 30.0,
+            request_timeout_seconds: 60.0,
+            libvirt_uri: "qemu:///system".into(),
+            domain_type: "detect".into(),
+            domain_prefix: "one-".into(),
+            host_system_seconds: 600.0,
+            host_usage_seconds: 120.0,
+            vm_usage_seconds: 30.0,
+            vm_state_seconds: 5.0,
+            vm_state_sync_seconds: 180.0,
+            keepalive_interval_seconds: 10.0,
+            keepalive_timeout_seconds: 30.0,
+            max_clock_skew_seconds: 5.0,
+            agent_log_level: "info".into(),
+            vnc_port_start: 5900,
+            vnc_ports_reserved: "32768:65536".into(),
+        }
+    }
+}
+
+impl HostsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let periods = [
+            ("reconnect_initial_seconds", self.reconnect_initial_seconds),
+            ("reconnect_max_seconds", self.reconnect_max_seconds),
+            ("hello_timeout_seconds", self.hello_timeout_seconds),
+            ("request_timeout_seconds", self.request_timeout_seconds),
+            ("host_system_seconds", self.host_system_seconds),
+            ("host_usage_seconds", self.host_usage_seconds),
+            ("vm_usage_seconds", self.vm_usage_seconds),
+            ("vm_state_seconds", self.vm_state_seconds),
+            ("vm_state_sync_seconds", self.vm_state_sync_seconds),
+            (
+                "keepalive_interval_seconds",
+                self.keepalive_interval_seconds,
+            ),
+            ("keepalive_timeout_seconds", self.keepalive_timeout_seconds),
+        ];
+        for (name, v) in periods {
+            // Bounded so that conversions to milliseconds and Durations cannot overflow.
+            if !(v.is_finite() && v > 0.0 && v <= 1e9) {
+                return Err(format!(
+                    "hosts.{name} must be a positive number of seconds, not {v}"
+                ));
+            }
+        }
+        for (name, v) in [
+            ("error_after_seconds", self.error_after_seconds),
+            ("max_clock_skew_seconds", self.max_clock_skew_seconds),
+        ] {
+            if !(v.is_finite() && (0.0..=1e9).contains(&v)) {
+                return Err(format!("hosts.{name} must be a number of seconds, not {v}"));
+            }
+        }
+        if !matches!(self.domain_type.as_str(), "detect" | "kvm" | "qemu") {
+            return Err(format!(
+                "hosts.domain_type must be \"detect\", \"kvm\" or \"qemu\", not {:?}",
+                self.domain_type
+            ));
+        }
+        let p = &self.domain_prefix;
+        if p.is_empty()
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(format!(
+                "hosts.domain_prefix {p:?} must be letters, digits, '-', '_' or '.'"
+            ));
+        }
+        if !matches!(
+            self.agent_log_level.as_str(),
+            "error" | "warn" | "info" | "debug"
+        ) {
+            return Err(format!(
+                "hosts.agent_log_level must be error, warn, info or debug, not {:?}",
+                self.agent_log_level
+            ));
+        }
+        if self.vnc_port_start == 0 || self.vnc_port_start > 65535 {
+            return Err(format!(
+                "hosts.vnc_port_start {} is not a port",
+                self.vnc_port_start
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -143,6 +289,7 @@ impl Default for Config {
             dummy: DummyConfig::default(),
             monitoring: MonitoringConfig::default(),
             hooks: HooksConfig::default(),
+            hosts: HostsConfig::default(),
         }
     }
 }
@@ -203,6 +350,7 @@ impl Config {
                 self.mac_prefix
             ));
         }
+        self.hosts.validate()?;
         Ok(())
     }
 

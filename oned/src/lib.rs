@@ -14,6 +14,7 @@ pub mod db;
 pub mod driver;
 pub mod events;
 pub mod hooks;
+pub mod hostmgr;
 pub mod lcm;
 pub mod monitor;
 pub mod quota;

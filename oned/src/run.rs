@@ -81,6 +81,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         lcm: crate::lcm::Lcm::new(&cfg),
         monitor: crate::monitor::Monitor::new(&cfg),
         hooks: crate::hooks::Hooks::new(&cfg),
+        hostmgr: crate::hostmgr::HostMgr::new(&cfg),
         config: cfg,
         store,
         data_dir: dir,
@@ -88,6 +89,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     crate::hooks::start(&oned);
     crate::lcm::start(&oned);
     crate::monitor::start(&oned);
+    crate::hostmgr::start(&oned);
     axum::serve(listener, router(oned.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

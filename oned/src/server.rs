@@ -28,6 +28,8 @@ pub struct Oned {
     pub monitor: crate::monitor::Monitor,
     /// State and API hooks.
     pub hooks: crate::hooks::Hooks,
+    /// Node agent sessions of hypervisor hosts.
+    pub hostmgr: crate::hostmgr::HostMgr,
 }
 
 /// XML-RPC fault codes (the xmlrpc-c values OpenNebula's server uses).

@@ -1,13 +1,13 @@
 //! Host drivers: who carries out a VM's driver operations on its host.
 //!
 //! The lifecycle (`crate::lcm`) only knows [`HostDriver`]. Which implementation serves a host
-//! follows its VM_MAD: `dummy` is simulated inside oned ([`dummy`]); the real hypervisors are
-//! reached through the node agent (another part of the system). A host whose VM_MAD has no
-//! driver in this oned gets an error for every operation — never a silent fake.
+//! follows its VM_MAD: `dummy` is simulated inside oned ([`dummy`]); `kvm` hosts are reached
+//! through their node agent's session (`crate::hostmgr`). A host whose VM_MAD has no driver
+//! in this oned gets an error for every operation — never a silent fake.
 
 pub mod dummy;
 
-use crate::config::Config;
+use crate::server::Oned;
 use one_proto::driver::{DriverError, DriverReply, DriverRequest};
 use one_proto::objects::host::Host;
 use std::future::Future;
@@ -39,9 +39,10 @@ impl HostDriver for Unavailable {
 }
 
 /// The driver for `host` as it is now (its template carries the dummy's settings).
-pub fn for_host(cfg: &Config, host: &Host) -> Arc<dyn HostDriver> {
+pub fn for_host(oned: &Oned, host: &Host) -> Arc<dyn HostDriver> {
     match host.vm_mad.as_str() {
-        "dummy" => Arc::new(dummy::Dummy::for_host(&cfg.dummy, host)),
+        "dummy" => Arc::new(dummy::Dummy::for_host(&oned.config.dummy, host)),
+        crate::hostmgr::AGENT_MAD => Arc::new(oned.hostmgr.driver(host)),
         other => Arc::new(Unavailable {
             vm_mad: other.to_string(),
         }),

@@ -269,7 +269,7 @@ async fn exec(
             target.hid, target.hostname
         )));
     };
-    let driver = crate::driver::for_host(&oned.config, &host);
+    let driver = crate::driver::for_host(oned, &host);
     let req = DriverRequest {
         op,
         vm_id: vm.header.id,

@@ -124,7 +124,7 @@ fn positive_or(v: Option<&str>, default: i64) -> i64 {
 
 /// The host's RESERVED_CPU / RESERVED_MEM, or its cluster's when the host's is empty
 /// (`Host::reserved_capacity`).
-fn reservation<'a>(own: Option<&'a str>, cluster: Option<&'a Template>, name: &str) -> &'a str {
+pub fn reservation<'a>(own: Option<&'a str>, cluster: Option<&'a Template>, name: &str) -> &'a str {
     match own.map(str::trim).filter(|v| !v.is_empty()) {
         Some(v) => v,
         None => cluster.and_then(|c| c.get(name)).unwrap_or(""),
@@ -133,7 +133,7 @@ fn reservation<'a>(own: Option<&'a str>, cluster: Option<&'a Template>, name: &s
 
 /// Hosts whose state monitoring leaves alone: OpenNebula keeps monitoring DISABLED hosts (they
 /// only leave the scheduler's candidates) but never sets them MONITORED or ERROR.
-fn keeps_state(s: HostState) -> bool {
+pub fn keeps_state(s: HostState) -> bool {
     matches!(s, HostState::Disabled | HostState::MonitoringDisabled)
 }
 

@@ -1,0 +1,236 @@
+//! How oned reaches a host's agent: a [`Transport`] turns a [`Target`] into an
+//! [`AgentStream`], the byte stream pair the protocol runs on (the agent's stdin and stdout).
+//!
+//! [`LocalPipe`] starts the agent as a child process, for `localhost` and names that resolve
+//! to a loopback address. Other hosts need an SSH transport ([`super::HostMgr::set_ssh`]);
+//! until one is installed they cannot be reached and say so.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
+
+pub type AgentReader = Pin<Box<dyn AsyncRead + Send>>;
+pub type AgentWriter = Pin<Box<dyn AsyncWrite + Send>>;
+pub type ConnectFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<AgentStream, TransportError>> + Send + 'a>>;
+
+/// Lines of the agent's stderr kept for the host's ERROR when the agent dies.
+const STDERR_LINES: usize = 20;
+
+/// What a transport needs to start a host's agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub host_id: i64,
+    pub host_name: String,
+    /// oned's own agent binary (started locally, shipped to remote hosts).
+    pub agent_path: PathBuf,
+    /// Start the agent with `--simulate` (a test facility: no libvirt).
+    pub simulate: bool,
+}
+
+impl Target {
+    /// The agent's arguments.
+    pub fn args(&self) -> Vec<&'static str> {
+        let mut a = vec![one_proto::agent::STDIO_ARG];
+        if self.simulate {
+            a.push(SIMULATE_ARG);
+        }
+        a
+    }
+}
+
+/// The agent's argument for its simulated mode.
+pub const SIMULATE_ARG: &str = "--simulate";
+
+/// The last lines an agent wrote to stderr (its logs; a loader error when it cannot start).
+#[derive(Clone, Default)]
+pub struct StderrTail(Arc<Mutex<VecDeque<String>>>);
+
+impl StderrTail {
+    pub fn push(&self, line: String) {
+        if let Ok(mut q) = self.0.lock() {
+            if q.len() == STDERR_LINES {
+                q.pop_front();
+            }
+            q.push_back(line);
+        }
+    }
+
+    /// The lines kept, joined with " | ", or "" when there are none.
+    pub fn joined(&self) -> String {
+        self.0
+            .lock()
+            .map(|q| q.iter().map(String::as_str).collect::<Vec<_>>().join(" | "))
+            .unwrap_or_default()
+    }
+}
+
+/// A connection to an agent: its stdout (`reader`) and stdin (`writer`).
+pub struct AgentStream {
+    pub reader: AgentReader,
+    pub writer: AgentWriter,
+    pub stderr: StderrTail,
+    /// Held as long as the session lives (the child process, an SSH channel, ...); dropping
+    /// it ends the agent's side.
+    pub keep: Option<Box<dyn Send>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot start the agent {path}: {source}")]
+    Spawn {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The host cannot be reached this way (no SSH transport, unresolvable name, ...).
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// A way to start an agent and talk to it.
+pub trait Transport: Send + Sync {
+    /// For logs and messages ("local pipe", "ssh").
+    fn name(&self) -> &'static str;
+    fn connect<'a>(&'a self, target: &'a Target) -> ConnectFuture<'a>;
+}
+
+/// Starts `<agent> --stdio [--simulate]` as a child of oned with piped stdin/stdout.
+pub struct LocalPipe;
+
+impl Transport for LocalPipe {
+    fn name(&self) -> &'static str {
+        "local pipe"
+    }
+
+    fn connect<'a>(&'a self, target: &'a Target) -> ConnectFuture<'a> {
+        Box::pin(async move {
+            let mut cmd = tokio::process::Command::new(&target.agent_path);
+            cmd.args(target.args())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                // Domains do not depend on the agent: killing it when the session ends is safe.
+                .kill_on_drop(true);
+            let mut child = cmd.spawn().map_err(|source| TransportError::Spawn {
+                path: target.agent_path.display().to_string(),
+                source,
+            })?;
+            let (Some(stdin), Some(stdout), stderr) =
+                (child.stdin.take(), child.stdout.take(), child.stderr.take())
+            else {
+                return Err(TransportError::Unreachable(
+                    "the agent's standard streams are not available".into(),
+                ));
+            };
+            let tail = StderrTail::default();
+            if let Some(err) = stderr {
+                let (tail, host) = (tail.clone(), target.host_id);
+                tokio::spawn(async move {
+                    let mut lines = BufReader::new(err).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        tracing::debug!(host, agent = %line, "agent stderr");
+                        tail.push(line);
+                    }
+                });
+            }
+            tracing::debug!(host = target.host_id, pid = child.id(), path = %target.agent_path.display(), "agent started");
+            Ok(AgentStream {
+                reader: Box::pin(stdout),
+                writer: Box::pin(stdin),
+                stderr: tail,
+                keep: Some(Box::new(child)),
+            })
+        })
+    }
+}
+
+/// Whether `name` is this machine: `localhost`, a loopback address, or a name whose
+/// addresses are all loopback ones. `Err` when the name cannot be resolved.
+pub async fn is_local(name: &str) -> Result<bool, String> {
+    if name.eq_ignore_ascii_case("localhost") {
+        return Ok(true);
+    }
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return Ok(ip.is_loopback());
+    }
+    let lookup = tokio::net::lookup_host((name, 0));
+    match tokio::time::timeout(Duration::from_secs(10), lookup).await {
+        Ok(Ok(addrs)) => {
+            let addrs: Vec<_> = addrs.collect();
+            Ok(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()))
+        }
+        Ok(Err(e)) => Err(format!("cannot resolve host name {name}: {e}")),
+        Err(_) => Err(format!("cannot resolve host name {name}: timed out")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_names() {
+        assert_eq!(is_local("localhost").await, Ok(true));
+        assert_eq!(is_local("LOCALHOST").await, Ok(true));
+        assert_eq!(is_local("127.0.0.1").await, Ok(true));
+        assert_eq!(is_local("127.3.4.5").await, Ok(true));
+        assert_eq!(is_local("::1").await, Ok(true));
+        assert_eq!(is_local("192.0.2.1").await, Ok(false));
+        // A reserved TLD never resolves.
+        assert!(is_local("no-such-host.invalid").await.is_err());
+    }
+
+    #[test]
+    fn stderr_tail_keeps_the_last_lines() {
+        let t = StderrTail::default();
+        assert_eq!(t.joined(), "");
+        for i in 0..30 {
+            t.push(format!("l{i}"));
+        }
+        let j = t.joined();
+        assert!(j.starts_with("l10 | l11"), "{j}");
+        assert!(j.ends_with("l29"), "{j}");
+    }
+
+    #[tokio::test]
+    async fn local_pipe_runs_a_program_and_reports_a_missing_one() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let target = Target {
+            host_id: 1,
+            host_name: "localhost".into(),
+            agent_path: "/bin/sh".into(),
+            simulate: false,
+        };
+        // `sh --stdio` fails at once, printing to stderr: the tail keeps it.
+        let mut s = LocalPipe.connect(&target).await.unwrap();
+        let mut out = Vec::new();
+        s.reader.read_to_end(&mut out).await.unwrap();
+        assert!(out.is_empty());
+        drop(s.writer.shutdown().await);
+        // The stderr task may still be reading: give it a moment.
+        for _ in 0..50 {
+            if !s.stderr.joined().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!s.stderr.joined().is_empty(), "sh complains about --stdio");
+
+        let missing = Target {
+            agent_path: "/nonexistent/one-node-agent".into(),
+            ..target
+        };
+        let e = LocalPipe.connect(&missing).await.err().unwrap();
+        assert!(
+            e.to_string()
+                .starts_with("cannot start the agent /nonexistent/one-node-agent:"),
+            "{e}"
+        );
+    }
+}
