@@ -266,6 +266,8 @@ impl HostsConfig {
                 self.vnc_port_start
             ));
         }
+        crate::hostmgr::vnc::parse_reserved(&self.vnc_ports_reserved)
+            .map_err(|e| format!("hosts.vnc_ports_reserved: {e}"))?;
         Ok(())
     }
 }
@@ -383,6 +385,15 @@ mod tests {
         assert_eq!(cfg.max_request_bytes, def.max_request_bytes);
         assert_eq!(cfg.default_umask, def.default_umask);
         assert_eq!(cfg.mac_prefix, def.mac_prefix);
+        let (h, d) = (&cfg.hosts, &def.hosts);
+        assert_eq!(h.agent_path, d.agent_path);
+        assert_eq!(h.simulate_agents, d.simulate_agents);
+        assert_eq!(h.error_after_seconds, d.error_after_seconds);
+        assert_eq!(h.domain_type, d.domain_type);
+        assert_eq!(h.domain_prefix, d.domain_prefix);
+        assert_eq!(h.host_usage_seconds, d.host_usage_seconds);
+        assert_eq!(h.keepalive_timeout_seconds, d.keepalive_timeout_seconds);
+        assert_eq!(h.vnc_ports_reserved, d.vnc_ports_reserved);
     }
 
     #[test]
@@ -396,6 +407,18 @@ mod tests {
             mac_prefix: "zz:00".into(),
             ..Config::default()
         };
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.hosts.domain_type = "xen".into();
+        assert!(c.validate().unwrap_err().contains("hosts.domain_type"));
+        let mut c = Config::default();
+        c.hosts.keepalive_timeout_seconds = 0.0;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.hosts.domain_prefix = "a b".into();
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.hosts.vnc_ports_reserved = "1:x".into();
         assert!(c.validate().is_err());
     }
 }

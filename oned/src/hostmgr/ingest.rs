@@ -142,7 +142,6 @@ pub fn apply_system(
     // Monitored means: a healthy session that has told the host's capacity.
     if healthy && h.share.total_cpu > 0 {
         if !keeps_state(h.state) && h.state != HostState::Monitored {
-            tracing::info!(host = h.id, from = %h.state, "host monitored");
             h.prev_state = h.state;
             h.state = HostState::Monitored;
             changed = true;
@@ -188,9 +187,14 @@ pub async fn host_monitoring(
                 .clusters
                 .get(h.cluster_id)
                 .map(|c| c.template.clone());
+            let from = h.state;
             if apply_system(&mut h, m.system.as_ref(), cluster.as_ref(), healthy) {
+                let to = h.state;
                 tx.put(h);
                 tx.commit().await?;
+                if from != to {
+                    tracing::info!(host = host_id, from = %from, to = %to, "host monitored");
+                }
             }
         }
     }

@@ -18,6 +18,7 @@ pub mod host;
 pub mod ingest;
 pub mod session;
 pub mod transport;
+pub mod vnc;
 
 use crate::config::{Config, HostsConfig};
 use crate::driver::{DriverFuture, HostDriver};
@@ -38,8 +39,9 @@ use transport::{LocalPipe, Target, Transport};
 /// The IM_MAD / VM_MAD of hosts driven by the node agent.
 pub const AGENT_MAD: &str = "kvm";
 
-/// How often the supervisor compares the host pool with the sessions it runs.
-const SCAN_EVERY: Duration = Duration::from_secs(1);
+/// How often the supervisor looks at the host pool (a walk of the pool's addresses; the
+/// sessions are compared only when a host document changed).
+const SCAN_EVERY: Duration = Duration::from_millis(250);
 
 /// Whether a host is driven by a node agent now (and so has a session).
 pub fn managed(h: &Host) -> bool {
@@ -92,10 +94,13 @@ struct OwnBuild {
     version: AgentVersion,
 }
 
+/// The current session of a host (None while it has none).
+type LinkWatch = watch::Receiver<Option<Link>>;
+
 struct Entry {
     target: Target,
     stop: watch::Sender<bool>,
-    link: watch::Receiver<Option<Link>>,
+    link: LinkWatch,
     status: Arc<Mutex<String>>,
 }
 
@@ -200,7 +205,7 @@ impl HostMgr {
 }
 
 impl Inner {
-    fn watch(&self, id: i64) -> Option<(watch::Receiver<Option<Link>>, Arc<Mutex<String>>)> {
+    fn watch(&self, id: i64) -> Option<(LinkWatch, Arc<Mutex<String>>)> {
         let hosts = self.hosts.lock().ok()?;
         hosts.get(&id).map(|e| (e.link.clone(), e.status.clone()))
     }
@@ -264,11 +269,31 @@ impl Inner {
 pub fn start(oned: &Arc<Oned>) {
     let o = oned.clone();
     tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let mut scans = 0u64;
         loop {
-            reconcile(&o);
+            scans += 1;
+            // Now and then regardless: a freed document's address may be reused.
+            if scans.is_multiple_of(20) {
+                seen.clear();
+            }
+            // A transaction replaces the documents it changes, so unchanged addresses mean
+            // nothing to do (samples change documents in place).
+            let now: Vec<(i64, usize)> = o
+                .store
+                .read()
+                .hosts
+                .map
+                .iter()
+                .map(|(id, h)| (*id, Arc::as_ptr(h) as usize))
+                .collect();
+            if now != seen {
+                reconcile(&o);
+                seen = now;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(SCAN_EVERY) => {}
-                _ = o.hostmgr.inner.wake.notified() => {}
+                _ = o.hostmgr.inner.wake.notified() => seen.clear(),
             }
         }
     });

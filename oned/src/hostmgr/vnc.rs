@@ -1,0 +1,95 @@
+//! VNC ports for VMs whose GRAPHICS gives none, as OpenNebula's VNC_PORTS: per cluster, the
+//! first guess is `start + vm id`, else the lowest free port from `start`, never one of the
+//! reserved ranges (`[hosts] vnc_port_start`, `vnc_ports_reserved`). A bare `5900 + id`
+//! would overflow the port range past id 59,635 and collide across clusters' moves.
+
+use crate::store::State;
+use one_proto::state::VmState;
+use std::collections::HashSet;
+use std::ops::RangeInclusive;
+
+/// The highest TCP port.
+const MAX_PORT: u32 = 65535;
+
+/// Parses reserved ranges: "a:b" (inclusive) or "p", separated by commas or blanks.
+pub fn parse_reserved(s: &str) -> Result<Vec<RangeInclusive<u32>>, String> {
+    let mut out = Vec::new();
+    for part in s.split([',', ' ']).map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{part:?} is not a port or a range of ports (a:b)"))
+        };
+        let r = match part.split_once(':') {
+            Some((a, b)) => num(a)?..=num(b)?,
+            None => {
+                let p = num(part)?;
+                p..=p
+            }
+        };
+        if r.start() > r.end() {
+            return Err(format!("{part:?}: the range ends before it starts"));
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// The VNC ports VMs of cluster `cluster_id` hold (GRAPHICS/PORT of VMs not DONE whose last
+/// stay is in that cluster).
+pub fn used_ports(st: &State, cluster_id: i64) -> HashSet<u32> {
+    st.vms
+        .iter()
+        .filter(|vm| vm.state != VmState::Done)
+        .filter(|vm| vm.history.last().is_some_and(|h| h.cid == cluster_id))
+        .filter_map(|vm| vm.template.vector("GRAPHICS")?.get("PORT")?.parse().ok())
+        .collect()
+}
+
+/// A free port for VM `vm_id`: `start + vm_id` when free, else the lowest free port from
+/// `start`; None when every port is taken or reserved.
+pub fn pick(
+    start: u32,
+    reserved: &[RangeInclusive<u32>],
+    used: &HashSet<u32>,
+    vm_id: i64,
+) -> Option<u32> {
+    let free =
+        |p: u32| p <= MAX_PORT && !used.contains(&p) && !reserved.iter().any(|r| r.contains(&p));
+    let hint = u32::try_from(vm_id)
+        .ok()
+        .and_then(|id| start.checked_add(id))
+        .filter(|p| free(*p));
+    hint.or_else(|| (start..=MAX_PORT).find(|p| free(*p)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_ranges() {
+        assert_eq!(parse_reserved("").unwrap(), vec![]);
+        assert_eq!(
+            parse_reserved("32768:65536, 5901").unwrap(),
+            vec![32768..=65536, 5901..=5901]
+        );
+        assert!(parse_reserved("9:1").is_err());
+        assert!(parse_reserved("a:b").is_err());
+    }
+
+    #[test]
+    fn hint_first_then_lowest_free_never_reserved() {
+        let reserved = parse_reserved("32768:65536").unwrap();
+        let mut used = HashSet::new();
+        assert_eq!(pick(5900, &reserved, &used, 7), Some(5907));
+        used.insert(5907);
+        assert_eq!(pick(5900, &reserved, &used, 7), Some(5900));
+        // An id whose hint falls in the reserved range, or past the port range.
+        assert_eq!(pick(5900, &reserved, &used, 30_000), Some(5900));
+        assert_eq!(pick(5900, &[], &used, 70_000), Some(5900));
+        // Everything from start taken.
+        let all: HashSet<u32> = (5900..=32767).collect();
+        assert_eq!(pick(5900, &reserved, &all, 1), None);
+    }
+}
