@@ -243,3 +243,27 @@ def test_unreachable_hosts_and_broken_agents_go_to_error(oned_factory, tmp_path,
     assert "host 192.0.2.1 is not connected" in (x.findtext("USER_TEMPLATE/ERROR") or ""), \
         o.admin_xml("one.vm.info", vid)
     xsd_check(o.admin_xml("one.hostpool.info"))
+
+
+def test_failed_onboarding_check_is_explained_and_heals(oned_factory, tmp_path, agent_bin):
+    """A network of the host's cluster names a bridge the host lacks (dummy networks expect
+    it to exist): the agent's bridges check fails, and the host is in ERROR saying so instead
+    of failing later at deploy time. Without that network the next session passes."""
+    o = start(oned_factory, tmp_path, config(agent_bin, reconnect_max_seconds="1.0",
+                                             reconnect_initial_seconds="0.2"))
+    one = o.client()
+    net = one.vn.allocate('NAME="needs-a-bridge"\nVN_MAD="dummy"\nBRIDGE="onetestnobr0"', -1)
+    hid = one.host.allocate("localhost", "kvm", "kvm", -1)
+    wait_for("ERROR", lambda: host_state(o, hid) == ERROR, timeout=15)
+    err = host_xml(o, hid).findtext("TEMPLATE/ERROR")
+    assert err.endswith(
+        f"Error monitoring Host localhost ({hid}): onboarding checks failed: bridges: bridge onetestnobr0 does not exist"
+    ), err
+    # Capacity is known all the same; the host stays in ERROR while the check fails.
+    wait_for("capacity", lambda: int(host_xml(o, hid).findtext("HOST_SHARE/TOTAL_CPU")) > 0)
+    time.sleep(1.5)
+    assert host_state(o, hid) == ERROR
+
+    one.vn.delete(net)
+    wait_for("MONITORED", lambda: host_state(o, hid) == MONITORED, timeout=15)
+    assert host_xml(o, hid).findtext("TEMPLATE/ERROR") is None

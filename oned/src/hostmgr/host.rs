@@ -54,6 +54,8 @@ struct Connected {
     link: Link,
     writer: JoinHandle<Result<(), SessionError>>,
     stderr: StderrTail,
+    /// The configuration the welcome carried.
+    config: AgentConfig,
     /// The agent process (or channel): dropped when the session ends.
     _keep: Option<Box<dyn Send>>,
 }
@@ -297,7 +299,7 @@ impl HostTask {
             host_id: host.id,
             host_name: host.name.clone(),
             time_ms: now_ms(),
-            config,
+            config: config.clone(),
         };
         let res = handshake(
             &mut reader,
@@ -316,6 +318,7 @@ impl HostTask {
                     link,
                     writer,
                     stderr,
+                    config,
                     _keep: keep,
                 })
             }
@@ -387,6 +390,13 @@ impl HostTask {
                     if st.onboarding_ok == Some(false)
                         && st.next_probe.is_none_or(|n| Instant::now() >= n)
                     {
+                        // A check may fail for what the welcome said (a bridge of a network
+                        // since deleted): a changed configuration needs a new session.
+                        let now = self.oned.store.get::<Host>(id).map(|h| agent_config(&self.oned, &h));
+                        if now.is_some_and(|cfg| cfg != c.config) {
+                            let reason = "the agent's configuration changed".to_string();
+                            break End::Lost(Failure { reason, at_once: false });
+                        }
                         if let Some(rid) = c.link.send_request(Request::Probe) {
                             st.probes.insert(rid);
                         }
