@@ -10,7 +10,7 @@
 
 use crate::auth::now_secs;
 use crate::lcm::{self, Seen};
-use crate::monitor::dummy::{failure_message, keeps_state, log_time, reservation, reserved_max};
+use crate::monitor::dummy::{failure_message, keeps_state, reservation, reserved_max};
 use crate::monitor::sample::set_datastores;
 use crate::store::{State, Store, StoreError};
 use one_proto::agent::{
@@ -20,6 +20,7 @@ use one_proto::objects::host::Host;
 use one_proto::objects::vm::Vm;
 use one_proto::state::{HostState, LcmState, VmState};
 use one_proto::template::{AttrValue, Attribute, Template, Vector};
+use one_proto::time::ctime as log_time;
 use std::collections::HashSet;
 use std::sync::Arc;
 
