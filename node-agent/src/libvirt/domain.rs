@@ -288,6 +288,56 @@ pub fn domain_xml(vm: &VmDoc, s: &DomainSettings) -> Result<String, DomainError>
     Ok(w.out)
 }
 
+/// A device of a running domain, for hotplug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// The DISK whose DISK_ID is this.
+    Disk(u32),
+    /// The NIC whose NIC_ID is this.
+    Nic(u32),
+    /// The CONTEXT CD (update_conf changes its media).
+    Context,
+}
+
+/// The `<disk>` or `<interface>` element of one device of `vm`, as [`domain_xml`] writes it
+/// (without boot order: libvirt refuses one on a hotplugged device), for
+/// attach / detach device.
+pub fn device_xml(vm: &VmDoc, s: &DomainSettings, dev: Device) -> Result<String, DomainError> {
+    let vm_dir = s.vm_dir.trim_end_matches('/');
+    let (vector, key, id) = match dev {
+        Device::Disk(id) => ("DISK", "DISK_ID", id),
+        Device::Nic(id) => ("NIC", "NIC_ID", id),
+        Device::Context => {
+            let ctx = vm
+                .template
+                .vector("CONTEXT")
+                .ok_or(DomainError::Missing("CONTEXT"))?;
+            let mut w = W::default();
+            if !write_context_cd(&mut w, ctx, vm_dir)? && w.out.is_empty() {
+                return Err(DomainError::Missing("CONTEXT/DISK_ID"));
+            }
+            return Ok(w.out);
+        }
+    };
+    let v = vm
+        .template
+        .vectors(vector)
+        .find(|v| sub(v, key).and_then(|k| k.parse::<u32>().ok()) == Some(id))
+        .ok_or(DomainError::Missing(if vector == "DISK" {
+            "DISK with that DISK_ID"
+        } else {
+            "NIC with that NIC_ID"
+        }))?;
+    let mut w = W::default();
+    match dev {
+        Device::Disk(_) => {
+            write_disk(&mut w, v, vm_dir, &Boot::default())?;
+        }
+        _ => write_nic(&mut w, v, vm.id, &Boot::default())?,
+    }
+    Ok(w.out)
+}
+
 /// A non-empty single attribute.
 fn single<'a>(t: &'a Template, name: &str) -> Option<&'a str> {
     t.get(name).map(str::trim).filter(|v| !v.is_empty())

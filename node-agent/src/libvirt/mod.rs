@@ -6,11 +6,12 @@
 //! opened on first use and opened again after an error that looks like a lost one.
 
 pub mod domain;
+pub mod tm;
 
 use crate::driver::{AgentDriver, BoxFuture, DriverContext, HostFacts, HypervisorReport};
 use crate::host::KvmDevice;
 use crate::outbox::Outbox;
-use domain::{DomainSettings, VmDoc};
+use domain::{Device, DomainSettings, VmDoc};
 use one_proto::agent::{
     AgentConfig, Check, Domain as AgentDomain, DomainState, DomainType, VmSample, WILD_VM, checks,
     vm_id_from_domain_name,
@@ -30,6 +31,15 @@ const DEFAULT_DS_BASE: &str = "/var/lib/one/datastores";
 /// How often a shutdown looks whether the guest is gone.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(250);
 
+/// Where a live migration sends the domain when the request names no MIGRATE_URI: `{host}`
+/// is the destination host's name, as OpenNebula's `virsh migrate --live` does over SSH.
+/// `ONE_AGENT_MIGRATE_URI` (the agent's environment) replaces it.
+pub const DEFAULT_MIGRATE_URI: &str = "qemu+ssh://{host}/system";
+
+/// How long a detach waits for the guest to release the device (it must cooperate: ACPI
+/// PCI hot-unplug).
+const DETACH_WAIT: Duration = Duration::from_secs(10);
+
 pub struct Libvirt {
     inner: Arc<Inner>,
 }
@@ -41,6 +51,8 @@ struct Inner {
     /// The domain type, once `hypervisor_checks` decided it (config first, else the probe).
     domain_type: Mutex<Option<DomainType>>,
     conn: Mutex<Option<Arc<Connect>>>,
+    /// [`DEFAULT_MIGRATE_URI`] or its replacement.
+    migrate_uri: String,
     /// The previous CPU time of each domain (UUID), for the CPU percentage.
     cpu_prev: Mutex<HashMap<String, (Instant, u64)>>,
 }
@@ -59,6 +71,10 @@ impl Libvirt {
                 config: ctx.config,
                 log: ctx.log,
                 conn: Mutex::new(None),
+                migrate_uri: std::env::var("ONE_AGENT_MIGRATE_URI")
+                    .ok()
+                    .filter(|u| !u.trim().is_empty())
+                    .unwrap_or_else(|| DEFAULT_MIGRATE_URI.into()),
                 cpu_prev: Mutex::new(HashMap::new()),
             }),
         }))
@@ -112,15 +128,30 @@ impl Inner {
         lock(&self.domain_type).unwrap_or(DomainType::Qemu)
     }
 
-    fn vm_dir(&self, ds_id: i64, vm_id: i64) -> PathBuf {
-        let base = self
-            .config
+    /// The system datastore's directory on this host.
+    fn ds_base(&self, ds_id: i64) -> PathBuf {
+        self.config
             .datastores
             .iter()
             .find(|d| d.id == ds_id)
             .map(|d| PathBuf::from(&d.path))
-            .unwrap_or_else(|| Path::new(DEFAULT_DS_BASE).join(ds_id.to_string()));
-        base.join(vm_id.to_string())
+            .unwrap_or_else(|| Path::new(DEFAULT_DS_BASE).join(ds_id.to_string()))
+    }
+
+    fn vm_dir(&self, ds_id: i64, vm_id: i64) -> Result<PathBuf, DriverError> {
+        tm::vm_dir(&self.ds_base(ds_id), vm_id).map_err(tm_err)
+    }
+
+    fn settings(&self, vm_dir: &Path) -> Result<DomainSettings, DriverError> {
+        let dir = vm_dir
+            .to_str()
+            .ok_or_else(|| DriverError::new(format!("{} is not UTF-8", vm_dir.display())))?;
+        Ok(DomainSettings {
+            domain_type: self.domain_type(),
+            name_prefix: self.config.domain_prefix.clone(),
+            vm_dir: dir.to_string(),
+            emulator: None,
+        })
     }
 
     fn name_of(&self, vm_id: i64) -> String {
@@ -140,11 +171,55 @@ impl Inner {
     }
 
     fn execute(&self, req: &DriverRequest) -> Result<DriverReply, DriverError> {
+        let vm_dir = self.vm_dir(req.ds_id, req.vm_id)?;
+        // TM and VNM work needs no libvirt.
+        match req.op {
+            DriverOp::Prolog => {
+                let vm = parse_vm(req)?;
+                let report = tm::prolog(&vm_dir, &vm).map_err(tm_err)?;
+                return Ok(info(report.lines.join("; ")));
+            }
+            // A shared system datastore: the files are already where the destination (or
+            // the resumed VM) reads them, nothing moves.
+            DriverOp::PrologResume | DriverOp::PrologMigrate => {
+                tm::mkdir(&vm_dir).map_err(tm_err)?;
+                return Ok(info("shared system datastore: nothing to move"));
+            }
+            // stop / undeploy keep the files in place for prolog_resume (shared datastore).
+            DriverOp::EpilogStop => {
+                return Ok(info("shared system datastore: files kept"));
+            }
+            DriverOp::Epilog | DriverOp::EpilogDelete => {
+                let removed =
+                    tm::remove_vm_dir(&self.ds_base(req.ds_id), req.vm_id).map_err(tm_err)?;
+                tracing::info!(vm_id = req.vm_id, removed, dir = %vm_dir.display(), "epilog");
+                return Ok(info(if removed {
+                    format!("removed {}", vm_dir.display())
+                } else {
+                    format!("{} was already gone", vm_dir.display())
+                }));
+            }
+            DriverOp::DiskSnapshotCreate
+            | DriverOp::DiskSnapshotRevert
+            | DriverOp::DiskSnapshotDelete => {
+                return Err(DriverError::new(format!(
+                    "{} is not supported by this system datastore driver yet (it comes with \
+                     the image datastores)",
+                    req.op.name()
+                )));
+            }
+            // Bridges are checked at onboarding; creating them is the VNM driver's job.
+            DriverOp::NetPre | DriverOp::NetPost | DriverOp::NetClean => {
+                return Ok(DriverReply::default());
+            }
+            _ => {}
+        }
         let conn = self.connect()?;
-        let vm_dir = self.vm_dir(req.ds_id, req.vm_id);
         match req.op {
             DriverOp::Deploy => self.deploy(&conn, req, &vm_dir),
-            DriverOp::Shutdown => self.shutdown(&conn, req.vm_id),
+            DriverOp::Shutdown => {
+                self.shutdown(&conn, req.vm_id, shutdown_timeout(req, &self.config)?)
+            }
             DriverOp::Cancel => self.cancel(&conn, req.vm_id),
             DriverOp::Save => self.save(&conn, req.vm_id, &vm_dir),
             DriverOp::Restore => self.restore(&conn, req.vm_id, &vm_dir),
@@ -160,16 +235,19 @@ impl Inner {
                 r.map_err(|e| verr(req.op.name(), &e))?;
                 Ok(DriverReply::default())
             }
-            // The VM directory is the only thing the shared system datastore needs before a
-            // deploy: disks are made by the TM driver, which this agent does not run yet.
-            DriverOp::Prolog | DriverOp::PrologResume | DriverOp::PrologMigrate => {
-                mkdir_vm_dir(&vm_dir)?;
-                Ok(DriverReply::default())
+            DriverOp::Migrate => self.migrate(&conn, req),
+            DriverOp::AttachDisk => self.attach_disk(&conn, req, &vm_dir),
+            DriverOp::DetachDisk => self.detach(&conn, req, &vm_dir, "DISK_ID"),
+            DriverOp::AttachNic => self.attach_nic(&conn, req, &vm_dir),
+            DriverOp::DetachNic => self.detach(&conn, req, &vm_dir, "NIC_ID"),
+            DriverOp::SnapshotCreate | DriverOp::SnapshotRevert | DriverOp::SnapshotDelete => {
+                self.snapshot(&conn, req)
             }
-            // Bridges are checked at onboarding; creating them is the VNM driver's job.
-            DriverOp::NetPre | DriverOp::NetPost | DriverOp::NetClean => Ok(DriverReply::default()),
+            DriverOp::Resize => self.resize(&conn, req),
+            DriverOp::UpdateConf => self.update_conf(&conn, req, &vm_dir),
+            DriverOp::DiskResize => self.disk_resize(&conn, req, &vm_dir),
             other => Err(DriverError::new(format!(
-                "the libvirt driver does not implement {} yet",
+                "the libvirt driver does not implement {}",
                 other.name()
             ))),
         }
@@ -189,19 +267,11 @@ impl Inner {
                 info: "the domain was already running".into(),
             });
         }
-        let vm = VmDoc::parse(&req.vm_xml).map_err(|e| DriverError::new(e.to_string()))?;
-        let dir = vm_dir
-            .to_str()
-            .ok_or_else(|| DriverError::new(format!("{} is not UTF-8", vm_dir.display())))?;
-        let settings = DomainSettings {
-            domain_type: self.domain_type(),
-            name_prefix: self.config.domain_prefix.clone(),
-            vm_dir: dir.to_string(),
-            emulator: None,
-        };
+        let vm = parse_vm(req)?;
+        let settings = self.settings(vm_dir)?;
         let xml =
             domain::domain_xml(&vm, &settings).map_err(|e| DriverError::new(e.to_string()))?;
-        mkdir_vm_dir(vm_dir)?;
+        tm::mkdir(vm_dir).map_err(tm_err)?;
         let file = vm_dir.join(format!("deployment.{}", vm.seq));
         std::fs::write(&file, &xml)
             .map_err(|e| DriverError::new(format!("cannot write {}: {e}", file.display())))?;
@@ -217,7 +287,12 @@ impl Inner {
         })
     }
 
-    fn shutdown(&self, conn: &Connect, vm_id: i64) -> Result<DriverReply, DriverError> {
+    fn shutdown(
+        &self,
+        conn: &Connect,
+        vm_id: i64,
+        timeout: Duration,
+    ) -> Result<DriverReply, DriverError> {
         let Some(dom) = self.lookup(conn, vm_id)? else {
             return Ok(DriverReply {
                 deploy_id: None,
@@ -233,7 +308,7 @@ impl Inner {
         }
         // A guest ignores ACPI until its OS listens (docs/hypervisor-hosts-env.md): wait for
         // it up to the timeout, then destroy it as OpenNebula's driver does.
-        let deadline = Instant::now() + Duration::from_millis(self.config.shutdown_timeout_ms);
+        let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if !dom.is_active().unwrap_or(false) {
                 return Ok(DriverReply::default());
@@ -249,7 +324,7 @@ impl Inner {
             format!(
                 "domain {} did not shut down in {} ms: destroyed",
                 self.name_of(vm_id),
-                self.config.shutdown_timeout_ms
+                timeout.as_millis()
             ),
             Some(vm_id),
         );
@@ -324,10 +399,287 @@ impl Inner {
             .lookup(conn, vm_id)?
             .ok_or_else(|| DriverError::new("the restored domain is not there"))?;
         let uuid = dom.uuid_string().map_err(|e| verr("uuid", &e))?;
+        // The domain runs from memory again; the ~RAM-sized file has served (OpenNebula's
+        // restore removes it too).
+        let _ = std::fs::remove_file(vm_dir.join("checkpoint"));
         Ok(DriverReply {
             deploy_id: Some(uuid),
             info: String::new(),
         })
+    }
+
+    /// Live migration to the destination host's libvirt. The domain stays transient (no
+    /// PERSIST_DEST, nothing to undefine), as OpenNebula keeps it; UNSAFE because the disks
+    /// sit in the VM directory of a shared system datastore, which libvirt cannot tell from
+    /// a local disk (docs/hypervisor-hosts-env.md).
+    fn migrate(&self, conn: &Connect, req: &DriverRequest) -> Result<DriverReply, DriverError> {
+        let uri = migrate_uri(req, &self.migrate_uri)?;
+        let dconn = Connect::open(Some(&uri))
+            .map_err(|e| verr(&format!("cannot connect to the destination {uri}"), &e))?;
+        let result = (|| {
+            let Some(dom) = self.lookup(conn, req.vm_id)? else {
+                // A repeated migrate: done if the destination has the domain.
+                return match dconn.lookup_domain_by_name(&self.name_of(req.vm_id)) {
+                    Ok(d) => Ok(DriverReply {
+                        deploy_id: Some(d.uuid_string().map_err(|e| verr("uuid", &e))?),
+                        info: "the domain already runs on the destination".into(),
+                    }),
+                    Err(_) => Err(DriverError::new(format!(
+                        "domain {} is neither here nor at {uri}",
+                        self.name_of(req.vm_id)
+                    ))),
+                };
+            };
+            let t = Instant::now();
+            let flags = virt::sys::VIR_MIGRATE_LIVE | virt::sys::VIR_MIGRATE_UNSAFE;
+            let moved = dom
+                .migrate(&dconn, flags, None, None, 0)
+                .map_err(|e| verr(&format!("live migration to {uri}"), &e))?;
+            let uuid = moved.uuid_string().map_err(|e| verr("uuid", &e))?;
+            tracing::info!(
+                vm_id = req.vm_id,
+                uri,
+                ms = t.elapsed().as_millis() as u64,
+                "migrated"
+            );
+            Ok(DriverReply {
+                deploy_id: Some(uuid),
+                info: format!("live-migrated to {uri} in {} ms", t.elapsed().as_millis()),
+            })
+        })();
+        // Dropping dconn closes the destination connection.
+        result
+    }
+
+    /// Makes the disk's file when it is not there (a hotplugged disk has had no prolog),
+    /// then plugs it into the running domain; a powered-off VM only gets the file.
+    fn attach_disk(
+        &self,
+        conn: &Connect,
+        req: &DriverRequest,
+        vm_dir: &Path,
+    ) -> Result<DriverReply, DriverError> {
+        let id = arg_id(req, "DISK_ID")?;
+        let vm = parse_vm(req)?;
+        let disk = vm
+            .template
+            .vectors("DISK")
+            .find(|d| d.get("DISK_ID").map(str::trim) == Some(id.to_string().as_str()))
+            .ok_or_else(|| DriverError::new(format!("the VM has no DISK {id}")))?;
+        tm::mkdir(vm_dir).map_err(tm_err)?;
+        let file = vm_dir.join(format!("disk.{id}"));
+        let made = if std::fs::symlink_metadata(&file).is_err() {
+            Some(tm::make_disk(disk, id, &file).map_err(tm_err)?)
+        } else {
+            None
+        };
+        let Some(dom) = self.lookup(conn, req.vm_id)? else {
+            return Ok(info(made.unwrap_or_else(|| format!("disk.{id} kept"))));
+        };
+        let xml = domain::device_xml(&vm, &self.settings(vm_dir)?, Device::Disk(id))
+            .map_err(|e| DriverError::new(e.to_string()))?;
+        self.plug(&dom, &xml, req.vm_id)
+    }
+
+    fn attach_nic(
+        &self,
+        conn: &Connect,
+        req: &DriverRequest,
+        vm_dir: &Path,
+    ) -> Result<DriverReply, DriverError> {
+        let id = arg_id(req, "NIC_ID")?;
+        let vm = parse_vm(req)?;
+        let xml = domain::device_xml(&vm, &self.settings(vm_dir)?, Device::Nic(id))
+            .map_err(|e| DriverError::new(e.to_string()))?;
+        let dom = self.lookup(conn, req.vm_id)?.ok_or_else(|| {
+            DriverError::new(format!("domain {} is not running", self.name_of(req.vm_id)))
+        })?;
+        self.plug(&dom, &xml, req.vm_id)
+    }
+
+    /// attach-device --live, idempotent: a device whose target is already there is done.
+    fn plug(&self, dom: &Domain, xml: &str, vm_id: i64) -> Result<DriverReply, DriverError> {
+        let target = target_of(xml).unwrap_or_default();
+        if !target.is_empty() && has_target(dom, &target)? {
+            return Ok(info(format!("{target} was already attached")));
+        }
+        dom.attach_device_flags(xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+            .map_err(|e| verr(&format!("attach {target}"), &e))?;
+        tracing::info!(vm_id, target, "device attached");
+        Ok(info(format!("attached {target}")))
+    }
+
+    /// detach-device --live, then waits for the guest to release the device (PCI
+    /// hot-unplug needs its cooperation). A detached disk's file is removed, as the TM
+    /// epilog of the disk does (a persistent disk is a link: its image stays).
+    fn detach(
+        &self,
+        conn: &Connect,
+        req: &DriverRequest,
+        vm_dir: &Path,
+        key: &str,
+    ) -> Result<DriverReply, DriverError> {
+        let id = arg_id(req, key)?;
+        let vm = parse_vm(req)?;
+        let dev = if key == "DISK_ID" {
+            Device::Disk(id)
+        } else {
+            Device::Nic(id)
+        };
+        let xml = domain::device_xml(&vm, &self.settings(vm_dir)?, dev)
+            .map_err(|e| DriverError::new(e.to_string()))?;
+        let target = target_of(&xml).unwrap_or_default();
+        if let Some(dom) = self.lookup(conn, req.vm_id)?
+            && has_target(&dom, &target)?
+        {
+            dom.detach_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+                .map_err(|e| verr(&format!("detach {target}"), &e))?;
+            let deadline = Instant::now() + DETACH_WAIT;
+            while has_target(&dom, &target)? {
+                if Instant::now() > deadline {
+                    return Err(DriverError::new(format!(
+                        "detach {target}: the guest did not release the device in {} s \
+                         (does its OS handle ACPI hot-unplug?)",
+                        DETACH_WAIT.as_secs()
+                    )));
+                }
+                std::thread::sleep(SHUTDOWN_POLL);
+            }
+            tracing::info!(vm_id = req.vm_id, target, "device detached");
+        }
+        if let Device::Disk(id) = dev {
+            let file = vm_dir.join(format!("disk.{id}"));
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(DriverError::new(format!(
+                        "cannot remove {}: {e}",
+                        file.display()
+                    )));
+                }
+            }
+        }
+        Ok(info(format!("detached {target}")))
+    }
+
+    /// System snapshots as libvirt internal snapshots (memory and disks, in the qcow2
+    /// files), named `snap-<SNAPSHOT_ID>`.
+    fn snapshot(&self, conn: &Connect, req: &DriverRequest) -> Result<DriverReply, DriverError> {
+        let id = arg_id(req, "SNAPSHOT_ID")?;
+        let name = format!("snap-{id}");
+        let dom = self.lookup(conn, req.vm_id)?.ok_or_else(|| {
+            DriverError::new(format!("domain {} is not running", self.name_of(req.vm_id)))
+        })?;
+        let existing = Domain::lookup_snapshot_by_name(&dom, &name, 0).ok();
+        match req.op {
+            DriverOp::SnapshotCreate => {
+                if existing.is_some() {
+                    return Ok(info(format!("{name} already exists")));
+                }
+                snapshot_disks_ok(&parse_vm(req)?)?;
+                let xml = format!("<domainsnapshot><name>{name}</name></domainsnapshot>");
+                dom.create_snapshot_xml(&xml, 0)
+                    .map_err(|e| verr(&format!("snapshot {name}"), &e))?;
+                Ok(info(format!("created {name}")))
+            }
+            DriverOp::SnapshotRevert => {
+                let snap = existing
+                    .ok_or_else(|| DriverError::new(format!("the domain has no {name}")))?;
+                snap.revert(0)
+                    .map_err(|e| verr(&format!("revert to {name}"), &e))?;
+                Ok(info(format!("reverted to {name}")))
+            }
+            _ => {
+                let Some(snap) = existing else {
+                    return Ok(info(format!("{name} was already gone")));
+                };
+                snap.delete(0)
+                    .map_err(|e| verr(&format!("delete {name}"), &e))?;
+                Ok(info(format!("deleted {name}")))
+            }
+        }
+    }
+
+    /// resize: a domain that is not running is re-created from the template at its next
+    /// deploy, so there is nothing to do; a running one gets the new vCPUs and memory live
+    /// where libvirt allows it (within the domain's maximum), else libvirt's reason.
+    fn resize(&self, conn: &Connect, req: &DriverRequest) -> Result<DriverReply, DriverError> {
+        let Some(dom) = self.lookup(conn, req.vm_id)? else {
+            return Ok(info("not running: the next deploy uses the new capacity"));
+        };
+        let vm = parse_vm(req)?;
+        let t = &vm.template;
+        if let Some(v) = t.get("VCPU").map(str::trim).filter(|v| !v.is_empty()) {
+            let n: u32 = v
+                .parse()
+                .map_err(|_| DriverError::new(format!("VCPU {v:?} is not a number")))?;
+            dom.set_vcpus_flags(n, virt::sys::VIR_DOMAIN_VCPU_LIVE)
+                .map_err(|e| verr("hot resize of the vCPUs", &e))?;
+        }
+        if let Some(m) = t.get("MEMORY").map(str::trim).filter(|v| !v.is_empty()) {
+            let mb: u64 = m
+                .parse()
+                .map_err(|_| DriverError::new(format!("MEMORY {m:?} is not a number")))?;
+            dom.set_memory_flags(mb * 1024, virt::sys::VIR_DOMAIN_MEM_LIVE)
+                .map_err(|e| verr("hot resize of the memory", &e))?;
+        }
+        Ok(info("resized live"))
+    }
+
+    /// update_conf: the context CD is written again; a running domain gets the new media
+    /// (QEMU keeps the replaced file open otherwise).
+    fn update_conf(
+        &self,
+        conn: &Connect,
+        req: &DriverRequest,
+        vm_dir: &Path,
+    ) -> Result<DriverReply, DriverError> {
+        let vm = parse_vm(req)?;
+        let Some(ctx) = vm.template.vector("CONTEXT") else {
+            return Ok(info("no CONTEXT"));
+        };
+        let Some(id) = ctx
+            .get("DISK_ID")
+            .and_then(|d| d.trim().parse::<u32>().ok())
+        else {
+            return Ok(info("the CONTEXT has no CD"));
+        };
+        tm::mkdir(vm_dir).map_err(tm_err)?;
+        tm::context_iso(vm_dir, ctx, id).map_err(tm_err)?;
+        if let Some(dom) = self.lookup(conn, req.vm_id)? {
+            let xml = domain::device_xml(&vm, &self.settings(vm_dir)?, Device::Context)
+                .map_err(|e| DriverError::new(e.to_string()))?;
+            dom.update_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+                .map_err(|e| verr("change the context CD", &e))?;
+        }
+        Ok(info(format!("context CD disk.{id} written")))
+    }
+
+    /// disk_resize: libvirt's block resize while the domain runs (QEMU holds the file),
+    /// `qemu-img resize` otherwise.
+    fn disk_resize(
+        &self,
+        conn: &Connect,
+        req: &DriverRequest,
+        vm_dir: &Path,
+    ) -> Result<DriverReply, DriverError> {
+        let id = arg_id(req, "DISK_ID")?;
+        let vm = parse_vm(req)?;
+        let disk = vm
+            .template
+            .vectors("DISK")
+            .find(|d| d.get("DISK_ID").map(str::trim) == Some(id.to_string().as_str()))
+            .ok_or_else(|| DriverError::new(format!("the VM has no DISK {id}")))?;
+        if let Some(dom) = self.lookup(conn, req.vm_id)? {
+            let bytes = tm::new_size_bytes(disk).map_err(tm_err)?;
+            let target = disk.get("TARGET").map(str::trim).unwrap_or("");
+            dom.block_resize(target, bytes, virt::sys::VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+                .map_err(|e| verr(&format!("resize {target}"), &e))?;
+            return Ok(info(format!("{target} resized live to {bytes} bytes")));
+        }
+        let bytes = tm::resize_file(vm_dir, disk).map_err(tm_err)?;
+        Ok(info(format!("disk.{id} resized to {bytes} bytes")))
     }
 
     fn list_domains(&self) -> Result<Vec<AgentDomain>, DriverError> {
@@ -486,14 +838,107 @@ impl Inner {
     }
 }
 
-fn mkdir_vm_dir(dir: &Path) -> Result<(), DriverError> {
-    use std::os::unix::fs::DirBuilderExt;
-    // 0755: QEMU runs as libvirt-qemu and must reach the files.
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(dir)
-        .map_err(|e| DriverError::new(format!("cannot create {}: {e}", dir.display())))
+/// Internal snapshots keep the memory and every writable disk in qcow2 files: every
+/// writable disk must be qcow2, and there must be one.
+fn snapshot_disks_ok(vm: &VmDoc) -> Result<(), DriverError> {
+    let mut qcow2 = 0;
+    for d in vm.template.vectors("DISK") {
+        let kind = d.get("TYPE").unwrap_or("FILE").trim().to_ascii_uppercase();
+        let readonly = kind == "CDROM"
+            || d.get("READONLY")
+                .is_some_and(|r| r.trim().eq_ignore_ascii_case("yes"));
+        if readonly {
+            continue;
+        }
+        let format = d
+            .get("DRIVER")
+            .or_else(|| d.get("FORMAT"))
+            .map(|f| f.trim().to_ascii_lowercase())
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| "raw".into());
+        if format != "qcow2" {
+            return Err(DriverError::new(format!(
+                "system snapshots need qcow2 disks: DISK {} is {format}",
+                d.get("DISK_ID").unwrap_or("?")
+            )));
+        }
+        qcow2 += 1;
+    }
+    if qcow2 == 0 {
+        return Err(DriverError::new(
+            "system snapshots need qcow2 disks: the VM has no writable disk to keep one in",
+        ));
+    }
+    Ok(())
+}
+
+fn tm_err(e: tm::TmError) -> DriverError {
+    DriverError::new(e.to_string())
+}
+
+fn info(text: impl Into<String>) -> DriverReply {
+    DriverReply {
+        deploy_id: None,
+        info: text.into(),
+    }
+}
+
+fn parse_vm(req: &DriverRequest) -> Result<VmDoc, DriverError> {
+    VmDoc::parse(&req.vm_xml).map_err(|e| DriverError::new(e.to_string()))
+}
+
+/// A numeric id argument of the request (DISK_ID, NIC_ID, SNAPSHOT_ID).
+fn arg_id(req: &DriverRequest, key: &str) -> Result<u32, DriverError> {
+    let raw = req.args.get(key).map(|s| s.trim()).unwrap_or("");
+    raw.parse()
+        .map_err(|_| DriverError::new(format!("{} needs {key}, got {raw:?}", req.op.name())))
+}
+
+/// SHUTDOWN_TIMEOUT (seconds) from the request, else the agent's configuration.
+fn shutdown_timeout(req: &DriverRequest, config: &AgentConfig) -> Result<Duration, DriverError> {
+    match req.args.get("SHUTDOWN_TIMEOUT").map(|s| s.trim()) {
+        None | Some("") => Ok(Duration::from_millis(config.shutdown_timeout_ms)),
+        Some(s) => s
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| DriverError::new(format!("SHUTDOWN_TIMEOUT {s:?} is not seconds"))),
+    }
+}
+
+/// The destination URI of a live migration: the request's MIGRATE_URI (the destination
+/// host's own setting), else the template with `{host}` replaced.
+fn migrate_uri(req: &DriverRequest, template: &str) -> Result<String, DriverError> {
+    if let Some(uri) = req.args.get("MIGRATE_URI").map(|s| s.trim())
+        && !uri.is_empty()
+    {
+        return Ok(uri.to_string());
+    }
+    let host = req.source_host.trim();
+    // A host name goes into a URI: nothing that could change the URI's meaning.
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b))
+    {
+        return Err(DriverError::new(format!(
+            "migrate needs the destination host's name, got {host:?}"
+        )));
+    }
+    Ok(template.replace("{host}", host))
+}
+
+/// Whether the domain's live XML has a device with target `dev` (disks and interfaces).
+fn has_target(dom: &Domain, dev: &str) -> Result<bool, DriverError> {
+    let xml = dom.xml_desc(0).map_err(|e| verr("domain XML", &e))?;
+    let (nics, disks) = device_targets(&xml);
+    Ok(nics.iter().chain(disks.iter()).any(|t| t == dev))
+}
+
+/// The target a device XML names (`<target dev='...'>`).
+fn target_of(device_xml: &str) -> Option<String> {
+    let wrapped = format!("<domain><devices>{device_xml}</devices></domain>");
+    let (nics, disks) = device_targets(&wrapped);
+    nics.into_iter().chain(disks).next()
 }
 
 /// libvirt's state and reason as the protocol's [`DomainState`].
@@ -702,6 +1147,253 @@ mod tests {
                     <guest><cpu><model>no</model></cpu></guest></capabilities>";
         assert_eq!(host_cpu_model(caps).as_deref(), Some("Skylake-Client-IBRS"));
         assert_eq!(host_cpu_model("<capabilities/>"), None);
+    }
+
+    #[test]
+    fn snapshots_need_qcow2_disks() {
+        let vm = |disks: &str| {
+            VmDoc::parse(&format!(
+                "<VM><ID>1</ID><TEMPLATE><MEMORY>32</MEMORY>{disks}</TEMPLATE></VM>"
+            ))
+            .unwrap()
+        };
+        let e = snapshot_disks_ok(&vm("")).unwrap_err();
+        assert!(e.message.contains("no writable disk"), "{e}");
+        let e = snapshot_disks_ok(&vm(
+            "<DISK><DISK_ID>0</DISK_ID><FORMAT>qcow2</FORMAT></DISK>\
+             <DISK><DISK_ID>1</DISK_ID></DISK>",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "system snapshots need qcow2 disks: DISK 1 is raw"
+        );
+        snapshot_disks_ok(&vm(
+            "<DISK><DISK_ID>0</DISK_ID><DRIVER>qcow2</DRIVER></DISK>\
+             <DISK><DISK_ID>1</DISK_ID><TYPE>CDROM</TYPE></DISK>",
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn migrate_uri_from_the_request_or_the_template() {
+        let mut req = DriverRequest {
+            op: DriverOp::Migrate,
+            vm_id: 1,
+            deploy_id: String::new(),
+            host: "node1".into(),
+            source_host: "node2".into(),
+            ds_id: 0,
+            vm_xml: String::new(),
+            args: Default::default(),
+        };
+        assert_eq!(
+            migrate_uri(&req, DEFAULT_MIGRATE_URI).unwrap(),
+            "qemu+ssh://node2/system"
+        );
+        req.source_host = "x/system?socket=/tmp/evil".into();
+        assert!(migrate_uri(&req, DEFAULT_MIGRATE_URI).is_err());
+        req.args
+            .insert("MIGRATE_URI".into(), "qemu+tcp://10.9.0.2/system".into());
+        assert_eq!(
+            migrate_uri(&req, DEFAULT_MIGRATE_URI).unwrap(),
+            "qemu+tcp://10.9.0.2/system"
+        );
+    }
+
+    fn libvirt_answers() -> bool {
+        std::process::Command::new("timeout")
+            .args(["10", "virsh", "-c", "qemu:///system", "version"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    fn test_driver(prefix: &str, ds: &str) -> Arc<dyn AgentDriver> {
+        use one_proto::agent::DatastoreDir;
+        let (log, _writer) =
+            crate::outbox::spawn_writer(tokio::io::sink(), crate::outbox::Clock::new());
+        Libvirt::open(DriverContext {
+            host_id: 0,
+            host_name: "localhost".into(),
+            config: AgentConfig {
+                domain_prefix: prefix.into(),
+                domain_type: Some(DomainType::Qemu),
+                shutdown_timeout_ms: 1000,
+                datastores: vec![DatastoreDir {
+                    id: 0,
+                    path: ds.into(),
+                }],
+                ..AgentConfig::default()
+            },
+            log,
+            sim: Default::default(),
+        })
+        .unwrap()
+    }
+
+    /// TM files, hotplug, snapshots, update_conf and disk_resize on the machine's libvirtd,
+    /// with a disk-less-OS guest (SeaBIOS waits: enough for libvirt's side of each op).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn files_hotplug_and_snapshots_on_the_machine_libvirtd() {
+        if !libvirt_answers() {
+            println!("SKIP: libvirtd does not answer at qemu:///system");
+            return;
+        }
+        let pid = std::process::id();
+        let ds = format!("/var/tmp/one-rs-libvirt-hp-{pid}");
+        let prefix = format!("one-rs-h{pid}-");
+        let bridge = format!("onebr{}", pid % 100_000);
+        let tap = format!("ort{}n0", pid % 100_000);
+        let made_bridge = std::process::Command::new("ip")
+            .args(["link", "add", &bridge, "type", "bridge"])
+            .status()
+            .is_ok_and(|s| s.success());
+        let drv = test_driver(&prefix, &ds);
+        let vm_xml = |extra: &str, ctx: &str, size0: u32| {
+            format!(
+                "<VM><ID>8</ID><NAME>t</NAME><TEMPLATE><MEMORY>32</MEMORY>\
+                 <DISK><DISK_ID>0</DISK_ID><TYPE>fs</TYPE><SIZE>{size0}</SIZE>\
+                 <FORMAT>qcow2</FORMAT><TARGET>vda</TARGET></DISK>{extra}\
+                 <CONTEXT><DISK_ID>1</DISK_ID><TARGET>hda</TARGET><HOSTNAME>{ctx}</HOSTNAME>\
+                 </CONTEXT></TEMPLATE>\
+                 <HISTORY_RECORDS><HISTORY><SEQ>0</SEQ></HISTORY></HISTORY_RECORDS></VM>"
+            )
+        };
+        let req = |op, xml: String, args: &[(&str, &str)]| DriverRequest {
+            op,
+            vm_id: 8,
+            deploy_id: String::new(),
+            host: "localhost".into(),
+            source_host: String::new(),
+            ds_id: 0,
+            vm_xml: xml,
+            args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let conn = Connect::open(Some("qemu:///system")).unwrap();
+        let live_xml = |conn: &Connect| {
+            conn.lookup_domain_by_name(&format!("{prefix}8"))
+                .and_then(|d| d.xml_desc(0))
+                .unwrap_or_default()
+        };
+        let base = vm_xml("", "a", 8);
+        let dir = format!("{ds}/8");
+        let result = async {
+            let r = drv
+                .execute(req(DriverOp::Prolog, base.clone(), &[]))
+                .await?;
+            println!("prolog: {}", r.info);
+            assert!(Path::new(&format!("{dir}/disk.0")).exists());
+            assert!(Path::new(&format!("{dir}/disk.1")).exists());
+            drv.execute(req(DriverOp::Deploy, base.clone(), &[]))
+                .await?;
+            assert!(Path::new(&format!("{dir}/deployment.0")).exists());
+
+            // Disk hotplug: the file is made, then plugged in; repeating is harmless.
+            let disk2 = "<DISK><DISK_ID>2</DISK_ID><TYPE>fs</TYPE><SIZE>4</SIZE>\
+                         <FORMAT>qcow2</FORMAT><TARGET>vdb</TARGET><ATTACH>YES</ATTACH></DISK>";
+            let with2 = vm_xml(disk2, "a", 8);
+            let t = Instant::now();
+            drv.execute(req(
+                DriverOp::AttachDisk,
+                with2.clone(),
+                &[("DISK_ID", "2")],
+            ))
+            .await?;
+            println!("attach_disk: {:?}", t.elapsed());
+            assert!(Path::new(&format!("{dir}/disk.2")).exists());
+            assert!(live_xml(&conn).contains(&format!("{dir}/disk.2")));
+            let again = drv
+                .execute(req(
+                    DriverOp::AttachDisk,
+                    with2.clone(),
+                    &[("DISK_ID", "2")],
+                ))
+                .await?;
+            assert!(again.info.contains("already"), "{again:?}");
+
+            // NIC hotplug on a bridge, MAC from the NIC.
+            if made_bridge {
+                let nic = format!(
+                    "<NIC><NIC_ID>0</NIC_ID><BRIDGE>{bridge}</BRIDGE><TARGET>{tap}</TARGET>\
+                     <MAC>02:00:0a:00:00:08</MAC></NIC>"
+                );
+                drv.execute(req(
+                    DriverOp::AttachNic,
+                    vm_xml(&format!("{disk2}{nic}"), "a", 8),
+                    &[("NIC_ID", "0")],
+                ))
+                .await?;
+                let x = live_xml(&conn);
+                assert!(x.contains("02:00:0a:00:00:08") && x.contains(&tap), "{x}");
+                assert!(Path::new(&format!("/sys/class/net/{bridge}/brif/{tap}")).exists());
+            } else {
+                println!("SKIP NIC hotplug: cannot create bridge {bridge}");
+            }
+
+            // Snapshots: create, revert, delete (internal, in the qcow2 disks).
+            for (op, want) in [
+                (DriverOp::SnapshotCreate, "created snap-0"),
+                (DriverOp::SnapshotCreate, "already exists"),
+                (DriverOp::SnapshotRevert, "reverted to snap-0"),
+                (DriverOp::SnapshotDelete, "deleted snap-0"),
+                (DriverOp::SnapshotDelete, "already gone"),
+            ] {
+                let t = Instant::now();
+                let r = drv
+                    .execute(req(op, with2.clone(), &[("SNAPSHOT_ID", "0")]))
+                    .await?;
+                println!("{}: {:?}", op.name(), t.elapsed());
+                assert!(r.info.contains(want), "{op:?}: {r:?}");
+            }
+
+            // update_conf: a new context CD, swapped into the running domain.
+            let before = std::fs::read(format!("{dir}/disk.1")).unwrap();
+            drv.execute(req(DriverOp::UpdateConf, vm_xml(disk2, "bbbb", 8), &[]))
+                .await?;
+            assert_ne!(std::fs::read(format!("{dir}/disk.1")).unwrap(), before);
+
+            // disk_resize while running: libvirt's block resize.
+            drv.execute(req(
+                DriverOp::DiskResize,
+                vm_xml(disk2, "bbbb", 12),
+                &[("DISK_ID", "0")],
+            ))
+            .await?;
+            let dom = conn.lookup_domain_by_name(&format!("{prefix}8")).unwrap();
+            assert_eq!(dom.block_info("vda", 0).unwrap().capacity, 12 << 20);
+
+            // Resize of a running domain beyond its maximum: libvirt's reason, not a panic.
+            let e = drv
+                .execute(req(
+                    DriverOp::Resize,
+                    base.replace("<MEMORY>32", "<MEMORY>64"),
+                    &[],
+                ))
+                .await
+                .unwrap_err();
+            assert!(e.message.contains("hot resize"), "{e}");
+
+            drv.execute(req(DriverOp::Cancel, base.clone(), &[]))
+                .await?;
+            drv.execute(req(DriverOp::Epilog, base.clone(), &[]))
+                .await?;
+            assert!(!Path::new(&dir).exists());
+            Ok::<(), DriverError>(())
+        }
+        .await;
+        let _ = drv.execute(req(DriverOp::Cancel, base.clone(), &[])).await;
+        let _ = std::fs::remove_dir_all(&ds);
+        let _ = std::fs::remove_file(format!("/var/log/libvirt/qemu/{prefix}8.log"));
+        if made_bridge {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &bridge])
+                .status();
+        }
+        result.unwrap();
     }
 
     /// Drives the machine's libvirtd: a disk-less 32 MiB guest (SeaBIOS finds nothing to
