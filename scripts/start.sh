@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Starts the cloud on this machine, from the repo: installs what is missing, builds oned
-# (release), starts it in the background with its data in var/, and prints how to reach it.
+# Starts the cloud on this machine, from the repo: installs what is missing, starts libvirtd,
+# builds oned, one-scheduler and one-node-agent (release), starts oned and the scheduler in
+# the background with their data in var/, registers this machine as the KVM host
+# `localhost` (its agent runs through a local pipe), and prints how to reach it all.
 #
 #   sudo scripts/start.sh        (or, as root, scripts/start.sh)
 #
@@ -121,6 +123,11 @@ else
         say "sudo scripts/install-deps.sh. Going on with what is there."
     fi
 fi
+if is_root; then
+    # The machine's libvirtd (no systemd here); a failure leaves the host in ERROR, with
+    # the reason, rather than stopping the cloud from starting.
+    tests/hostenv/start-libvirtd.sh || warn "libvirtd could not be started: the host localhost will say why"
+fi
 command -v cargo >/dev/null || as_invoker bash -c 'command -v cargo' >/dev/null ||
     die "cargo not found: install the Rust toolchain (https://rustup.rs)"
 
@@ -149,8 +156,8 @@ if [ -f "$DATA/oned.lock" ] && command -v flock >/dev/null && ! flock -n "$DATA/
 fi
 
 # --- 3. build ---------------------------------------------------------------------------
-step "building oned and one-scheduler (cargo build --release -p oned -p one-scheduler)"
-as_invoker cargo build --release -p oned -p one-scheduler
+step "building (cargo build --release -p oned -p one-scheduler -p one-node-agent)"
+as_invoker cargo build --release -p oned -p one-scheduler -p one-node-agent
 RELEASE="$(as_invoker bash -c 'echo "${CARGO_TARGET_DIR:-target}"')"
 case "$RELEASE" in /*) ;; *) RELEASE="$REPO/$RELEASE" ;; esac
 RELEASE="$RELEASE/release"
@@ -158,6 +165,7 @@ BIN="$RELEASE/oned"
 SCHED_BIN="$RELEASE/one-scheduler"
 [ -x "$BIN" ] || die "the build did not produce $BIN"
 [ -x "$SCHED_BIN" ] || die "the build did not produce $SCHED_BIN"
+[ -x "$RELEASE/one-node-agent" ] || die "the build did not produce $RELEASE/one-node-agent"
 
 # --- 4. oned ----------------------------------------------------------------------------
 step "starting oned on $LISTEN, data in var/"
@@ -206,6 +214,42 @@ fi
 
 # [scheduler]
 start_scheduler "$SCHED_BIN"
+
+# [local host]
+step "this machine as the KVM host localhost"
+HOST_LINE="$(ONE_XMLRPC="$(cat "$DATA/one_endpoint")" ONE_AUTH="$DATA/one_auth" python3 - <<'EOF'
+import os, re, time, xmlrpc.client
+s = open(os.environ["ONE_AUTH"]).read().strip()
+one = xmlrpc.client.ServerProxy(os.environ["ONE_XMLRPC"]).one
+pool = one.hostpool.info(s)[1]
+m = re.search(r"<HOST><ID>(\d+)</ID><NAME>localhost</NAME>", pool)
+if m:
+    hid = int(m.group(1))
+else:
+    ok, hid, *_ = one.host.allocate(s, "localhost", "kvm", "kvm", -1)
+    if not ok:
+        raise SystemExit(f"one.host.allocate failed: {hid}")
+names = {0: "INIT", 1: "MONITORING_MONITORED", 2: "MONITORED", 3: "ERROR", 4: "DISABLED",
+         5: "MONITORING_ERROR", 6: "MONITORING_INIT", 7: "MONITORING_DISABLED", 8: "OFFLINE"}
+state, xml = 0, ""
+for _ in range(300):
+    xml = one.host.info(s, hid)[1]
+    state = int(re.search(r"<STATE>(\d+)</STATE>", xml).group(1))
+    if state in (2, 3, 4, 8):
+        break
+    time.sleep(0.1)
+err = re.search(r"<ERROR><!\[CDATA\[(.*?)\]\]></ERROR>", xml, re.S)
+cpu = re.search(r"<TOTAL_CPU>(\d+)</TOTAL_CPU>", xml)
+mem = re.search(r"<TOTAL_MEM>(\d+)</TOTAL_MEM>", xml)
+line = f"host {hid} (localhost) is {names.get(state, state)}"
+if state == 2 and cpu and mem:
+    line += f": {int(cpu.group(1)) // 100} CPUs, {int(mem.group(1)) // 1024} MiB"
+if state == 3 and err:
+    line += f": {err.group(1)}"
+print(line)
+EOF
+)" || HOST_LINE="registering localhost failed (see var/oned.log)"
+say "$HOST_LINE"
 
 say ""
 say "oned is running (pid $pid), data in var/; one-scheduler (pid $(cat "$DATA/scheduler.pid")) places pending VMs"

@@ -26,7 +26,8 @@ stop_pid() {
 
 # --- later components, stopped before oned (reverse order of scripts/start.sh) -----------
 #   [web console]
-#   [local host]
+#   [local host]  nothing to stop: its agent is oned's child and ends with it; its
+#                 domains keep running, as VMs do when OpenNebula's oned stops
 #   [scheduler]
 if [ -f "$DATA/scheduler.pid" ]; then
     spid="$(cat "$DATA/scheduler.pid")"

@@ -3,7 +3,9 @@
 #   deps          scripts/install-deps.sh (as root; otherwise only what needs no root)
 #   fmt           cargo fmt --all -- --check
 #   clippy        cargo clippy --workspace --all-targets -- -D warnings
-#   build         cargo build -p oned -p one-scheduler  (debug; the e2e suite runs these binaries)
+#   libvirt       tests/hostenv/start-libvirtd.sh (as root; the real-KVM tests skip without it)
+#   build         cargo build -p oned -p one-scheduler -p one-node-agent  (debug; the e2e
+#                 suite runs these binaries)
 #   rust          cargo nextest run --workspace (+ cargo test --doc), or cargo test --workspace
 #                 when cargo-nextest is not installed
 #   e2e-sqlite    pytest tests/e2e against SQLite
@@ -90,13 +92,19 @@ else
     record deps "checked (not root)"
 fi
 PY="$(one_venv_dir)/bin/python"
+# The machine's libvirtd, for the tests that drive real domains (they skip, saying why,
+# when it does not answer).
+if is_root; then
+    step "libvirt: tests/hostenv/start-libvirtd.sh"
+    if tests/hostenv/start-libvirtd.sh; then record libvirt "ok"; else record libvirt "not started (real-KVM tests skip)"; fi
+fi
 
 # --- fmt, clippy, build ----------------------------------------------------------------
 wants fmt && gate fmt cargo fmt --all -- --check
 wants clippy && gate clippy cargo clippy --workspace --all-targets -- -D warnings
 BUILD_OK=1
 if wants build; then
-    gate build cargo build -p oned -p one-scheduler || BUILD_OK=0
+    gate build cargo build -p oned -p one-scheduler -p one-node-agent || BUILD_OK=0
 fi
 
 # --- Rust tests ------------------------------------------------------------------------

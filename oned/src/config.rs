@@ -37,10 +37,14 @@ pub struct Config {
     pub dummy: DummyConfig,
     /// Host monitoring periods.
     pub monitoring: MonitoringConfig,
+    /// The Prometheus endpoint `GET /metrics`.
+    pub metrics: MetricsConfig,
     /// State and API hooks.
     pub hooks: HooksConfig,
     /// Hypervisor hosts reached through the node agent (IM_MAD / VM_MAD `kvm`).
     pub hosts: HostsConfig,
+    /// Host failure recovery (docs/host-recovery.md).
+    pub recovery: crate::recovery::RecoveryConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -94,6 +98,18 @@ pub struct MonitoringConfig {
     /// Seconds between two measurements of every datastore (OpenNebula's
     /// MONITORING_INTERVAL_DATASTORE); the first comes at start.
     pub datastore_interval_seconds: f64,
+    /// Seconds a host / VM monitoring sample is kept in the history (OpenNebula's
+    /// HOST_MONITORING_EXPIRATION_TIME / VM_MONITORING_EXPIRATION_TIME).
+    pub host_monitoring_expiration_seconds: i64,
+    pub vm_monitoring_expiration_seconds: i64,
+    /// Most samples kept per host and per VM (memory bound: about 100 bytes each).
+    pub history_max_samples: usize,
+    /// A sample closer than this to the last one kept for the same object is not kept in
+    /// the history (it still is the object's current MONITORING).
+    pub history_min_spacing_seconds: i64,
+    /// Seconds between two writes of the history to SQL (one transaction each); a killed
+    /// oned loses at most this much history.
+    pub history_flush_seconds: f64,
 }
 
 impl Default for MonitoringConfig {
@@ -101,6 +117,30 @@ impl Default for MonitoringConfig {
         MonitoringConfig {
             dummy_interval_seconds: 5.0,
             datastore_interval_seconds: 300.0,
+            host_monitoring_expiration_seconds: 43_200,
+            vm_monitoring_expiration_seconds: 43_200,
+            history_max_samples: 360,
+            history_min_spacing_seconds: 30,
+            history_flush_seconds: 30.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` (Prometheus text format) on the API listener.
+    pub enabled: bool,
+    /// Serve it without credentials even when oned listens on a non-loopback address.
+    /// Otherwise such requests need HTTP Basic credentials of a oneadmin-group user.
+    pub public: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            public: false,
         }
     }
 }
@@ -171,6 +211,18 @@ pub struct HostsConfig {
     /// first guess, as OpenNebula's VNC_PORTS START), skipping `vnc_ports_reserved` ("a:b,c").
     pub vnc_port_start: u32,
     pub vnc_ports_reserved: String,
+    /// SSH (hosts that are not this machine): the remote user; empty: the user oned runs as.
+    pub ssh_user: String,
+    /// SSH port of hosts whose template has no SSH_PORT.
+    pub ssh_port: u16,
+    /// Record the key of a host seen for the first time instead of refusing it (a host's
+    /// SSH_ACCEPT_NEW_HOST_KEY="YES" does it for that host alone). A changed key is always
+    /// refused.
+    pub accept_new_host_keys: bool,
+    /// Where oned installs the agent on remote hosts; `~/` is the remote user's home.
+    pub remote_agent_path: String,
+    /// Seconds to open an SSH connection (TCP, key exchange).
+    pub ssh_connect_timeout_seconds: f64,
 }
 
 impl Default for HostsConfig {
@@ -197,6 +249,11 @@ impl Default for HostsConfig {
             agent_log_level: "info".into(),
             vnc_port_start: 5900,
             vnc_ports_reserved: "32768:65536".into(),
+            ssh_user: String::new(),
+            ssh_port: 22,
+            accept_new_host_keys: false,
+            remote_agent_path: "~/.one-rs/bin/one-node-agent".into(),
+            ssh_connect_timeout_seconds: 10.0,
         }
     }
 }
@@ -218,6 +275,10 @@ impl HostsConfig {
                 self.keepalive_interval_seconds,
             ),
             ("keepalive_timeout_seconds", self.keepalive_timeout_seconds),
+            (
+                "ssh_connect_timeout_seconds",
+                self.ssh_connect_timeout_seconds,
+            ),
         ];
         for (name, v) in periods {
             // Bounded so that conversions to milliseconds and Durations cannot overflow.
@@ -268,6 +329,24 @@ impl HostsConfig {
         }
         crate::hostmgr::vnc::parse_reserved(&self.vnc_ports_reserved)
             .map_err(|e| format!("hosts.vnc_ports_reserved: {e}"))?;
+        if self.ssh_port == 0 {
+            return Err("hosts.ssh_port must be a port, not 0".into());
+        }
+        let path = &self.remote_agent_path;
+        if path.is_empty() || path.ends_with('/') || path.contains(['\n', '\0']) {
+            return Err(format!(
+                "hosts.remote_agent_path {path:?} must name a file (no newline)"
+            ));
+        }
+        if self
+            .ssh_user
+            .contains(|c: char| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "hosts.ssh_user {:?} is not a user name",
+                self.ssh_user
+            ));
+        }
         Ok(())
     }
 }
@@ -290,8 +369,10 @@ impl Default for Config {
             lcm: LcmConfig::default(),
             dummy: DummyConfig::default(),
             monitoring: MonitoringConfig::default(),
+            metrics: MetricsConfig::default(),
             hooks: HooksConfig::default(),
             hosts: HostsConfig::default(),
+            recovery: Default::default(),
         }
     }
 }
@@ -353,6 +434,7 @@ impl Config {
             ));
         }
         self.hosts.validate()?;
+        self.recovery.validate()?;
         Ok(())
     }
 
@@ -394,6 +476,11 @@ mod tests {
         assert_eq!(h.host_usage_seconds, d.host_usage_seconds);
         assert_eq!(h.keepalive_timeout_seconds, d.keepalive_timeout_seconds);
         assert_eq!(h.vnc_ports_reserved, d.vnc_ports_reserved);
+        assert_eq!(h.ssh_user, d.ssh_user);
+        assert_eq!(h.ssh_port, d.ssh_port);
+        assert_eq!(h.accept_new_host_keys, d.accept_new_host_keys);
+        assert_eq!(h.remote_agent_path, d.remote_agent_path);
+        assert_eq!(h.ssh_connect_timeout_seconds, d.ssh_connect_timeout_seconds);
     }
 
     #[test]
@@ -419,6 +506,12 @@ mod tests {
         assert!(c.validate().is_err());
         let mut c = Config::default();
         c.hosts.vnc_ports_reserved = "1:x".into();
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.hosts.remote_agent_path = "/opt/dir/".into();
+        assert!(c.validate().unwrap_err().contains("remote_agent_path"));
+        let mut c = Config::default();
+        c.hosts.ssh_port = 0;
         assert!(c.validate().is_err());
     }
 }

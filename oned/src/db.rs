@@ -198,6 +198,11 @@ impl Db {
         Ok(())
     }
 
+    /// The connection pool, for modules with tables of their own (host recovery log).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -89,10 +89,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     crate::hooks::start(&oned);
     crate::lcm::start(&oned);
     crate::monitor::start(&oned);
+    crate::recovery::start(&oned);
+    let ssh = crate::hostmgr::ssh::SshTransport::new(&oned).context("oned's SSH key pair")?;
+    oned.hostmgr.set_ssh(Arc::new(ssh));
     crate::hostmgr::start(&oned);
     axum::serve(listener, router(oned.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    crate::monitor::history::flush_now(&oned).await;
     oned.store.db.close().await;
     tracing::info!("oned stopped");
     Ok(())

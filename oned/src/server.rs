@@ -42,6 +42,7 @@ pub fn router(oned: Arc<Oned>) -> Router {
     Router::new()
         .route("/RPC2", post(rpc))
         .route("/", post(rpc))
+        .route("/metrics", axum::routing::get(crate::metrics::handler))
         .with_state(oned)
 }
 
@@ -126,6 +127,7 @@ async fn rpc(State(oned): State<Arc<Oned>>, body: Body) -> Response {
             answer
         }
     };
+    crate::metrics::api_call(method, answer.is_err());
     let value = match answer {
         Ok(v) => xmlrpc::one_success(v),
         Err(e) => {

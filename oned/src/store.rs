@@ -224,6 +224,8 @@ pub struct Store {
     pub db: Db,
     /// State events of committed changes go out here (see `events`).
     pub events: crate::events::EventBus,
+    /// Monitoring samples of hosts and VMs (in memory, flushed to SQL in batches).
+    pub history: crate::monitor::history::History,
 }
 
 impl Store {
@@ -270,6 +272,7 @@ impl Store {
             write: Mutex::new(()),
             db,
             events: Default::default(),
+            history: Default::default(),
         })
     }
 

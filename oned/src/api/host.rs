@@ -124,6 +124,7 @@ async fn allocate_host(
     add_to_cluster(&mut tx, call, cid, Kind::Host, id)?;
     commit(call, tx).await?;
     call.oned.monitor.wake();
+    call.oned.hostmgr.wake();
     tracing::info!(
         host = id,
         name,
@@ -219,6 +220,9 @@ async fn status(call: &Call, id: i64, status: i64) -> ApiResult {
     }
     tx.put(h);
     commit(call, tx).await?;
+    // An enabled host is monitored again at once.
+    call.oned.monitor.wake();
+    call.oned.hostmgr.wake();
     tracing::info!(host = id, state = %new, "host status changed");
     ok_id(id)
 }

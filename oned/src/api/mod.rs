@@ -15,6 +15,8 @@ pub mod group;
 pub mod hook;
 pub mod host;
 pub mod image;
+pub mod monitoring;
+pub mod recovery;
 pub mod system;
 pub mod user;
 pub mod vm;
@@ -90,8 +92,10 @@ impl Registry {
         vmtemplate::register(&mut r);
         vm::register(&mut r);
         hook::register(&mut r);
+        recovery::register(&mut r);
         vm_lifecycle::register(&mut r);
         vm_hotplug::register(&mut r);
+        monitoring::register(&mut r);
         r
     }
 }

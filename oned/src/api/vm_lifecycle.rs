@@ -196,6 +196,13 @@ async fn deploy(call: &Call, id: i64, hid: i64, enforce: bool, ds_id: i64) -> Ap
     if enforce {
         lcm::actions::host_fits(&vm, &host).map_err(|e| action(call.method, &e))?;
     }
+    crate::hostmgr::vnc::assign(
+        &call.oned.config.hosts,
+        &tx.committed(),
+        &mut vm,
+        host.cluster_id,
+    )
+    .map_err(|e| action(call.method, &e))?;
     let before = (vm.state, vm.lcm_state);
     lcm::actions::deploy(&mut tx, &mut vm, &host, &ds, now_secs())
         .map_err(|e| action(call.method, &e.replace("This action", "Deploy action")))?;
@@ -229,6 +236,13 @@ async fn migrate(
     if enforce {
         lcm::actions::host_fits(&vm, &host).map_err(|e| action(call.method, &e))?;
     }
+    crate::hostmgr::vnc::assign(
+        &call.oned.config.hosts,
+        &tx.committed(),
+        &mut vm,
+        host.cluster_id,
+    )
+    .map_err(|e| action(call.method, &e))?;
     let before = (vm.state, vm.lcm_state);
     lcm::actions::migrate(&mut tx, &mut vm, &host, &ds, live, mtype, now_secs())
         .map_err(|e| action(call.method, &e.replace("This action", "Migrate action")))?;

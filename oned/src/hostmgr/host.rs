@@ -6,7 +6,7 @@
 //! settles the VMs.
 
 use super::session::{FrameReader, Link, SessionError, handshake, kind, start_link};
-use super::transport::{AgentStream, StderrTail, Target};
+use super::transport::{AgentStream, StderrTail, Target, TransportError};
 use super::{Inner, Timing, ingest};
 use crate::server::Oned;
 use one_proto::agent::{
@@ -282,10 +282,10 @@ impl HostTask {
             mut writer,
             stderr,
             keep,
-        } = transport
-            .connect(&self.target)
-            .await
-            .map_err(|e| at_once(e.to_string()))?;
+        } = transport.connect(&self.target).await.map_err(|e| Failure {
+            at_once: !matches!(e, TransportError::Unreachable(_)),
+            reason: e.to_string(),
+        })?;
         let mut reader = FrameReader::new(reader);
         let Some(host) = self.oned.store.get::<Host>(self.id()) else {
             return Err(Failure {

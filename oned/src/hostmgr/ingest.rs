@@ -207,13 +207,13 @@ pub async fn host_monitoring(
     } else {
         now_secs()
     };
-    store
+    let recorded = store
         .update_volatile(|st| {
             let Some(h) = st.hosts.map.get_mut(&host_id) else {
-                return;
+                return false;
             };
             if h.state == HostState::Offline {
-                return;
+                return false;
             }
             let h = Arc::make_mut(h);
             if let Some(u) = &m.usage {
@@ -222,8 +222,15 @@ pub async fn host_monitoring(
             if let Some(ds) = &m.datastores {
                 set_datastores(&mut h.share, ds);
             }
+            true
         })
         .await;
+    // The history has its own lock: recorded after the store's write lock is released.
+    if recorded && let Some(u) = &m.usage {
+        store
+            .history
+            .record_hosts([(host_id, u.to_monitoring(stamp))]);
+    }
     Ok(())
 }
 
@@ -273,9 +280,9 @@ pub async fn vm_monitoring(store: &Store, host_id: i64, m: &VmMonitoring) -> usi
     }
     let now = now_secs();
     let stamp = if m.timestamp > 0 { m.timestamp } else { now };
-    store
+    let written: Vec<&VmSample> = store
         .update_volatile(|st| {
-            let mut n = 0;
+            let mut written = Vec::with_capacity(m.vms.len());
             for s in &m.vms {
                 let Some(vm) = st.vms.map.get_mut(&s.id) else {
                     continue;
@@ -286,11 +293,19 @@ pub async fn vm_monitoring(store: &Store, host_id: i64, m: &VmMonitoring) -> usi
                 let vm = Arc::make_mut(vm);
                 vm.monitoring = vm_monitoring_template(s, stamp);
                 vm.last_poll = now;
-                n += 1;
+                written.push(s);
             }
-            n
+            written
         })
-        .await
+        .await;
+    // The history has its own lock: recorded after the store's write lock is released.
+    store.history.record_vms(written.iter().map(|s| {
+        (
+            s.id,
+            crate::monitor::history::VmRecord::from_sample(s, stamp),
+        )
+    }));
+    written.len()
 }
 
 /// A `domain_states` push: each listed VM placed on this host is seen in its domain's

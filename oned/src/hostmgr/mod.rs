@@ -17,6 +17,7 @@
 pub mod host;
 pub mod ingest;
 pub mod session;
+pub mod ssh;
 pub mod transport;
 pub mod vnc;
 

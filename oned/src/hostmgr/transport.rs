@@ -88,9 +88,29 @@ pub enum TransportError {
         path: String,
         source: std::io::Error,
     },
-    /// The host cannot be reached this way (no SSH transport, unresolvable name, ...).
+    /// The host cannot be reached this way (no SSH transport, unresolvable name, no answer,
+    /// ...): it may be reachable later, so the host goes to ERROR only after
+    /// `hosts.error_after_seconds`.
     #[error("{0}")]
     Unreachable(String),
+    /// The host answered but cannot be used as it is (unknown or changed host key, key not
+    /// authorized, agent install failed): an admin must act, so the host goes to ERROR at once.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A plain message from a transport is the host's answer: [`TransportError::Refused`].
+/// Failures to reach the host are built as [`TransportError::Unreachable`] explicitly.
+impl From<String> for TransportError {
+    fn from(s: String) -> Self {
+        TransportError::Refused(s)
+    }
+}
+
+impl From<&str> for TransportError {
+    fn from(s: &str) -> Self {
+        TransportError::Refused(s.to_string())
+    }
 }
 
 /// A way to start an agent and talk to it.

@@ -3,7 +3,9 @@
 //! reserved ranges (`[hosts] vnc_port_start`, `vnc_ports_reserved`). A bare `5900 + id`
 //! would overflow the port range past id 59,635 and collide across clusters' moves.
 
+use crate::config::HostsConfig;
 use crate::store::State;
+use one_proto::objects::vm::Vm;
 use one_proto::state::VmState;
 use std::collections::HashSet;
 use std::ops::RangeInclusive;
@@ -36,11 +38,11 @@ pub fn parse_reserved(s: &str) -> Result<Vec<RangeInclusive<u32>>, String> {
 }
 
 /// The VNC ports VMs of cluster `cluster_id` hold (GRAPHICS/PORT of VMs not DONE whose last
-/// stay is in that cluster).
-pub fn used_ports(st: &State, cluster_id: i64) -> HashSet<u32> {
+/// stay is in that cluster), VM `except` left out.
+pub fn used_ports(st: &State, cluster_id: i64, except: i64) -> HashSet<u32> {
     st.vms
         .iter()
-        .filter(|vm| vm.state != VmState::Done)
+        .filter(|vm| vm.state != VmState::Done && vm.header.id != except)
         .filter(|vm| vm.history.last().is_some_and(|h| h.cid == cluster_id))
         .filter_map(|vm| vm.template.vector("GRAPHICS")?.get("PORT")?.parse().ok())
         .collect()
@@ -63,9 +65,69 @@ pub fn pick(
     hint.or_else(|| (start..=MAX_PORT).find(|p| free(*p)))
 }
 
+/// Gives `vm` a console port in the cluster it is going to, as OpenNebula does at deploy and
+/// at a migration: a VM with GRAPHICS (VNC or SPICE) keeps the PORT it has when no other VM
+/// of that cluster holds it, else gets a free one. Err when none is left.
+pub fn assign(cfg: &HostsConfig, st: &State, vm: &mut Vm, cluster_id: i64) -> Result<(), String> {
+    let Some(g) = vm.template.vector("GRAPHICS") else {
+        return Ok(());
+    };
+    let kind = g.get("TYPE").unwrap_or_default().to_ascii_uppercase();
+    if kind != "VNC" && kind != "SPICE" {
+        return Ok(());
+    }
+    let used = used_ports(st, cluster_id, vm.header.id);
+    let current = g.get("PORT").and_then(|p| p.trim().parse::<u32>().ok());
+    if current.is_some_and(|p| p > 0 && p <= MAX_PORT && !used.contains(&p)) {
+        return Ok(());
+    }
+    // Validated at start (Config::validate).
+    let reserved = parse_reserved(&cfg.vnc_ports_reserved).unwrap_or_default();
+    let port = pick(cfg.vnc_port_start, &reserved, &used, vm.header.id).ok_or_else(|| {
+        format!("No free VNC port left in cluster [{cluster_id}] (hosts.vnc_port_start, vnc_ports_reserved)")
+    })?;
+    if let Some(g) = vm.template.vector_mut("GRAPHICS") {
+        g.set("PORT", port.to_string());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vm_with_graphics(id: i64, port: Option<&str>) -> Vm {
+        let mut vm = crate::lcm::tests_support::vm(id);
+        let mut text = String::from("GRAPHICS=[TYPE=\"vnc\", LISTEN=\"0.0.0.0\"");
+        if let Some(p) = port {
+            text.push_str(&format!(", PORT=\"{p}\""));
+        }
+        text.push(']');
+        vm.template = one_proto::template::Template::parse(&text).unwrap();
+        vm
+    }
+
+    #[test]
+    fn assign_keeps_a_free_port_and_replaces_a_taken_one() {
+        let cfg = HostsConfig::default();
+        let st = State::default();
+        let mut vm = vm_with_graphics(3, None);
+        assign(&cfg, &st, &mut vm, 0).unwrap();
+        assert_eq!(
+            vm.template.vector("GRAPHICS").unwrap().get("PORT"),
+            Some("5903")
+        );
+        let mut given = vm_with_graphics(4, Some("6000"));
+        assign(&cfg, &st, &mut given, 0).unwrap();
+        assert_eq!(
+            given.template.vector("GRAPHICS").unwrap().get("PORT"),
+            Some("6000")
+        );
+        // No GRAPHICS: nothing to do.
+        let mut bare = crate::lcm::tests_support::vm(5);
+        assign(&cfg, &st, &mut bare, 0).unwrap();
+        assert!(bare.template.vector("GRAPHICS").is_none());
+    }
 
     #[test]
     fn reserved_ranges() {

@@ -270,6 +270,19 @@ async fn exec(
         )));
     };
     let driver = crate::driver::for_host(oned, &host);
+    let mut args = vmop.args.clone();
+    if op == DriverOp::Migrate {
+        // A live migration runs on the source and reaches the destination's hypervisor: the
+        // destination host's MIGRATE_URI says how, when the default (qemu+ssh to its name)
+        // does not fit (a libvirtd on another port, a test host).
+        let uri = oned
+            .store
+            .get::<Host>(other.hid)
+            .and_then(|h| h.template.get("MIGRATE_URI").map(str::to_string));
+        if let Some(uri) = uri.filter(|u| !u.is_empty()) {
+            args.insert("MIGRATE_URI".into(), uri);
+        }
+    }
     let req = DriverRequest {
         op,
         vm_id: vm.header.id,
@@ -282,7 +295,7 @@ async fn exec(
         },
         ds_id: target.ds_id,
         vm_xml: vm_xml.to_string(),
-        args: vmop.args.clone(),
+        args,
     };
     let timeout = oned.lcm.driver_timeout;
     match tokio::time::timeout(timeout, driver.execute(req)).await {

@@ -16,6 +16,7 @@
 
 pub mod datastore;
 pub mod dummy;
+pub mod history;
 pub mod sample;
 
 use crate::auth::now_secs;
@@ -65,6 +66,7 @@ pub fn start(oned: &Arc<Oned>) {
     tokio::spawn(async move { dummy_loop(o).await });
     let o = oned.clone();
     tokio::spawn(async move { datastore_loop(o).await });
+    history::start(oned);
 }
 
 /// A configured period, or `default` when it is not a positive finite number of seconds.
@@ -335,9 +337,41 @@ pub async fn dummy_round(
         if full && !ds_known {
             memo.datastores = ds;
         }
+        record_history(store, &sample_ids);
         stats.sample = t.elapsed();
     }
     Ok(stats)
+}
+
+/// Copies the samples just written into the monitoring history (history.rs), under the
+/// read lock only; VM samples closer than the history's spacing are not even decoded.
+fn record_history(store: &Store, ids: &[(i64, bool)]) {
+    let h = &store.history;
+    let (hosts, vms) = {
+        let st = store.read();
+        let mut hosts = Vec::with_capacity(ids.len());
+        let mut vms = Vec::new();
+        for (id, _) in ids {
+            let Some(host) = st.hosts.get(*id) else {
+                continue;
+            };
+            if !sampled(host) {
+                continue;
+            }
+            if let Some(m) = &host.monitoring {
+                hosts.push((*id, m.clone()));
+            }
+            let running = host
+                .vms
+                .iter()
+                .filter_map(|v| st.vms.get(*v))
+                .filter(|vm| vm.state == VmState::Active && vm.lcm_state == LcmState::Running);
+            vms.extend(history::vm_records(h, running.map(|vm| &**vm)));
+        }
+        (hosts, vms)
+    };
+    h.record_hosts(hosts);
+    h.record_vms(vms);
 }
 
 /// The system datastores of every cluster with their figures, for HOST_SHARE/DATASTORES.
