@@ -140,7 +140,12 @@ pub fn agent_config(oned: &Oned, host: &Host) -> AgentConfig {
             interval_ms: ms(c.keepalive_interval_seconds),
             timeout_ms: ms(c.keepalive_timeout_seconds),
         },
-        libvirt_uri: c.libvirt_uri.clone(),
+        // A host's own LIBVIRT_URI wins (a libvirtd elsewhere than qemu:///system).
+        libvirt_uri: host
+            .template
+            .get("LIBVIRT_URI")
+            .filter(|u| !u.trim().is_empty())
+            .map_or_else(|| c.libvirt_uri.clone(), |u| u.trim().to_string()),
         domain_type: host
             .template
             .get("DOMAIN_TYPE")
