@@ -6,29 +6,13 @@
 //! (utime + stime from /proc/<pid>/stat) and the rounds it logged, then measures
 //! `one.host.info` while rounds keep running.
 
-use super::{Args, measure, ms, running_count, start_oned};
-use anyhow::{Context, bail};
+use super::{Args, cpu_seconds, measure, ms, running_count, start_oned};
+use anyhow::bail;
 use oca::Client;
 use one_proto::xmlrpc::Value;
 use rand::Rng;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("unexpected /proc/pid/stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).context("no utime")?.parse::<f64>()?
-        + f.get(12).context("no stime")?.parse::<f64>()?;
-    // SAFETY: sysconf only reads a configuration value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Ok(ticks / if hz > 0 { hz as f64 } else { 100.0 })
-}
 
 /// One logged round: (full, hosts, plan µs, commit µs, sample µs).
 #[derive(Debug, Default, Clone, Copy)]
@@ -77,7 +61,7 @@ fn rounds_since(log: &Path, from: u64) -> anyhow::Result<Vec<Round>> {
 
 /// Allocates `n` small VMs and deploys them round-robin on hosts 0..hosts, then waits until
 /// all are RUNNING.
-async fn deploy_vms(
+pub(crate) async fn deploy_vms(
     endpoint: &str,
     session: &str,
     client: &Client,

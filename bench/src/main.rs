@@ -10,6 +10,9 @@
 //!
 //! Scenario `lifecycle` (`--scenario lifecycle --hosts 100 --vms 1000 --samples 50`) starts
 //! one-scheduler too and measures allocate → RUNNING, one VM at a time and 1,000 at once.
+//!
+//! Scenario `agents` (`--scenario agents --hosts 1000 --interval 10 --seconds 60`) measures
+//! oned's cost of N node agents (simulated mode: real processes and protocol, no libvirt).
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -20,7 +23,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod agents;
 mod dummy_hosts;
+mod kvm_deploy;
 mod lifecycle;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -31,6 +36,12 @@ enum Scenario {
     DummyHosts,
     /// oned + one-scheduler: allocate → RUNNING latency and throughput on dummy hosts.
     Lifecycle,
+    /// oned's cost of N node agents in simulated mode (real protocol over local pipes)
+    /// pushing monitoring every `--interval` seconds.
+    Agents,
+    /// Deploy overhead on a real KVM host (localhost, libvirt): one.vm.deploy -> RUNNING
+    /// minus `virsh create` of the same domain XML. Needs root and libvirtd.
+    KvmDeploy,
 }
 
 #[derive(Parser, Debug)]
@@ -54,15 +65,20 @@ struct Args {
     /// Database URL for oned (default: SQLite in the temporary data directory).
     #[arg(long)]
     db: Option<String>,
-    /// dummy-hosts: seconds between monitoring rounds (oned's dummy_interval_seconds).
+    /// dummy-hosts: seconds between monitoring rounds (oned's dummy_interval_seconds);
+    /// agents: seconds between the agents' host and VM usage pushes.
     #[arg(long, default_value_t = 5.0)]
     interval: f64,
-    /// dummy-hosts: seconds over which CPU and round times are measured.
+    /// dummy-hosts, agents: seconds over which CPU (and round times) are measured.
     #[arg(long, default_value_t = 60)]
     seconds: u64,
-    /// dummy-hosts: VMs deployed (one.vm.deploy, round-robin) on the hosts before measuring.
+    /// dummy-hosts, agents: VMs deployed (one.vm.deploy, round-robin) on the hosts before
+    /// measuring.
     #[arg(long, default_value_t = 0)]
     running_vms: usize,
+    /// kvm-deploy: measured deploys (after one warm-up).
+    #[arg(long, default_value_t = 20)]
+    deploys: usize,
 }
 
 struct Oned {
@@ -176,6 +192,22 @@ async fn running_count(c: &Client) -> anyhow::Result<usize> {
     Ok(xml.matches("<LCM_STATE>3</LCM_STATE>").count())
 }
 
+/// CPU seconds (user + system) a process has used so far.
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("unexpected /proc/pid/stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).context("no utime")?.parse::<f64>()?
+        + f.get(12).context("no stime")?.parse::<f64>()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Ok(ticks / if hz > 0 { hz as f64 } else { 100.0 })
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
@@ -187,6 +219,8 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Api => api(args).await,
         Scenario::DummyHosts => dummy_hosts::run(args).await,
         Scenario::Lifecycle => lifecycle::run(args).await,
+        Scenario::Agents => agents::run(args).await,
+        Scenario::KvmDeploy => kvm_deploy::run(args).await,
     }
 }
 
