@@ -65,6 +65,20 @@ def pytest_configure(config):
     if _backend() not in BACKENDS:
         raise pytest.UsageError(f"ONE_TEST_DB must be one of {', '.join(BACKENDS)}, not {_backend()!r}")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line(
+        "markers",
+        "db_independent: drives real hosts (libvirt domains, namespaces, sshd) and tests nothing "
+        "of the database: runs with SQLite only, so CI does not spend its time twice",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if _backend() == "sqlite":
+        return
+    skip = pytest.mark.skip(reason="db_independent: real-host test, run by the SQLite stage only")
+    for item in items:
+        if item.get_closest_marker("db_independent"):
+            item.add_marker(skip)
 
 
 def pytest_report_header(config):
