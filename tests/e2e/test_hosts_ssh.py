@@ -26,6 +26,9 @@ import pytest
 
 from harness import oned_binary, parse_xml, xsd_check
 
+# Tests SSH and namespaces, not the database: the SQLite stage runs it (conftest.py).
+pytestmark = pytest.mark.db_independent
+
 REPO = Path(__file__).resolve().parents[2]
 NETNS_HOST = REPO / "tests" / "hostenv" / "netns-host.sh"
 MONITORED, ERROR = 2, 3

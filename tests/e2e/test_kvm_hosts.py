@@ -19,6 +19,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from harness import xsd_check
 from kvm_util import (  # noqa: F401  (kvm_env, kvm_cloud are fixtures)
     HOST_ERROR,
@@ -38,6 +40,9 @@ from kvm_util import (  # noqa: F401  (kvm_env, kvm_cloud are fixtures)
     virsh,
     wait_for,
 )
+
+# Real domains, not the database: the SQLite stage runs these (conftest.py).
+pytestmark = pytest.mark.db_independent
 
 RUNNING = (VM_ACTIVE, LCM_RUNNING)
 
