@@ -105,6 +105,19 @@ def xsd_check(xml_text: str, schema: str | None = None) -> str:
     return out
 
 
+def wait_for(what: str, check, timeout: float = 20.0, step: float = 0.1):
+    """Polls `check()` until it returns a truthy value, which it returns; fails the test with
+    `what` and the last value after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(step)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}; last value {last!r}", pytrace=False)
+
+
 def parse_xml(xml_text: str) -> ET.Element:
     """Parses an XML body, failing the test with the body when it is not well-formed."""
     try:

@@ -30,12 +30,12 @@ import secrets
 import shlex
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+import harness
 from harness import Oned, oned_binary, parse_xml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,14 +98,8 @@ class KvmEnv:
 
 
 def wait_for(what, check, timeout=30.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(step)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}; last value {last!r}")
+    """harness.wait_for with this file's defaults."""
+    return harness.wait_for(what, check, timeout, step)
 
 
 def _guest_env(path: Path) -> dict[str, str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pyone
 import pytest
 
+import harness
 from harness import parse_xml
 
 # VM STATE
@@ -160,15 +161,8 @@ def wait_state(oned, vid: int, state: int, lcm: int = LCM_INIT, timeout: float =
 
 
 def wait_for(what: str, check, timeout: float = 10.0, step: float = 0.02):
-    """Polls `check()` until it returns a truthy value."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(step)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}; last value {last!r}", pytrace=False)
+    """harness.wait_for with this file's defaults."""
+    return harness.wait_for(what, check, timeout, step)
 
 
 def vm_log(oned, vid: int) -> str:

@@ -14,25 +14,13 @@ from pathlib import Path
 import pyone
 import pytest
 
-from harness import parse_xml, xsd_check
+from harness import parse_xml, wait_for, xsd_check
 
 
 def script(path: Path, body: str) -> Path:
     path.write_text("#!/bin/sh\n" + body + "\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
-
-
-def wait_for(what, predicate, timeout=20.0, step=0.1):
-    """Polls `predicate` until it returns something truthy; fails the test after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = predicate()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(step)
 
 
 def files(d: Path) -> list[Path]:
@@ -277,7 +265,7 @@ def test_state_hook_on_host_monitored(oned, one, tmp_path):
         'ARGUMENTS="$TEMPLATE"\nARGUMENTS_STDIN="YES"'
     )
     error_hook = one.hook.allocate(
-        f'NAME="error"\nTYPE="state"\nRESOURCE="HOST"\nSTATE="ERROR"\nCOMMAND="/bin/false"'
+        'NAME="error"\nTYPE="state"\nRESOURCE="HOST"\nSTATE="ERROR"\nCOMMAND="/bin/false"'
     )
     host_id = one.host.allocate("h1", "dummy", "dummy", -1)
     wait_monitored(one, host_id)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import harness
 from harness import oned_binary, parse_xml, xsd_check
 
 MONITORED, ERROR, OFFLINE = 2, 3, 8
@@ -64,14 +65,8 @@ def start(oned_factory, tmp_path, text: str, name: str = "one", env=None):
 
 
 def wait_for(what, check, timeout=20.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(step)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}; last value {last!r}")
+    """harness.wait_for with this file's defaults."""
+    return harness.wait_for(what, check, timeout, step)
 
 
 def host_xml(o, hid):

@@ -19,12 +19,11 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from harness import oned_binary, parse_xml, xsd_check
+from harness import oned_binary, parse_xml, wait_for, xsd_check
 
 # Tests SSH and namespaces, not the database: the SQLite stage runs it (conftest.py).
 pytestmark = pytest.mark.db_independent
@@ -61,17 +60,6 @@ def agent_binary() -> Path:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def wait_for(what, check, timeout=20.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(step)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}; last value {last!r}")
 
 
 class NsHost:
@@ -294,7 +282,7 @@ def test_unreachable_host_goes_to_error_with_the_reason(oned_factory, tmp_path, 
     # Nothing listens on port 2: the connection is refused.
     hid = one.host.allocate(h.ip, "kvm", "kvm", -1)
     one.host.update(hid, 'SSH_PORT="2"', 1)
-    err = wait_for("ERROR", lambda: f"port 2 over SSH" in error_of(o, hid) and error_of(o, hid))
+    err = wait_for("ERROR", lambda: "port 2 over SSH" in error_of(o, hid) and error_of(o, hid))
     assert f"cannot connect to {h.ip} port 2 over SSH" in err and "refused" in err.lower(), err
     # A bad port in the template is said as such.
     one.host.update(hid, 'SSH_PORT="http"', 1)

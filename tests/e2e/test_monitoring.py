@@ -11,6 +11,7 @@ import time
 import pyone
 import pytest
 
+import harness
 from harness import parse_xml, xsd_check
 
 FAST = """
@@ -38,15 +39,8 @@ def mon(oned_factory, tmp_path):
 
 
 def wait_for(what, check, timeout=10.0, step=0.1):
-    """Polls `check()` until it returns a truthy value; fails with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(step)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}; last value {last!r}")
+    """harness.wait_for with this file's defaults."""
+    return harness.wait_for(what, check, timeout, step)
 
 
 def host_xml(o, hid):

@@ -15,7 +15,7 @@ import urllib.request
 import pyone
 import pytest
 
-from harness import oned_binary, parse_xml
+from harness import oned_binary, parse_xml, wait_for
 
 MONITORED = 2
 ACTIVE, RUNNING = 3, 3
@@ -32,17 +32,6 @@ def start(oned_factory, tmp_path, text: str = FAST, name: str = "one"):
     cfg = tmp_path / f"{name}.toml"
     cfg.write_text(text)
     return oned_factory(name, extra_args=["--config", str(cfg)])
-
-
-def wait_for(what, check, timeout=20.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(step)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}; last value {last!r}")
 
 
 def records(o, method, *args):
