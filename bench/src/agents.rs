@@ -10,10 +10,10 @@
 //! scenario idles for `--seconds` and reports oned's CPU (utime + stime from /proc) over that
 //! window, its resident memory, and what the agents used together.
 
-use super::{Args, cpu_seconds, dummy_hosts::deploy_vms, start_oned};
-use anyhow::bail;
+use super::{
+    Args, allocate_hosts, cpu_seconds, dummy_hosts::deploy_vms, start_oned, wait_monitored,
+};
 use oca::Client;
-use one_proto::xmlrpc::Value;
 use std::time::{Duration, Instant};
 
 /// The loopback name of host `i` (127.1.0.1 ...): resolves to this machine.
@@ -54,10 +54,6 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-fn count_monitored(pool_xml: &str) -> usize {
-    pool_xml.matches("<STATE>2</STATE>").count()
-}
-
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let i = args.interval;
     let config = format!(
@@ -69,45 +65,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("oned at {endpoint} (pid {pid}), agents push every {i} s");
 
     let t = Instant::now();
-    let workers = 8;
-    let mut tasks = Vec::new();
-    for w in 0..workers {
-        let c = Client::new(endpoint.clone(), session.clone());
-        let n = args.hosts;
-        tasks.push(tokio::spawn(async move {
-            for i in (w..n).step_by(workers) {
-                c.call(
-                    "one.host.allocate",
-                    vec![
-                        Value::String(host_name(i)),
-                        Value::String("kvm".into()),
-                        Value::String("kvm".into()),
-                        Value::Int(-1),
-                    ],
-                )
-                .await?;
-            }
-            Ok::<_, oca::OcaError>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let pool = client.call_string("one.hostpool.info", vec![]).await?;
-        let n = count_monitored(&pool);
-        if n >= args.hosts {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "only {n} of {} agent hosts MONITORED after 300 s",
-                args.hosts
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    allocate_hosts(&endpoint, &session, args.hosts, host_name, "kvm").await?;
+    wait_monitored(&client, args.hosts, Duration::from_secs(300)).await?;
     println!(
         "{} agents started, handshaken and MONITORED {:.1} s after the first host was created",
         args.hosts,

@@ -6,7 +6,9 @@
 //! (utime + stime from /proc/<pid>/stat) and the rounds it logged, then measures
 //! `one.host.info` while rounds keep running.
 
-use super::{Args, cpu_seconds, measure, ms, running_count, start_oned};
+use super::{
+    Args, allocate_hosts, cpu_seconds, measure, ms, running_count, start_oned, wait_monitored,
+};
 use anyhow::bail;
 use oca::Client;
 use one_proto::xmlrpc::Value;
@@ -124,11 +126,6 @@ pub(crate) async fn deploy_vms(
     Ok(())
 }
 
-fn count_monitored(pool_xml: &str) -> usize {
-    // "<STATE>2</STATE>" cannot match PREV_STATE (its tag does not start right after '<').
-    pool_xml.matches("<STATE>2</STATE>").count()
-}
-
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = format!(
         "log_level = \"info,oned::monitor=debug\"\n[monitoring]\ndummy_interval_seconds = {}\n",
@@ -143,57 +140,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.interval
     );
 
-    // Hosts, from a few clients at once (creating is not what is measured).
     let t = Instant::now();
-    let workers = 8;
-    let mut tasks = Vec::new();
-    for w in 0..workers {
-        let c = Client::new(endpoint.clone(), session.clone());
-        let n = args.hosts;
-        tasks.push(tokio::spawn(async move {
-            for i in (w..n).step_by(workers) {
-                c.call(
-                    "one.host.allocate",
-                    vec![
-                        Value::String(format!("dummy{i:05}")),
-                        Value::String("dummy".into()),
-                        Value::String("dummy".into()),
-                        Value::Int(-1),
-                    ],
-                )
-                .await?;
-            }
-            Ok::<_, oca::OcaError>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
+    allocate_hosts(
+        &endpoint,
+        &session,
+        args.hosts,
+        |i| format!("dummy{i:05}"),
+        "dummy",
+    )
+    .await?;
     println!(
         "created {} dummy hosts in {:.1} s",
         args.hosts,
         t.elapsed().as_secs_f64()
     );
-
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let monitored = loop {
-        let pool = client.call("one.hostpool.info", vec![]).await?;
-        let n = match &pool {
-            Value::String(s) => count_monitored(s),
-            _ => 0,
-        };
-        if n >= args.hosts {
-            break t.elapsed();
-        }
-        if Instant::now() > deadline {
-            bail!("only {n} of {} hosts MONITORED after 120 s", args.hosts);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    wait_monitored(&client, args.hosts, Duration::from_secs(120)).await?;
     println!(
         "all {} hosts MONITORED {:.1} s after the first was created",
         args.hosts,
-        monitored.as_secs_f64()
+        t.elapsed().as_secs_f64()
     );
 
     if args.running_vms > 0 {

@@ -175,6 +175,61 @@ where
     })
 }
 
+/// Creates hosts `name(0..n)` with the given IM/VM drivers from 8 clients at once (creating
+/// is not what the scenarios measure).
+async fn allocate_hosts(
+    endpoint: &str,
+    session: &str,
+    n: usize,
+    name: fn(usize) -> String,
+    mad: &'static str,
+) -> anyhow::Result<()> {
+    let workers = 8;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let c = Client::new(endpoint.to_string(), session.to_string());
+        tasks.push(tokio::spawn(async move {
+            for i in (w..n).step_by(workers) {
+                c.call(
+                    "one.host.allocate",
+                    vec![
+                        Value::String(name(i)),
+                        Value::String(mad.into()),
+                        Value::String(mad.into()),
+                        Value::Int(-1),
+                    ],
+                )
+                .await?;
+            }
+            Ok::<_, oca::OcaError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// Waits until `n` hosts are MONITORED.
+async fn wait_monitored(c: &Client, n: usize, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let pool = c.call_string("one.hostpool.info", vec![]).await?;
+        // "<STATE>2</STATE>" cannot match PREV_STATE (its tag does not start right after '<').
+        let monitored = pool.matches("<STATE>2</STATE>").count();
+        if monitored >= n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {monitored} of {n} hosts MONITORED after {} s",
+                within.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// How many VMs are ACTIVE/RUNNING.
 async fn running_count(c: &Client) -> anyhow::Result<usize> {
     // State filter 3 (ACTIVE): count the RUNNING ones in the short bodies.
