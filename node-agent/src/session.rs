@@ -724,6 +724,21 @@ async fn domain_states(ctx: &Ctx, known: &mut HashMap<String, Domain>, full: boo
         }
     };
     let domains = if full {
+        // Domains that vanished since the last look are said as a change first: oned reads a
+        // VM absent from a full report as gone only once its deploy is old enough (the report
+        // may predate the domain), and after this report they would never be said again.
+        let gone: Vec<Domain> = diff_domains(known, now.clone())
+            .into_iter()
+            .filter(|d| d.state == DomainState::Missing)
+            .collect();
+        if !gone.is_empty() {
+            ctx.outbox
+                .send(FromAgent::DomainStates(DomainStates {
+                    full: false,
+                    domains: gone,
+                }))
+                .await;
+        }
         *known = now.iter().map(|d| (d.name.clone(), d.clone())).collect();
         now
     } else {

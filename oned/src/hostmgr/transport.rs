@@ -53,7 +53,16 @@ pub const SIMULATE_ARG: &str = "--simulate";
 pub struct StderrTail(Arc<Mutex<VecDeque<String>>>);
 
 impl StderrTail {
+    /// Keeps `line` unless it is one of the agent's routine log lines (tracing's format:
+    /// time, then INFO / DEBUG / TRACE): what explains a dead agent is a warning, an error
+    /// or a loader's message, and the tail ends up in the host's ERROR.
     pub fn push(&self, line: String) {
+        if matches!(
+            line.split_whitespace().nth(1),
+            Some("INFO" | "DEBUG" | "TRACE")
+        ) {
+            return;
+        }
         if let Ok(mut q) = self.0.lock() {
             if q.len() == STDERR_LINES {
                 q.pop_front();
@@ -251,6 +260,20 @@ mod tests {
             e.to_string()
                 .starts_with("cannot start the agent /nonexistent/one-node-agent:"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn the_stderr_tail_keeps_warnings_errors_and_foreign_lines_only() {
+        let t = StderrTail::default();
+        t.push("2026-11-23T16:50:25.123Z  INFO one_node_agent::session: operation done".into());
+        t.push("2026-11-23T16:50:25.124Z DEBUG one_node_agent: frame".into());
+        t.push("2026-11-23T16:50:26.000Z  WARN one_node_agent: libvirt closed".into());
+        t.push("error while loading shared libraries: libvirt.so.0".into());
+        assert_eq!(
+            t.joined(),
+            "2026-11-23T16:50:26.000Z  WARN one_node_agent: libvirt closed | error while loading \
+             shared libraries: libvirt.so.0"
         );
     }
 }
