@@ -118,6 +118,23 @@ def wait_for(what: str, check, timeout: float = 20.0, step: float = 0.1):
     pytest.fail(f"timed out after {timeout} s waiting for {what}; last value {last!r}", pytrace=False)
 
 
+def agent_children(oned_pid: int) -> list[int]:
+    """The one-node-agent processes an oned started through local pipes (its children)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == oned_pid and cmd and cmd[0].endswith(b"one-node-agent"):
+            pids.append(int(d.name))
+    return pids
+
+
 def parse_xml(xml_text: str) -> ET.Element:
     """Parses an XML body, failing the test with the body when it is not well-formed."""
     try:

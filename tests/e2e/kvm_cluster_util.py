@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from harness import Oned, parse_xml, wait_for
-from kvm_util import KvmEnv, run
+from kvm_util import CloudView, KvmEnv, run
 
 REPO = Path(__file__).resolve().parents[2]
 NETNS_HOST = REPO / "tests" / "hostenv" / "netns-host.sh"
@@ -43,8 +43,6 @@ VM_PENDING, VM_ACTIVE, VM_DONE, VM_POWEROFF = 1, 3, 6, 8
 LCM_RUNNING, LCM_UNKNOWN = 3, 16
 RUNNING = (VM_ACTIVE, LCM_RUNNING)
 UNKNOWN = (VM_ACTIVE, LCM_UNKNOWN)
-# LCM states that mean an operation failed (OpenNebula's *_FAILURE numbers).
-LCM_FAILURES = {14, 36, 37, 38, 39, 40, 41, 42, 44, 46, 47, 48, 49, 50, 61}
 
 
 def hostenv_skip_reason() -> str | None:
@@ -151,7 +149,7 @@ class LibvirtHost:
         return victims
 
 
-class KvmCluster:
+class KvmCluster(CloudView):
     """oned with two kvm hosts A and B over SSH, both MONITORED."""
 
     def __init__(self, env: KvmEnv, name: str, recovery: dict | None = None):
@@ -236,54 +234,12 @@ class KvmCluster:
             + (f'DISK=[TYPE="fs", SIZE="{disk_mb}", FORMAT="qcow2", DEV_PREFIX="vd"]\n' if disk_mb else "")
         )
 
-    def host_xml(self, hid: int):
-        return parse_xml(self.oned.admin_xml("one.host.info", hid))
-
-    def host_state(self, hid: int) -> int:
-        return int(self.host_xml(hid).findtext("STATE"))
-
-    def vm_xml(self, vid: int):
-        return parse_xml(self.oned.admin_xml("one.vm.info", vid))
-
-    def vm_state(self, vid: int) -> tuple[int, int]:
-        x = self.vm_xml(vid)
-        return int(x.findtext("STATE")), int(x.findtext("LCM_STATE"))
-
     def history_hosts(self, vid: int) -> list[int]:
         """HID of each HISTORY record, oldest first."""
         return [int(h.findtext("HID")) for h in self.vm_xml(vid).findall("HISTORY_RECORDS/HISTORY")]
 
-    def wait_vm(self, vid: int, state: tuple[int, int] | int, timeout: float = 90.0):
-        """Waits for (STATE, LCM_STATE), or STATE alone; fails at once, with the VM's error,
-        when it lands in FAILED or a *_FAILURE state instead."""
-        want = (lambda s: s == state) if isinstance(state, tuple) else (lambda s: s[0] == state)
-
-        def check():
-            s = self.vm_state(vid)
-            if want(s):
-                return s
-            if s[0] == 7 or (s[0] == VM_ACTIVE and s[1] in LCM_FAILURES):
-                x = self.vm_xml(vid)
-                pytest.fail(f"VM {vid} failed in {s}: {x.findtext('USER_TEMPLATE/ERROR')}")
-            return None
-
-        return wait_for(f"VM {vid} in {state}", check, timeout=timeout, step=0.1)
-
-    def domain(self, vid: int) -> str:
-        return f"{self.prefix}{vid}"
-
     def vm_dir(self, vid: int) -> Path:
         return self.ds_dir / str(vid)
-
-    def serial_log(self, vid: int) -> str:
-        try:
-            return (self.vm_dir(vid) / "serial.log").read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def wait_marker(self, vid: int, marker: str, count: int = 1, timeout: float = 90.0):
-        wait_for(f"{marker} x{count} on VM {vid}'s console",
-                 lambda: self.serial_log(vid).count(marker) >= count, timeout=timeout, step=0.2)
 
     def fence_script(self) -> Path:
         """A fence command for this cloud's hosts: records its call, then powers off (virsh

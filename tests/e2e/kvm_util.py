@@ -164,7 +164,65 @@ def hosts_config(**over) -> dict[str, str]:
     return c
 
 
-class KvmCloud:
+class CloudView:
+    """oned's view of a test cloud's hosts and VMs, and the guests' consoles, for the clouds
+    of the real-host tests: the class sets `oned`, `prefix` and `vm_dir(vid)`."""
+
+    oned: Oned
+    prefix: str
+
+    def vm_dir(self, vid: int) -> Path:
+        raise NotImplementedError
+
+    def host_xml(self, hid: int):
+        return parse_xml(self.oned.admin_xml("one.host.info", hid))
+
+    def host_state(self, hid: int) -> int:
+        return int(self.host_xml(hid).findtext("STATE"))
+
+    def vm_xml(self, vid: int):
+        return parse_xml(self.oned.admin_xml("one.vm.info", vid))
+
+    def vm_state(self, vid: int) -> tuple[int, int]:
+        x = self.vm_xml(vid)
+        return int(x.findtext("STATE")), int(x.findtext("LCM_STATE"))
+
+    def wait_vm(self, vid: int, state: tuple[int, int] | int, timeout: float = 90.0):
+        """Waits for (STATE, LCM_STATE), or STATE alone when an int; fails at once, with the
+        VM's error, when it lands in FAILED or a *_FAILURE state instead."""
+        want = (lambda s: s == state) if isinstance(state, tuple) else (lambda s: s[0] == state)
+
+        def check():
+            s = self.vm_state(vid)
+            if want(s):
+                return s
+            if s[0] == 7 or (s[0] == VM_ACTIVE and s[1] in LCM_FAILURES):
+                x = self.vm_xml(vid)
+                pytest.fail(f"VM {vid} failed in {s}: {x.findtext('USER_TEMPLATE/ERROR')}")
+            return None
+
+        return wait_for(f"VM {vid} in {state}", check, timeout=timeout, step=0.1)
+
+    def domain(self, vid: int) -> str:
+        return f"{self.prefix}{vid}"
+
+    def serial_log(self, vid: int) -> str:
+        try:
+            return (self.vm_dir(vid) / "serial.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_marker(self, vid: int, marker: str, count: int = 1, timeout: float = 90.0):
+        """Waits until the guest printed `marker` at least `count` times on its console."""
+        wait_for(
+            f"{marker} x{count} on VM {vid}'s console",
+            lambda: self.serial_log(vid).count(marker) >= count,
+            timeout=timeout,
+            step=0.2,
+        )
+
+
+class KvmCloud(CloudView):
     """An oned with a localhost kvm host on the machine's libvirtd, isolated by directory,
     domain prefix and VNC port range."""
 
@@ -207,71 +265,12 @@ class KvmCloud:
             'GRAPHICS=[TYPE="VNC", LISTEN="127.0.0.1"]\n' + extra
         )
 
-    def host_xml(self, hid: int):
-        return parse_xml(self.oned.admin_xml("one.host.info", hid))
-
-    def host_state(self, hid: int) -> int:
-        return int(self.host_xml(hid).findtext("STATE"))
-
-    def vm_xml(self, vid: int):
-        return parse_xml(self.oned.admin_xml("one.vm.info", vid))
-
-    def vm_state(self, vid: int) -> tuple[int, int]:
-        x = self.vm_xml(vid)
-        return int(x.findtext("STATE")), int(x.findtext("LCM_STATE"))
-
-    def wait_vm(self, vid: int, state: tuple[int, int] | int, timeout: float = 90.0):
-        """Waits for (STATE, LCM_STATE), or STATE alone when an int; fails early, with the
-        VM's error, when it lands in a *_FAILURE state instead."""
-        want = (lambda s: s == state) if isinstance(state, tuple) else (lambda s: s[0] == state)
-
-        def check():
-            s = self.vm_state(vid)
-            if want(s):
-                return s
-            x = self.vm_xml(vid)
-            if s[0] == 7 or (s[0] == VM_ACTIVE and "FAILURE" in _lcm_name(s[1])):
-                pytest.fail(f"VM {vid} failed in {s}: {x.findtext('USER_TEMPLATE/ERROR')}")
-            return None
-
-        return wait_for(f"VM {vid} in {state}", check, timeout=timeout, step=0.1)
-
-    def domain(self, vid: int) -> str:
-        return f"{self.prefix}{vid}"
-
     def vm_dir(self, vid: int) -> Path:
         return self.oned.data_dir / "datastores" / "0" / str(vid)
 
-    def serial_log(self, vid: int) -> str:
-        try:
-            return (self.vm_dir(vid) / "serial.log").read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def wait_marker(self, vid: int, marker: str, count: int = 1, timeout: float = 90.0):
-        """Waits until the guest printed `marker` at least `count` times on its console."""
-        wait_for(
-            f"{marker} x{count} on VM {vid}'s console",
-            lambda: self.serial_log(vid).count(marker) >= count,
-            timeout=timeout,
-            step=0.2,
-        )
-
     def agent_pids(self) -> list[int]:
         """The one-node-agent processes this oned started (its children)."""
-        pids = []
-        for d in Path("/proc").iterdir():
-            if not d.name.isdigit():
-                continue
-            try:
-                stat = (d / "stat").read_text()
-                cmd = (d / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == self.oned.pid and cmd and cmd[0].endswith(b"one-node-agent"):
-                pids.append(int(d.name))
-        return pids
+        return harness.agent_children(self.oned.pid)
 
     # -- teardown -----------------------------------------------------------------------
 
@@ -306,8 +305,8 @@ _LCM_NAMES = {
 }
 
 
-def _lcm_name(n: int) -> str:
-    return _LCM_NAMES.get(n, str(n))
+# LCM states that mean an operation failed.
+LCM_FAILURES = frozenset(_LCM_NAMES)
 
 
 @pytest.fixture

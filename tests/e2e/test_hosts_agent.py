@@ -83,20 +83,7 @@ def vm_state(o, vid) -> tuple[int, int]:
 
 
 def agent_pids(o) -> list[int]:
-    """The one-node-agent processes oned started (its children)."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-            cmd = (d / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == o.pid and cmd and cmd[0].endswith(b"one-node-agent"):
-            pids.append(int(d.name))
-    return pids
+    return harness.agent_children(o.pid)
 
 
 def meminfo_total_kb() -> int:
