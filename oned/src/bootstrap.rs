@@ -52,14 +52,8 @@ fn datastore(dir: &DataDir, id: i64, name: &str, ty: DatastoreType, ds_mad: &str
     perms.bits[Permissions::OTHER_U] = id != 0 || ty == DatastoreType::System;
     Datastore {
         header: Header {
-            id,
-            uid: 0,
-            gid: 0,
-            uname: "oneadmin".into(),
-            gname: "oneadmin".into(),
-            name: name.into(),
             perms,
-            lock: None,
+            ..Header::oneadmin(id, name)
         },
         ds_mad: if ty == DatastoreType::System {
             "-".into()

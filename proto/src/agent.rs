@@ -90,6 +90,24 @@ pub enum FromAgent {
     Pong(Beat),
 }
 
+impl FromAgent {
+    /// The frame's `type` (its serde tag), for messages and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FromAgent::Hello(_) => "hello",
+            FromAgent::Refused(_) => "refused",
+            FromAgent::Reply { .. } => "reply",
+            FromAgent::HostMonitoring(_) => "host_monitoring",
+            FromAgent::VmMonitoring(_) => "vm_monitoring",
+            FromAgent::DomainStates(_) => "domain_states",
+            FromAgent::OnboardingReport(_) => "onboarding_report",
+            FromAgent::Log(_) => "log",
+            FromAgent::Ping(_) => "ping",
+            FromAgent::Pong(_) => "pong",
+        }
+    }
+}
+
 /// A request from oned. The agent runs requests concurrently and answers each once.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -1001,8 +1019,6 @@ mod tests {
 
     fn from_agent_kind(m: &FromAgent) -> &'static str {
         match m {
-            FromAgent::Hello(_) => "hello",
-            FromAgent::Refused(_) => "refused",
             FromAgent::Reply { reply, .. } => match reply {
                 Reply::Ok(_) => "ok",
                 Reply::Err(_) => "err",
@@ -1010,13 +1026,7 @@ mod tests {
                 Reply::DomainList { .. } => "domain_list",
                 Reply::ShuttingDown => "shutting_down",
             },
-            FromAgent::HostMonitoring(_) => "host_monitoring",
-            FromAgent::VmMonitoring(_) => "vm_monitoring",
-            FromAgent::DomainStates(_) => "domain_states",
-            FromAgent::OnboardingReport(_) => "onboarding_report",
-            FromAgent::Log(_) => "log",
-            FromAgent::Ping(_) => "ping",
-            FromAgent::Pong(_) => "pong",
+            other => other.kind(),
         }
     }
 

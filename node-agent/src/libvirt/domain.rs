@@ -319,15 +319,11 @@ pub fn device_xml(vm: &VmDoc, s: &DomainSettings, dev: Device) -> Result<String,
             return Ok(w.out);
         }
     };
-    let v = vm
-        .template
-        .vectors(vector)
-        .find(|v| sub(v, key).and_then(|k| k.parse::<u32>().ok()) == Some(id))
-        .ok_or(DomainError::Missing(if vector == "DISK" {
-            "DISK with that DISK_ID"
-        } else {
-            "NIC with that NIC_ID"
-        }))?;
+    let v = find_device(vm, vector, key, id).ok_or(DomainError::Missing(if vector == "DISK" {
+        "DISK with that DISK_ID"
+    } else {
+        "NIC with that NIC_ID"
+    }))?;
     let mut w = W::default();
     match dev {
         Device::Disk(_) => {
@@ -344,6 +340,13 @@ fn single<'a>(t: &'a Template, name: &str) -> Option<&'a str> {
 }
 
 /// A non-empty sub-attribute.
+/// The `vector` (DISK, NIC) of `vm` whose `key` (DISK_ID, NIC_ID) is `id`.
+pub fn find_device<'a>(vm: &'a VmDoc, vector: &'a str, key: &str, id: u32) -> Option<&'a Vector> {
+    vm.template
+        .vectors(vector)
+        .find(|v| sub(v, key).and_then(|k| k.parse::<u32>().ok()) == Some(id))
+}
+
 fn sub<'a>(v: &'a Vector, name: &str) -> Option<&'a str> {
     v.get(name).map(str::trim).filter(|v| !v.is_empty())
 }

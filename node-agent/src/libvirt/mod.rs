@@ -461,10 +461,7 @@ impl Inner {
     ) -> Result<DriverReply, DriverError> {
         let id = arg_id(req, "DISK_ID")?;
         let vm = parse_vm(req)?;
-        let disk = vm
-            .template
-            .vectors("DISK")
-            .find(|d| d.get("DISK_ID").map(str::trim) == Some(id.to_string().as_str()))
+        let disk = domain::find_device(&vm, "DISK", "DISK_ID", id)
             .ok_or_else(|| DriverError::new(format!("the VM has no DISK {id}")))?;
         tm::mkdir(vm_dir).map_err(tm_err)?;
         let file = vm_dir.join(format!("disk.{id}"));
@@ -666,10 +663,7 @@ impl Inner {
     ) -> Result<DriverReply, DriverError> {
         let id = arg_id(req, "DISK_ID")?;
         let vm = parse_vm(req)?;
-        let disk = vm
-            .template
-            .vectors("DISK")
-            .find(|d| d.get("DISK_ID").map(str::trim) == Some(id.to_string().as_str()))
+        let disk = domain::find_device(&vm, "DISK", "DISK_ID", id)
             .ok_or_else(|| DriverError::new(format!("the VM has no DISK {id}")))?;
         if let Some(dom) = self.lookup(conn, req.vm_id)? {
             let bytes = tm::new_size_bytes(disk).map_err(tm_err)?;

@@ -356,16 +356,7 @@ mod tests {
 
     fn tmpl(id: i64, name: &str, text: &str) -> VmTemplate {
         VmTemplate {
-            header: Header {
-                id,
-                uid: 0,
-                gid: 0,
-                uname: "oneadmin".into(),
-                gname: "oneadmin".into(),
-                name: name.into(),
-                perms: Permissions::default(),
-                lock: None,
-            },
+            header: Header::oneadmin(id, name),
             regtime: 0,
             template: Template::parse(text).unwrap(),
         }

@@ -1305,16 +1305,7 @@ mod tests {
 
     fn sample() -> Vnet {
         Vnet {
-            header: Header {
-                id: 3,
-                uid: 0,
-                gid: 0,
-                uname: "oneadmin".into(),
-                gname: "oneadmin".into(),
-                name: "n".into(),
-                perms: Permissions::default(),
-                lock: None,
-            },
+            header: Header::oneadmin(3, "n"),
             clusters: vec![0],
             bridge: "onebr3".into(),
             bridge_type: "linux".into(),

@@ -5,7 +5,7 @@
 //! a healthy session's monitoring brings it back to MONITORED, and its full domain report
 //! settles the VMs.
 
-use super::session::{FrameReader, Link, SessionError, handshake, kind, start_link};
+use super::session::{FrameReader, Link, SessionError, handshake, start_link};
 use super::transport::{AgentStream, StderrTail, Target, TransportError};
 use super::{Inner, Timing, ingest};
 use crate::server::Oned;
@@ -488,7 +488,7 @@ impl HostTask {
             }
             other @ FromAgent::Hello(_) => {
                 return Some(End::Lost(Failure {
-                    reason: SessionError::Unexpected(kind(&other)).to_string(),
+                    reason: SessionError::Unexpected(other.kind()).to_string(),
                     at_once: false,
                 }));
             }

@@ -48,22 +48,6 @@ pub enum SessionError {
     Unexpected(&'static str),
 }
 
-/// The kind of a frame, for messages.
-pub fn kind(m: &FromAgent) -> &'static str {
-    match m {
-        FromAgent::Hello(_) => "hello",
-        FromAgent::Refused(_) => "refused",
-        FromAgent::Reply { .. } => "reply",
-        FromAgent::HostMonitoring(_) => "host_monitoring",
-        FromAgent::VmMonitoring(_) => "vm_monitoring",
-        FromAgent::DomainStates(_) => "domain_states",
-        FromAgent::OnboardingReport(_) => "onboarding_report",
-        FromAgent::Log(_) => "log",
-        FromAgent::Ping(_) => "ping",
-        FromAgent::Pong(_) => "pong",
-    }
-}
-
 /// Reads [`FromAgent`] frames from the agent's stdout.
 pub struct FrameReader {
     r: AgentReader,
@@ -135,7 +119,7 @@ pub async fn handshake(
     let hello = match first {
         FromAgent::Hello(h) => h,
         FromAgent::Refused(r) => return Err(SessionError::AgentRefused(r)),
-        other => return Err(SessionError::NotHello(kind(&other))),
+        other => return Err(SessionError::NotHello(other.kind())),
     };
     if let Err(refused) = check_hello(&hello, own) {
         // Best effort: the agent learns why, then the session is closed either way.

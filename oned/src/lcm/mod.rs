@@ -634,24 +634,15 @@ pub fn vm_seen(tx: &mut Txn<'_>, vm_id: i64, seen: Seen) {
 
 #[cfg(test)]
 pub(crate) mod tests_support {
+    use one_proto::objects::Header;
     use one_proto::objects::vm::{Backups, Vm};
-    use one_proto::objects::{Header, Permissions};
     use one_proto::state::{LcmState, VmState};
     use one_proto::template::Template;
 
     /// A minimal PENDING VM for unit tests.
     pub fn vm(id: i64) -> Vm {
         Vm {
-            header: Header {
-                id,
-                uid: 0,
-                gid: 0,
-                uname: "oneadmin".into(),
-                gname: "oneadmin".into(),
-                name: "t".into(),
-                perms: Permissions::default(),
-                lock: None,
-            },
+            header: Header::oneadmin(id, "t"),
             last_poll: 0,
             state: VmState::Pending,
             lcm_state: LcmState::LcmInit,

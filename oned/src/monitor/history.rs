@@ -131,24 +131,6 @@ impl VmRecord {
     }
 }
 
-/// `<MONITORING>` of a host record, as HOST/MONITORING is written (host.xsd's order).
-pub fn write_host_xml(m: &HostMonitoring, host_id: i64, w: &mut XmlWriter) {
-    w.open("MONITORING")
-        .num("TIMESTAMP", m.timestamp)
-        .num("ID", host_id)
-        .open("CAPACITY")
-        .num("FREE_CPU", m.free_cpu)
-        .num("FREE_MEMORY", m.free_memory)
-        .num("USED_CPU", m.used_cpu)
-        .num("USED_MEMORY", m.used_memory)
-        .close("CAPACITY")
-        .open("SYSTEM")
-        .num("NETRX", m.netrx)
-        .num("NETTX", m.nettx)
-        .close("SYSTEM")
-        .close("MONITORING");
-}
-
 /// Retention, from `[monitoring]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Retention {
@@ -353,7 +335,7 @@ impl History {
         let g = self.lock();
         if let Some(ring) = g.hosts.get(&id) {
             for m in select(ring, seconds, now) {
-                write_host_xml(m, id, w);
+                m.write_xml(id, w);
             }
         }
     }

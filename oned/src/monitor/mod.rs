@@ -485,10 +485,10 @@ fn sample_hosts(
 mod tests {
     use super::*;
     use crate::db::Db;
+    use one_proto::objects::Header;
     use one_proto::objects::cluster::Cluster;
     use one_proto::objects::datastore::Datastore;
     use one_proto::objects::host::HostShare;
-    use one_proto::objects::{Header, Permissions};
     use one_proto::state::{DatastoreState, DiskType};
     use one_proto::template::Template;
 
@@ -501,16 +501,7 @@ mod tests {
 
     fn datastore(id: i64, base_path: &str, ds_type: DatastoreType, mb: i64) -> Datastore {
         Datastore {
-            header: Header {
-                id,
-                uid: 0,
-                gid: 0,
-                uname: "oneadmin".into(),
-                gname: "oneadmin".into(),
-                name: format!("ds{id}"),
-                perms: Permissions::default(),
-                lock: None,
-            },
+            header: Header::oneadmin(id, format!("ds{id}")),
             ds_mad: "-".into(),
             tm_mad: "ssh".into(),
             base_path: base_path.into(),

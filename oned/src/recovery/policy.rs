@@ -168,7 +168,7 @@ pub fn decide(mode: Mode, vm: &VmView<'_>) -> Option<VmAction> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use one_proto::objects::{Header, Permissions};
+    use one_proto::objects::Header;
     use one_proto::state::{DatastoreState, DatastoreType, DiskType};
 
     fn tmpl(pairs: &[(&str, &str)]) -> Template {
@@ -185,16 +185,7 @@ mod tests {
             template.set("SHARED", s);
         }
         Datastore {
-            header: Header {
-                id,
-                uid: 0,
-                gid: 0,
-                uname: "oneadmin".into(),
-                gname: "oneadmin".into(),
-                name: "sys".into(),
-                perms: Permissions::default(),
-                lock: None,
-            },
+            header: Header::oneadmin(id, "sys"),
             ds_mad: "-".into(),
             tm_mad: tm_mad.into(),
             base_path: "/x".into(),

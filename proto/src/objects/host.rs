@@ -48,6 +48,27 @@ pub struct HostMonitoring {
     pub nettx: i64,
 }
 
+impl HostMonitoring {
+    /// `<MONITORING>` of host `host_id` in host.xsd's order: HOST/MONITORING, and each
+    /// record of `one.host.monitoring`.
+    pub fn write_xml(&self, host_id: i64, w: &mut XmlWriter) {
+        w.open("MONITORING")
+            .num("TIMESTAMP", self.timestamp)
+            .num("ID", host_id)
+            .open("CAPACITY")
+            .num("FREE_CPU", self.free_cpu)
+            .num("FREE_MEMORY", self.free_memory)
+            .num("USED_CPU", self.used_cpu)
+            .num("USED_MEMORY", self.used_memory)
+            .close("CAPACITY")
+            .open("SYSTEM")
+            .num("NETRX", self.netrx)
+            .num("NETTX", self.nettx)
+            .close("SYSTEM")
+            .close("MONITORING");
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Host {
     pub id: i64,
@@ -113,22 +134,7 @@ impl Host {
             None => {
                 w.empty("MONITORING");
             }
-            Some(m) => {
-                w.open("MONITORING")
-                    .num("TIMESTAMP", m.timestamp)
-                    .num("ID", self.id)
-                    .open("CAPACITY")
-                    .num("FREE_CPU", m.free_cpu)
-                    .num("FREE_MEMORY", m.free_memory)
-                    .num("USED_CPU", m.used_cpu)
-                    .num("USED_MEMORY", m.used_memory)
-                    .close("CAPACITY")
-                    .open("SYSTEM")
-                    .num("NETRX", m.netrx)
-                    .num("NETTX", m.nettx)
-                    .close("SYSTEM")
-                    .close("MONITORING");
-            }
+            Some(m) => m.write_xml(self.id, w),
         }
         w.close("HOST");
     }

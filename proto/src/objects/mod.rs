@@ -203,6 +203,21 @@ pub struct Header {
 }
 
 impl Header {
+    /// The header of an object oneadmin (user 0, group 0) owns, with default permissions
+    /// and no lock: the built-in objects, and test fixtures.
+    pub fn oneadmin(id: i64, name: impl Into<String>) -> Header {
+        Header {
+            id,
+            uid: 0,
+            gid: 0,
+            uname: "oneadmin".into(),
+            gname: "oneadmin".into(),
+            name: name.into(),
+            perms: Permissions::default(),
+            lock: None,
+        }
+    }
+
     /// Writes ID, UID, GID, UNAME, GNAME, NAME: the opening elements of every owned object.
     pub fn write_ids_names(&self, w: &mut XmlWriter) {
         w.num("ID", self.id)

@@ -268,7 +268,7 @@ impl Vnet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::objects::{Lock, Permissions};
+    use crate::objects::Lock;
 
     const CTX: ArContext = ArContext {
         mac_prefix: 0x0200,
@@ -288,16 +288,7 @@ mod tests {
             template.set(k, v);
         }
         Vnet {
-            header: Header {
-                id: 0,
-                uid: 0,
-                gid: 0,
-                uname: "oneadmin".into(),
-                gname: "oneadmin".into(),
-                name: "private".into(),
-                perms: Permissions::default(),
-                lock: None,
-            },
+            header: Header::oneadmin(0, "private"),
             clusters: vec![0],
             bridge: "onebr0".into(),
             bridge_type: "linux".into(),
