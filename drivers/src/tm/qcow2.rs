@@ -208,16 +208,22 @@ impl Chain {
             return Ok(Backing::None);
         };
         let format = Format::parse(i.backing_format.as_deref().unwrap_or("raw"))?;
-        let sib = b
-            .strip_prefix(&format!("{}/", self.dir_name()))
-            .map(str::to_string)
-            .or_else(|| numeric(&b).then(|| b.clone()))
-            .or_else(|| {
-                let p = Path::new(&b);
-                (p.parent() == Some(self.dir.as_path()))
-                    .then(|| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
-                    .flatten()
-            });
+        // Relative names are `<n>`, `disk.<id>.snap/<n>`, or with the self link repeated
+        // (libvirt's relative names after a block job); absolute ones name the directory.
+        let sib = if Path::new(&b).is_absolute() {
+            let p = Path::new(&b);
+            let parent = p.parent().and_then(|d| d.canonicalize().ok());
+            (parent.is_some() && parent == self.dir.canonicalize().ok())
+                .then(|| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+                .flatten()
+        } else {
+            let mut parts: Vec<&str> = b.split('/').collect();
+            let last = parts.pop().unwrap_or("");
+            parts
+                .iter()
+                .all(|p| *p == self.dir_name() || *p == ".")
+                .then(|| last.to_string())
+        };
         match sib {
             Some(s) if numeric(&s) => Ok(Backing::Sibling(s)),
             _ => Ok(Backing::Outside(
