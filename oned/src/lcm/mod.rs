@@ -545,7 +545,7 @@ pub fn conclude(
         _ => {}
     }
     if hotplug::is_hotplug_phase(lcm) {
-        hotplug::conclude(tx, vm, &op, success, now);
+        hotplug::conclude(tx, vm, &op, success, error, now);
     }
     match next {
         Next::Phase(l) => enter(vm, l, op),
