@@ -191,6 +191,15 @@ fn disk_targets(xml: &str) -> Vec<String> {
     disks
 }
 
+/// Whether a file is in a disk's `.snap` directory, whose files name each other by
+/// relative names (kept relative by block jobs); others (the image) are named absolutely,
+/// and libvirt refuses to keep a relative name to them.
+fn in_snap_dir(p: &Path) -> bool {
+    p.parent()
+        .and_then(|d| d.file_name())
+        .is_some_and(|n| n.to_string_lossy().ends_with(".snap"))
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
@@ -342,7 +351,11 @@ impl LiveDisk for LibvirtDisk<'_> {
                         disk.as_ptr(),
                         name.as_ptr(),
                         0,
-                        virt::sys::VIR_DOMAIN_BLOCK_REBASE_RELATIVE,
+                        if in_snap_dir(b) {
+                            virt::sys::VIR_DOMAIN_BLOCK_REBASE_RELATIVE
+                        } else {
+                            0
+                        },
                     )
                 }
             }
@@ -386,7 +399,11 @@ impl LiveDisk for LibvirtDisk<'_> {
                 base_name.as_ptr(),
                 top_name.as_ptr(),
                 0,
-                virt::sys::VIR_DOMAIN_BLOCK_COMMIT_RELATIVE,
+                if in_snap_dir(base) {
+                    virt::sys::VIR_DOMAIN_BLOCK_COMMIT_RELATIVE
+                } else {
+                    0
+                },
             )
         };
         if rc < 0 {
