@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from harness import parse_xml, wait_for, xsd_check
+from storage_util import first_sector, run
 from kvm_util import (  # noqa: F401  (kvm_env is a fixture)
     LCM_RUNNING,
     VM_ACTIVE,
@@ -88,23 +88,6 @@ class StorageCloud(KvmCloud):
     def last_alive_mark(self, vid: int) -> str:
         marks = re.findall(r"ONE-GUEST-ALIVE .* MARK=(\S*)", self.serial_log(vid))
         return marks[-1] if marks else ""
-
-
-def run(cmd: list[str]) -> str:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, f"{cmd}: {r.stderr}"
-    return r.stdout
-
-
-def first_sector(path: Path, fmt: str = "qcow2") -> bytes:
-    """What a guest sees in the first 64 bytes of a disk (through its chain)."""
-    out = path.parent / f".{path.name}.flat"
-    try:
-        run(["qemu-img", "convert", "-U", "-f", fmt, "-O", "raw", str(path), str(out)])
-        with open(out, "rb") as f:
-            return f.read(64).split(b"\0")[0]
-    finally:
-        out.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
