@@ -64,12 +64,13 @@ impl TransferDriver for Shared {
         let grow = d.grow_to_bytes();
         match d.format {
             Format::Qcow2 => {
+                // The overlay is made at the DISK's size at once (one tool run, not two).
                 Chain::new(vm, d.id).create(
                     |first| {
-                        qemu_img::create(first, Format::Qcow2, None, Some((src, Format::Qcow2)))
+                        qemu_img::create(first, Format::Qcow2, grow, Some((src, Format::Qcow2)))
                     },
                     Format::Qcow2,
-                    grow,
+                    None,
                 )?;
                 Ok(format!("disk.{}: qcow2 overlay of {src}", d.id))
             }
