@@ -99,9 +99,12 @@ def cloud(kvm_env, request):
         # the agent gets its directory; the directory is the "share" (an admin mounts NFS
         # there; this machine's kernel has no NFS client).
         c.qcow2_ds = c.one.datastore.allocate('NAME="sys-qcow2"\nTYPE="SYSTEM_DS"\nTM_MAD="qcow2"', -1)
-        d = c.oned.data_dir / "datastores" / str(c.qcow2_ds)
-        d.mkdir(parents=True, exist_ok=True)
-        os.chmod(d, 0o755)
+        # And a host-local one (TM_MAD local), whose transfers are not wired yet.
+        c.local_ds = c.one.datastore.allocate('NAME="sys-local"\nTYPE="SYSTEM_DS"\nTM_MAD="local"', -1)
+        for ds in (c.qcow2_ds, c.local_ds):
+            d = c.oned.data_dir / "datastores" / str(ds)
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o755)
         c.hid = c.add_localhost()
         yield c
     finally:
@@ -299,3 +302,20 @@ def test_disk_snapshot_before_an_overwrite_brings_the_marker_back_and_saveas_cop
              lambda: c.vm_xml(vid).find("MONITORING/DISK_SIZE[ID='0']") is not None, timeout=30)
     c.one.vm.action("terminate-hard", vid)
     c.wait_vm(vid, VM_DONE)
+
+
+def test_a_local_system_datastore_says_its_transfers_are_not_wired_yet(cloud):
+    """TM_MAD local copies disks between the frontend and the host through the agent's file
+    channel, which is not wired yet: a deploy there fails in PROLOG with that reason rather
+    than pretending."""
+    c = cloud
+    img, _ = c.image("local-src", mb=16)
+    vid = c.one.vm.allocate(vm_template(c, "local", "lo", f'DISK=[IMAGE_ID="{img}", TARGET="vda"]\n'))
+    c.one.vm.deploy(vid, c.hid, False, c.local_ds)
+    wait_for("PROLOG_FAILURE", lambda: c.vm_state(vid) == (VM_ACTIVE, 39), timeout=60)
+    err = c.vm_xml(vid).findtext("USER_TEMPLATE/ERROR")
+    assert "TM_MAD local" in err and "not wired yet" in err, err
+    assert not c.vm_dir(vid).exists(), "nothing made on the host"
+    c.one.vm.recover(vid, 3)
+    c.wait_vm(vid, VM_DONE)
+    assert c.image_state(img) == IMG_READY
