@@ -292,10 +292,18 @@ impl Chain {
         grow: Option<u64>,
     ) -> Result<()> {
         let mut undo = Revert::new();
-        let had_dir = self.dir.exists();
-        if had_dir {
-            // What a crashed earlier attempt left: disk.<id> was never made, so no guest
-            // ever wrote there.
+        if self.dir.exists() {
+            if self.file(TABLE).exists() {
+                // A chain that was a disk (adopt writes the table first), whose disk.<id> is
+                // missing: it holds a guest's data, so it is never made over.
+                return Err(Error::Refused(format!(
+                    "{} is missing but {} holds a disk's chain: not overwritten",
+                    self.link.display(),
+                    self.dir.display()
+                )));
+            }
+            // What a crashed earlier attempt of this call left: disk.<id> was never made, so
+            // no guest ever wrote there.
             files::remove_tree(&self.dir)?;
         }
         fault::step("make the .snap directory")?;
@@ -327,8 +335,11 @@ impl Chain {
             Ok(m) if m.is_file() => {}
             Ok(_) => return Err(self.not_layout()),
             Err(_) => {
-                // A crash between the rename and the link.
-                if self.read_table()?.snapshots.is_empty() && self.file("0").is_file() {
+                // A crash between the rename and the link (the table was written first).
+                if self.file(TABLE).exists()
+                    && self.read_table()?.snapshots.is_empty()
+                    && self.file("0").is_file()
+                {
                     fault::step("point disk at the chain")?;
                     return files::symlink_replace(Path::new(&self.rel("0")), &self.link);
                 }
@@ -340,6 +351,10 @@ impl Chain {
         }
         fault::step("make the .snap directory")?;
         self.make_dir()?;
+        // The table first: it tells this chain (a guest's disk) from a half-made new one.
+        if !self.file(TABLE).exists() {
+            self.write_table(&Table::default())?;
+        }
         fault::step("move the disk into the chain")?;
         files::rename(&self.link, &self.file("0"))?;
         fault::step("point disk at the chain")?;

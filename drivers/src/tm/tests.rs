@@ -825,3 +825,51 @@ fn a_full_datastore_is_told_apart_and_leaves_nothing() {
     assert!(e.to_string().starts_with("not enough space in"), "{e}");
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A disk that is a plain qcow2 file (a volatile disk, or a clone made before the layout)
+/// moves into the layout at its first snapshot; every step of that failing is finished by a
+/// repeat, and a chain whose disk.<id> went missing is never made over by a prolog.
+#[test]
+fn a_plain_qcow2_disk_is_adopted_into_the_layout() {
+    if !testkit::tools_or_skip(TOOLS) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("w");
+    let w = World::new(&root);
+    let disks = VmDisks::from_template(
+        &Template::parse("DISK=[DISK_ID=0, TYPE=fs, SIZE=4, FORMAT=qcow2, TARGET=vda]").unwrap(),
+    )
+    .unwrap();
+    let d = disks.disk(0).unwrap();
+    let setup = || {
+        w.setup();
+        vm::prolog(shared().as_ref(), &w.vm(), &disks).unwrap();
+        guest_write(&w.vm().disk(0), b"PLAIN-1");
+    };
+    each_step(
+        &root,
+        &setup,
+        &|| qcow2::snapshot_create(&w.vm(), d, 0, None),
+        Mode::Resumable,
+        &[],
+    );
+    let vm = w.vm();
+    assert_eq!(
+        std::fs::read_link(vm.disk(0)).unwrap(),
+        Path::new("disk.0.snap/1")
+    );
+    guest_write(&vm.disk(0), b"PLAIN-2");
+    qcow2::snapshot_revert(&vm, d, 0).unwrap();
+    assert_eq!(sees(&vm, 0), b"PLAIN-1");
+
+    // disk.0 lost, its chain left: a prolog does not make a new disk over it.
+    std::fs::remove_file(vm.disk(0)).unwrap();
+    let img = w.template("");
+    let Disk::Image(i) = img.disk(0).unwrap() else {
+        panic!()
+    };
+    let e = shared().clone_disk(&vm, i).unwrap_err().to_string();
+    assert!(e.contains("holds a disk's chain"), "{e}");
+    assert!(vm.snap_dir(0).join("0").exists());
+}
