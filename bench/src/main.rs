@@ -13,6 +13,9 @@
 //!
 //! Scenario `agents` (`--scenario agents --hosts 1000 --interval 10 --seconds 60`) measures
 //! oned's cost of N node agents (simulated mode: real processes and protocol, no libvirt).
+//!
+//! Scenario `tm-prolog` (`--scenario tm-prolog --samples 200`) measures the prolog of a
+//! non-persistent qcow2 disk for a 1 GiB and a 20 GiB image side by side.
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -27,6 +30,7 @@ mod agents;
 mod dummy_hosts;
 mod kvm_deploy;
 mod lifecycle;
+mod tm_prolog;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
@@ -42,6 +46,9 @@ enum Scenario {
     /// Deploy overhead on a real KVM host (localhost, libvirt): one.vm.deploy -> RUNNING
     /// minus `virsh create` of the same domain XML. Needs root and libvirtd.
     KvmDeploy,
+    /// Prolog of a non-persistent qcow2 disk (the node agent's transfer driver on real
+    /// files): a 1 GiB and a 20 GiB image side by side. Needs qemu-img and qemu-io.
+    TmProlog,
 }
 
 #[derive(Parser, Debug)]
@@ -276,6 +283,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Lifecycle => lifecycle::run(args).await,
         Scenario::Agents => agents::run(args).await,
         Scenario::KvmDeploy => kvm_deploy::run(args).await,
+        Scenario::TmProlog => tm_prolog::run(args).await,
     }
 }
 
