@@ -62,14 +62,23 @@ impl Client {
 
     /// A client from explicit discovery inputs.
     pub fn from_discovery(d: &Discovery) -> Result<Self, OcaError> {
+        Self::with_timeout(d.endpoint()?, d.session()?, d.call_timeout()?)
+    }
+
+    /// Like [`Client::new`], with a limit on each call's duration (`None`: no limit).
+    pub fn with_timeout(
+        endpoint: impl Into<String>,
+        session: impl Into<String>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Self, OcaError> {
         let mut builder = reqwest::Client::builder();
-        if let Some(timeout) = d.call_timeout()? {
+        if let Some(timeout) = timeout {
             builder = builder.timeout(timeout);
         }
         let http = builder
             .build()
             .map_err(|e| OcaError::Config(format!("HTTP client: {e}")))?;
-        Ok(Self::with_http(d.endpoint()?, d.session()?, http))
+        Ok(Self::with_http(endpoint, session, http))
     }
 
     /// Replaces the parser limits used on answers.

@@ -173,6 +173,23 @@ impl VmCalls<'_> {
             .await
     }
 
+    /// `one.vmpool.infoset`: the VMs with these ids (full bodies when `extended`), those the
+    /// user may see.
+    pub async fn list_ids(&self, ids: &[i64], extended: bool) -> Result<Vec<Vm>, OcaError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let xml = self
+            .c
+            .call_string(
+                "one.vmpool.infoset",
+                vec![string(&list.join(",")), boolean(extended)],
+            )
+            .await?;
+        Vm::pool_from_xml(&xml)
+    }
+
     /// `one.vm.allocate`: a new VM from a template (attribute syntax or XML); on hold
     /// instead of pending when `hold`. Returns its id.
     pub async fn allocate(&self, template: &str, hold: bool) -> Result<i64, OcaError> {
