@@ -7,16 +7,26 @@ use clap::Args;
 #[derive(Args, Debug, Clone, Default)]
 pub struct ConnOpts {
     /// User name used to connect to OpenNebula (asks for the password unless --password)
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long = "user", id = "conn-user", global = true, value_name = "NAME")]
     pub user: Option<String>,
     /// Password to authenticate with OpenNebula
-    #[arg(long, global = true, value_name = "PASSWORD")]
+    #[arg(
+        long = "password",
+        id = "conn-password",
+        global = true,
+        value_name = "PASSWORD"
+    )]
     pub password: Option<String>,
     /// URL of OpenNebula's XML-RPC endpoint
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(
+        long = "endpoint",
+        id = "conn-endpoint",
+        global = true,
+        value_name = "URL"
+    )]
     pub endpoint: Option<String>,
     /// Print what is done to each object
-    #[arg(long, global = true)]
+    #[arg(long = "verbose", id = "conn-verbose", global = true)]
     pub verbose: bool,
 }
 

@@ -100,7 +100,10 @@ impl Ctx {
     /// The client the options and the environment describe: `--endpoint`, else
     /// `ONE_XMLRPC`, `~/.one/one_endpoint`, the default; `--user` (with `--password`, or
     /// asked for), else `ONE_AUTH` / `~/.one/one_auth`.
-    pub fn new(conn: &ConnOpts) -> CliResult<Ctx> {
+    ///
+    /// Without `needs_session` (a verb that logs in by itself), missing credentials are not
+    /// an error: the client then has an empty session.
+    pub fn new(conn: &ConnOpts, needs_session: bool) -> CliResult<Ctx> {
         let discovery = oca::Discovery::from_process();
         let endpoint = match &conn.endpoint {
             Some(e) => e.clone(),
@@ -114,7 +117,11 @@ impl Ctx {
                 };
                 format!("{user}:{password}")
             }
-            None => discovery.session()?,
+            None => match discovery.session() {
+                Ok(s) => s,
+                Err(_) if !needs_session => String::new(),
+                Err(e) => return Err(e.into()),
+            },
         };
         Ok(Ctx {
             client: oca::Client::with_timeout(endpoint, session, discovery.call_timeout()?)?,
@@ -197,6 +204,11 @@ pub fn report(e: &CliError) {
 /// The trait each command's clap struct implements.
 pub trait Command: clap::Parser {
     fn conn(&self) -> &ConnOpts;
+    /// Whether the verb needs the credentials of the auth file (`oneuser login USER` does
+    /// not: it authenticates with the user's password).
+    fn needs_session(&self) -> bool {
+        true
+    }
     /// Runs the verb; returns the exit status (errors of single-object verbs are returned).
     fn run(self, ctx: Ctx, out: &mut dyn Write) -> impl Future<Output = CliResult<i32>>;
 }
@@ -220,7 +232,7 @@ fn run<C: Command>(tool: Tool) -> i32 {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let result = runtime.block_on(async {
-        let ctx = Ctx::new(cli.conn())?;
+        let ctx = Ctx::new(cli.conn(), cli.needs_session())?;
         cli.run(ctx, &mut out).await
     });
     let flushed = out.flush();

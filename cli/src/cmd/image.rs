@@ -78,7 +78,12 @@ pub enum Verb {
         dry: bool,
     },
     /// Deletes the given images
-    Delete { images: String },
+    Delete {
+        images: String,
+        /// Delete even a locked image (its files may stay in the datastore)
+        #[arg(long)]
+        force: bool,
+    },
     /// Updates the image template (opens $EDITOR without FILE)
     Update {
         image: String,
@@ -226,9 +231,17 @@ pub async fn run(verb: Verb, ctx: &Ctx, out: &mut dyn Write) -> CliResult<i32> {
             print_id(out, id)?;
             Ok(0)
         }
-        Verb::Delete { images } => {
+        Verb::Delete { images, force } => {
             let l = ids(images).await?;
-            Ok(each(&l, |id| async move { Ok(c.image().delete(id).await?) }).await)
+            Ok(each(&l, |id| async move {
+                if force {
+                    c.image().delete_forced(id).await?;
+                } else {
+                    c.image().delete(id).await?;
+                }
+                Ok(())
+            })
+            .await)
         }
         Verb::Update {
             image,

@@ -151,6 +151,13 @@ impl crate::Command for Cli {
         &self.conn
     }
 
+    fn needs_session(&self) -> bool {
+        !matches!(
+            &self.verb,
+            Verb::Login { user: Some(_), .. } | Verb::TokenCreate { user: Some(_), .. }
+        )
+    }
+
     async fn run(self, ctx: Ctx, out: &mut dyn Write) -> CliResult<i32> {
         run(self.verb, &ctx, out).await
     }
