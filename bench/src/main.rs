@@ -13,6 +13,9 @@
 //!
 //! Scenario `agents` (`--scenario agents --hosts 1000 --interval 10 --seconds 60`) measures
 //! oned's cost of N node agents (simulated mode: real processes and protocol, no libvirt).
+//!
+//! Scenario `cli` (`--scenario cli --hosts 100 --vms 20000 --samples 20`) times our `onevm`
+//! (`--help`, `list`, `show`) against the third-party Python `onevm` on the same cloud.
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -24,6 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod agents;
+mod cli;
 mod dummy_hosts;
 mod kvm_deploy;
 mod lifecycle;
@@ -42,6 +46,8 @@ enum Scenario {
     /// Deploy overhead on a real KVM host (localhost, libvirt): one.vm.deploy -> RUNNING
     /// minus `virsh create` of the same domain XML. Needs root and libvirtd.
     KvmDeploy,
+    /// Our onevm (--help, list, show) against the third-party Python onevm, same cloud.
+    Cli,
 }
 
 #[derive(Parser, Debug)]
@@ -79,6 +85,12 @@ struct Args {
     /// kvm-deploy: measured deploys (after one warm-up).
     #[arg(long, default_value_t = 20)]
     deploys: usize,
+    /// cli: where the third-party Python CLI's onevm is (default /var/tmp/one-rs-venv/bin).
+    #[arg(long)]
+    compat_dir: Option<PathBuf>,
+    /// cli: runs of each Python command (they are slow).
+    #[arg(long, default_value_t = 3)]
+    compat_samples: usize,
 }
 
 struct Oned {
@@ -276,6 +288,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Lifecycle => lifecycle::run(args).await,
         Scenario::Agents => agents::run(args).await,
         Scenario::KvmDeploy => kvm_deploy::run(args).await,
+        Scenario::Cli => cli::run(args).await,
     }
 }
 
