@@ -16,6 +16,8 @@
 //!
 //! Scenario `tm-prolog` (`--scenario tm-prolog --samples 200`) measures the prolog of a
 //! non-persistent qcow2 disk for a 1 GiB and a 20 GiB image side by side.
+//! Scenario `cli` (`--scenario cli --hosts 100 --vms 20000 --samples 20`) times our `onevm`
+//! (`--help`, `list`, `show`) against the third-party Python `onevm` on the same cloud.
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -27,6 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod agents;
+mod cli;
 mod dummy_hosts;
 mod kvm_deploy;
 mod lifecycle;
@@ -49,6 +52,8 @@ enum Scenario {
     /// Prolog of a non-persistent qcow2 disk (the node agent's transfer driver on real
     /// files): a 1 GiB and a 20 GiB image side by side. Needs qemu-img and qemu-io.
     TmProlog,
+    /// Our onevm (--help, list, show) against the third-party Python onevm, same cloud.
+    Cli,
 }
 
 #[derive(Parser, Debug)]
@@ -86,6 +91,12 @@ struct Args {
     /// kvm-deploy: measured deploys (after one warm-up).
     #[arg(long, default_value_t = 20)]
     deploys: usize,
+    /// cli: where the third-party Python CLI's onevm is (default /var/tmp/one-rs-venv/bin).
+    #[arg(long)]
+    compat_dir: Option<PathBuf>,
+    /// cli: runs of each Python command (they are slow).
+    #[arg(long, default_value_t = 3)]
+    compat_samples: usize,
 }
 
 struct Oned {
@@ -284,6 +295,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Agents => agents::run(args).await,
         Scenario::KvmDeploy => kvm_deploy::run(args).await,
         Scenario::TmProlog => tm_prolog::run(args).await,
+        Scenario::Cli => cli::run(args).await,
     }
 }
 

@@ -1,245 +1,71 @@
 //! oca: an async OpenNebula Cloud API client.
 //!
-//! [`Client::call`] sends one XML-RPC call with the session string prepended and unwraps
-//! OpenNebula's answer envelope: `[true, value, 0]` gives the value, `[false, message, code, ..]`
-//! gives [`OcaError::Api`] with the same [`ErrorCode`] oned used, so callers can match on it.
+//! * [`Client`]: one endpoint and one session (`user:password` or `user:token`), cheap to
+//!   clone; [`Client::with_session`] gives another user's client over the same connections.
+//!   Built from explicit values ([`Client::new`]) or found as OpenNebula's clients find them
+//!   ([`Client::from_env`]: `ONE_XMLRPC`, `ONE_AUTH`, `~/.one/`).
+//! * Typed calls grouped like OpenNebula's methods: `client.vm().info(7)` is `one.vm.info`,
+//!   `client.vm().list(&query)` is `one.vmpool.info`; see [`calls`]. [`Client::call`] stays
+//!   for anything else.
+//! * Typed documents ([`Vm`], [`Host`], [`Image`], [`VirtualNetwork`], [`VmTemplate`],
+//!   [`Datastore`], [`User`], [`Group`], [`Cluster`], [`AclRule`], [`Hook`]) with every
+//!   template section as a generic [`Template`], all serializable with serde; see
+//!   [`objects`].
+//! * [`OcaError::Api`] keeps OpenNebula's method, message and code.
+//! * [`render`]: a document as the Ruby CLI prints it with `-j`, `-y`, `-x`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), oca::OcaError> {
 //! let client = oca::Client::from_env()?;
-//! println!("oned {}", client.system_version().await?);
+//! println!("oned {}", client.system().version().await?);
+//! for vm in client.vm().list(&oca::VmQuery::default()).await? {
+//!     println!("{} {} {}", vm.id, vm.name, vm.short_state());
+//! }
 //! # Ok(())
 //! # }
 //! ```
 
+pub mod calls;
+mod client;
 mod discovery;
+pub mod dom;
+mod error;
+pub mod objects;
+pub mod render;
+pub mod template;
 
+pub use calls::acl::AclCalls;
+pub use calls::cluster::{ClusterCalls, ClusterMember};
+pub use calls::datastore::DatastoreCalls;
+pub use calls::group::GroupCalls;
+pub use calls::hook::HookCalls;
+pub use calls::host::{HostCalls, HostStatus};
+pub use calls::image::ImageCalls;
+pub use calls::system::SystemCalls;
+pub use calls::user::{TokenLife, UserCalls};
+pub use calls::vm::{MigrationType, RecoverOp, VmAction, VmCalls, VmQuery, VmStateFilter};
+pub use calls::vmtemplate::TemplateCalls;
+pub use calls::vnet::VnetCalls;
+pub use calls::{Chmod, LockLevel, PoolFilter, PoolRange, UpdateMode};
+pub use client::Client;
 pub use discovery::{DEFAULT_ENDPOINT, Discovery, SYSTEM_ONE_DIR};
+pub use error::{ApiFailure, OcaError};
+pub use objects::acl::AclRule;
+pub use objects::cluster::Cluster;
+pub use objects::datastore::Datastore;
+pub use objects::group::Group;
+pub use objects::hook::{Hook, HookExecution};
+pub use objects::host::{Host, HostDatastore, HostShare};
+pub use objects::image::Image;
+pub use objects::quota::{QuotaLimit, Quotas};
+pub use objects::user::{LoginToken, User};
+pub use objects::vm::{DiskSnapshot, DiskSnapshots, History, Vm};
+pub use objects::vmtemplate::VmTemplate;
+pub use objects::vnet::{AddressRange, VirtualNetwork};
+pub use objects::{Lock, Object, Ownership, Permissions};
+pub use one_proto::state::{
+    DatastoreState, DatastoreType, HostState, ImageState, ImageType, LcmState, VmState, VnetState,
+};
 pub use one_proto::xmlrpc::{Limits, Value};
 pub use one_proto::{ApiError, ErrorCode};
-
-use one_proto::xmlrpc::{self, MethodResponse};
-use std::fmt;
-
-/// Everything a call can fail with.
-#[derive(Debug, thiserror::Error)]
-pub enum OcaError {
-    /// OpenNebula answered `[false, message, code, ..]`.
-    #[error(transparent)]
-    Api(#[from] ApiError),
-    /// The server answered with an XML-RPC fault (unknown method, wrong parameter types).
-    #[error("XML-RPC fault {code}: {message}")]
-    Fault { code: i32, message: String },
-    /// No answer: connection refused, timeout, HTTP error status, unreadable body.
-    #[error("transport error: {0}")]
-    Transport(String),
-    /// An answer that is not what an OpenNebula server sends (bad XML, wrong envelope or type).
-    #[error("unexpected response: {0}")]
-    Protocol(String),
-    /// The endpoint or credentials could not be found or read.
-    #[error("client configuration: {0}")]
-    Config(String),
-}
-
-impl OcaError {
-    /// The OpenNebula error code, for [`OcaError::Api`].
-    pub fn api_code(&self) -> Option<ErrorCode> {
-        match self {
-            OcaError::Api(e) => Some(e.code),
-            _ => None,
-        }
-    }
-}
-
-/// A connection to one oned. Cheap to clone: clones share the HTTP connection pool.
-#[derive(Clone)]
-pub struct Client {
-    endpoint: String,
-    session: String,
-    http: reqwest::Client,
-    limits: Limits,
-}
-
-impl fmt::Debug for Client {
-    /// Shows the user but never the password or token.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let user = self.session.split(':').next().unwrap_or("");
-        f.debug_struct("Client")
-            .field("endpoint", &self.endpoint)
-            .field("user", &user)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What a client accepts from the server by default: answers can be whole pools, so allow what
-/// OpenNebula's server allows (`MESSAGE_SIZE`, 1 GiB).
-const CLIENT_LIMITS: Limits = Limits {
-    max_bytes: 1 << 30,
-    max_depth: 64,
-};
-
-impl Client {
-    /// A client for `endpoint` (`http://host:2633/RPC2`) authenticating as `session`
-    /// (`user:password` or `user:token`).
-    pub fn new(endpoint: impl Into<String>, session: impl Into<String>) -> Self {
-        Self::with_http(endpoint, session, reqwest::Client::new())
-    }
-
-    /// Like [`Client::new`], with a caller-built HTTP client (timeouts, proxies, pool sizes).
-    pub fn with_http(
-        endpoint: impl Into<String>,
-        session: impl Into<String>,
-        http: reqwest::Client,
-    ) -> Self {
-        Client {
-            endpoint: endpoint.into(),
-            session: session.into(),
-            http,
-            limits: CLIENT_LIMITS,
-        }
-    }
-
-    /// Endpoint and credentials found as OpenNebula's clients find them (see [`Discovery`]):
-    /// `$ONE_XMLRPC` or `~/.one/one_endpoint`, `$ONE_AUTH` or `~/.one/one_auth`, and
-    /// `$ONE_XMLRPC_TIMEOUT` seconds per call.
-    pub fn from_env() -> Result<Self, OcaError> {
-        Self::from_discovery(&Discovery::from_process())
-    }
-
-    /// A client from explicit discovery inputs.
-    pub fn from_discovery(d: &Discovery) -> Result<Self, OcaError> {
-        let mut builder = reqwest::Client::builder();
-        if let Some(timeout) = d.call_timeout()? {
-            builder = builder.timeout(timeout);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| OcaError::Config(format!("HTTP client: {e}")))?;
-        Ok(Self::with_http(d.endpoint()?, d.session()?, http))
-    }
-
-    /// Replaces the parser limits used on answers.
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    /// The user part of the session string.
-    pub fn user(&self) -> &str {
-        self.session.split(':').next().unwrap_or("")
-    }
-
-    /// Calls `method` with the session string followed by `params`, and returns the value of a
-    /// successful answer.
-    pub async fn call(&self, method: &str, params: Vec<Value>) -> Result<Value, OcaError> {
-        let mut all = Vec::with_capacity(params.len() + 1);
-        all.push(Value::String(self.session.clone()));
-        all.extend(params);
-        let body = xmlrpc::write_call(method, &all);
-        match self.post(method, body).await? {
-            MethodResponse::Fault { code, message } => Err(OcaError::Fault { code, message }),
-            MethodResponse::Success(v) => unwrap_answer(method, v),
-        }
-    }
-
-    /// A call whose value is an int (ids from `allocate`, `instantiate`, ...).
-    pub async fn call_int(&self, method: &str, params: Vec<Value>) -> Result<i64, OcaError> {
-        match self.call(method, params).await? {
-            Value::Int(n) => Ok(n),
-            other => Err(wrong_type(method, "an int", &other)),
-        }
-    }
-
-    /// A call whose value is a string (object documents, versions, tokens).
-    pub async fn call_string(&self, method: &str, params: Vec<Value>) -> Result<String, OcaError> {
-        match self.call(method, params).await? {
-            Value::String(s) => Ok(s),
-            other => Err(wrong_type(method, "a string", &other)),
-        }
-    }
-
-    /// `one.system.version`: the server's OpenNebula version, e.g. `7.0.0`.
-    pub async fn system_version(&self) -> Result<String, OcaError> {
-        self.call_string("one.system.version", Vec::new()).await
-    }
-
-    /// One HTTP round trip: `text/xml` as OpenNebula's clients send it, any non-2xx status is a
-    /// transport error, the body is parsed as a method response.
-    async fn post(&self, method: &str, body: String) -> Result<MethodResponse, OcaError> {
-        let transport = |e: reqwest::Error| OcaError::Transport(format!("{}: {e}", self.endpoint));
-        let response = self
-            .http
-            .post(&self.endpoint)
-            .header(reqwest::header::CONTENT_TYPE, "text/xml")
-            .body(body)
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(transport)?;
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-            return Err(OcaError::Transport(format!(
-                "{}: HTTP {status}: {}",
-                self.endpoint,
-                text.trim()
-            )));
-        }
-        xmlrpc::parse_response(&body, &self.limits)
-            .map_err(|e| OcaError::Protocol(format!("{method}: {e}")))
-    }
-}
-
-fn wrong_type(method: &str, wanted: &str, got: &Value) -> OcaError {
-    OcaError::Protocol(format!(
-        "{method} returned {} where {wanted} was expected",
-        got.type_name()
-    ))
-}
-
-/// OpenNebula's envelope: `[true, value, ..]` or `[false, message, code, ..]`.
-fn unwrap_answer(method: &str, v: Value) -> Result<Value, OcaError> {
-    let Value::Array(items) = v else {
-        return Err(OcaError::Protocol(format!(
-            "{method} answered a {} instead of OpenNebula's [ok, value, code] array",
-            v.type_name()
-        )));
-    };
-    let mut items = items.into_iter();
-    match (items.next(), items.next(), items.next()) {
-        (Some(Value::Bool(true)), Some(value), _) => Ok(value),
-        (Some(Value::Bool(false)), Some(message), code) => {
-            let message = match message {
-                Value::String(s) => s,
-                // goca accepts an int here; show it rather than fail.
-                Value::Int(n) => n.to_string(),
-                other => {
-                    return Err(OcaError::Protocol(format!(
-                        "{method} failed with a {} message",
-                        other.type_name()
-                    )));
-                }
-            };
-            let code = match code {
-                Some(Value::Int(c)) => i32::try_from(c).ok().and_then(ErrorCode::from_code),
-                _ => None,
-            };
-            Err(OcaError::Api(ApiError::new(
-                code.unwrap_or(ErrorCode::Internal),
-                message,
-            )))
-        }
-        (first, second, _) => Err(OcaError::Protocol(format!(
-            "{method} answered an array starting with {} and {}, not [bool, value, ..]",
-            first.as_ref().map_or("nothing", Value::type_name),
-            second.as_ref().map_or("nothing", Value::type_name),
-        ))),
-    }
-}
-
-#[cfg(test)]
-mod tests;
+pub use template::{AttrValue, Template, Vector, serde_template, serde_vector, serde_vectors};

@@ -105,8 +105,13 @@ async fn api_failure_keeps_code_and_message() {
         .unwrap_err();
     assert_eq!(e.api_code(), Some(ErrorCode::NoExists));
     assert_eq!(e.to_string(), message);
+    assert_eq!(e.method(), Some("one.vm.info"));
     match e {
-        OcaError::Api(api) => assert_eq!(api, ApiError::new(ErrorCode::NoExists, message)),
+        OcaError::Api(api) => {
+            assert_eq!(api.code, ErrorCode::NoExists);
+            assert_eq!(api.raw_code, 0x400);
+            assert_eq!(api.message, message);
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -119,7 +124,7 @@ async fn fault_is_reported() {
         .await
         .unwrap_err();
     match e {
-        OcaError::Fault { code, message } => {
+        OcaError::Fault { code, message, .. } => {
             assert_eq!((code, message.as_str()), (-506, "Unknown method"));
         }
         other => panic!("{other:?}"),
@@ -193,7 +198,7 @@ fn envelope_success() {
     )
     .unwrap_err();
     assert_eq!(e.api_code(), Some(ErrorCode::Authentication));
-    assert_eq!(e.to_string(), "5");
+    assert_eq!(e.to_string(), "[m] 5");
 }
 
 #[test]
@@ -245,7 +250,7 @@ fn debug_hides_the_password() {
         shown.contains("alice") && !shown.contains("very-secret"),
         "{shown}"
     );
-    assert_eq!(client.user(), "alice");
+    assert_eq!(client.username(), "alice");
     assert_eq!(client.endpoint(), "http://h:2633/RPC2");
 }
 
@@ -264,7 +269,7 @@ fn from_discovery() {
     };
     let client = Client::from_discovery(&d).unwrap();
     assert_eq!(
-        (client.endpoint(), client.user()),
+        (client.endpoint(), client.username()),
         ("http://x:2633/RPC2", "bob")
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -117,7 +117,7 @@ fn main() -> Result<()> {
     let client = client(&cfg)?;
     info!(
         endpoint = client.endpoint(),
-        user = client.user(),
+        user = client.username(),
         "one-scheduler starting"
     );
     let rt = tokio::runtime::Builder::new_current_thread()
