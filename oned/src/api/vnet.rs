@@ -1089,6 +1089,40 @@ async fn recover(call: &Call, id: i64, op: i64) -> ApiResult {
 // ---------------------------------------------------------------------------------------------
 // The NIC lease contract
 
+/// Network attributes a NIC inherits (oned.conf's default INHERIT_VNET_ATTR list, without the
+/// public-cloud ones).
+const INHERIT_VNET_ATTR: &[&str] = &[
+    "VLAN_TAGGED_ID",
+    "FILTER",
+    "FILTER_IP_SPOOFING",
+    "FILTER_MAC_SPOOFING",
+    "MTU",
+    "METRIC",
+    "IP6_METRIC",
+    "METHOD",
+    "IP6_METHOD",
+    "INBOUND_AVG_BW",
+    "INBOUND_PEAK_BW",
+    "INBOUND_PEAK_KB",
+    "OUTBOUND_AVG_BW",
+    "OUTBOUND_PEAK_BW",
+    "OUTBOUND_PEAK_KB",
+    "CONF",
+    "BRIDGE_CONF",
+    "OVS_BRIDGE_CONF",
+    "IP_LINK_CONF",
+    "EXTERNAL_IP",
+    "GATEWAY",
+    "DNS",
+    "VXLAN_MODE",
+    "VXLAN_TEP",
+    "VXLAN_MC",
+    "CVLANS",
+    "QINQ_TYPE",
+    "TRUST",
+    "SPOOFCHK",
+];
+
 fn nonempty<'a>(v: &'a Vector, name: &str) -> Option<&'a str> {
     v.get(name).map(str::trim).filter(|s| !s.is_empty())
 }
@@ -1197,6 +1231,22 @@ pub fn lease_for_nic(
         .ar(ar_id)
         .ok_or_else(|| internal(call.method, "leased address range vanished"))?;
     ar.fill_nic(index, nic);
+    // What the hosts' drivers and the context read (MTU, FILTER_*_SPOOFING, GATEWAY, ...):
+    // from the address range, else the network, unless the NIC has it.
+    for name in INHERIT_VNET_ATTR {
+        if nonempty(nic, name).is_some() {
+            continue;
+        }
+        let value = nonempty(&ar.attrs, name).or_else(|| {
+            v.template
+                .get(name)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        });
+        if let Some(value) = value {
+            nic.set(name, value.to_string());
+        }
+    }
     let mut sgs = parse_ids(nic.get("SECURITY_GROUPS").unwrap_or("")).unwrap_or_default();
     for src in [
         v.template.get("SECURITY_GROUPS"),
