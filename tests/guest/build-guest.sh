@@ -25,6 +25,8 @@
 # It sets HOSTNAME/SET_HOSTNAME and ETHn_IP/ETHn_MASK/ETHn_GATEWAY (the NIC found by
 # ETHn_MAC, else ethn) from context.sh. ONE_GUEST_DEBUG=1 in the context also dumps the
 # input devices and modules. The guest keeps no state: every boot starts afresh.
+# tests/guest/net-init.sh (included) adds the network reports: ONE-GUEST-NET (IP, hostname,
+# SSH key applied), ONE-GUEST-NICS (NIC hotplug, new context), ONE-GUEST-PING.
 set -euo pipefail
 
 # Modules loaded at boot, with their dependencies resolved from modules.dep at build time:
@@ -60,8 +62,10 @@ done
 mkdir -p "$outdir"
 outdir="$(cd "$outdir" && pwd)"
 
-# The build identity: this script's content (it holds /init), so an edit rebuilds.
-build_id="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)"
+# The build identity: this script's content (it holds /init) and the files /init includes,
+# so an edit rebuilds.
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+build_id="$(cat "${BASH_SOURCE[0]}" "$here/net-init.sh" | sha256sum | cut -c1-16)"
 
 cached() {
     [ -s "$outdir/vmlinuz" ] && [ -s "$outdir/initrd.img" ] && [ -s "$outdir/guest.env" ] &&
@@ -151,6 +155,8 @@ for m in "${order[@]}"; do
     esac
 done
 printf '%s\n' "${order[@]}" >"$root/etc/modules"
+# The network side of the guest (ONE-GUEST-NET, -NICS, -PING: see net-init.sh).
+cp "$here/net-init.sh" "$root/etc/net-init.sh"
 printf '%s\n' "$release" >"$root/etc/kernel-release"
 
 cat >"$root/init" <<'INIT'
@@ -223,6 +229,7 @@ done
 
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 echo "ONE-GUEST-READY ETH0_IP=${ETH0_IP:-} HOSTNAME=$name CONTEXT=$context UPTIME=$(uptime_s)"
+. /etc/net-init.sh
 
 if [ -n "${ONE_GUEST_DEBUG:-}" ]; then
     cat /proc/bus/input/devices; ls -l /dev/input; ls /sys/class/input; lsmod

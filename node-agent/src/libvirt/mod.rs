@@ -680,6 +680,12 @@ impl Inner {
         if let Some(dom) = self.lookup(conn, req.vm_id)? {
             let xml = domain::device_xml(vm, &self.settings(vm_dir)?, Device::Context)
                 .map_err(|e| DriverError::new(e.to_string()))?;
+            // Eject, then insert (OpenNebula's prereconfigure / reconfigure): the new media
+            // has the old one's path, and libvirt does nothing for an unchanged source.
+            if let Some(ejected) = without_source(&xml) {
+                dom.update_device_flags(&ejected, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+                    .map_err(|e| verr("eject the context CD", &e))?;
+            }
             dom.update_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
                 .map_err(|e| verr("change the context CD", &e))?;
         }
@@ -908,6 +914,13 @@ fn info(text: impl Into<String>) -> DriverReply {
         deploy_id: None,
         info: text.into(),
     }
+}
+
+/// A CD-ROM's device XML without its `<source .../>`: the same drive, empty.
+fn without_source(xml: &str) -> Option<String> {
+    let start = xml.find("<source ")?;
+    let end = start + xml[start..].find("/>")? + 2;
+    Some(format!("{}{}", &xml[..start], &xml[end..]))
 }
 
 fn vnm_err(e: one_drivers::Error) -> DriverError {
@@ -1183,6 +1196,18 @@ impl AgentDriver for Libvirt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ejected_cd_is_the_same_drive_without_source() {
+        let cd = "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>\
+                  <source file='/ds/0/7/disk.1'/><target dev='hda' bus='ide'/><readonly/></disk>";
+        assert_eq!(
+            without_source(cd).unwrap(),
+            "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>\
+             <target dev='hda' bus='ide'/><readonly/></disk>"
+        );
+        assert_eq!(without_source("<disk/>"), None);
+    }
 
     #[test]
     fn device_targets_reads_interfaces_and_disks() {
