@@ -13,6 +13,9 @@
 //!
 //! Scenario `agents` (`--scenario agents --hosts 1000 --interval 10 --seconds 60`) measures
 //! oned's cost of N node agents (simulated mode: real processes and protocol, no libvirt).
+//!
+//! Scenario `vnm` (`--scenario vnm --samples 50`, root) measures the host side of virtual
+//! networks in a throwaway network namespace (see `vnm.rs`).
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -27,6 +30,7 @@ mod agents;
 mod dummy_hosts;
 mod kvm_deploy;
 mod lifecycle;
+mod vnm;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
@@ -42,6 +46,10 @@ enum Scenario {
     /// Deploy overhead on a real KVM host (localhost, libvirt): one.vm.deploy -> RUNNING
     /// minus `virsh create` of the same domain XML. Needs root and libvirtd.
     KvmDeploy,
+    /// Host-side virtual networks in a throwaway network namespace (no oned): NIC set-up on
+    /// an existing bridge, the first NIC of a new VXLAN network, a security-group change
+    /// reaching 200 NICs. Needs root.
+    Vnm,
 }
 
 #[derive(Parser, Debug)]
@@ -276,6 +284,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Lifecycle => lifecycle::run(args).await,
         Scenario::Agents => agents::run(args).await,
         Scenario::KvmDeploy => kvm_deploy::run(args).await,
+        Scenario::Vnm => vnm::run(args).await,
     }
 }
 
