@@ -214,3 +214,44 @@ def test_updates_survive_a_restart(oned, one, hid):
     r = parse_xml(oned.admin_xml("one.vm.info", a))
     assert "ICMP" in [ru.findtext("PROTOCOL") for ru in r.findall("TEMPLATE/SECURITY_GROUP_RULE")]
     assert (int(r.findtext("STATE")), int(r.findtext("LCM_STATE"))) == (ACTIVE, RUNNING)
+
+
+def test_attachsg_and_detachsg(oned, one, hid):
+    sid = one.secgroup.allocate(f'NAME="extra"\n{RULES}')
+    net = one.vn.allocate('NAME="n"\nVN_MAD="bridge"\nBRIDGE="br0"\nAR=[TYPE="IP4", IP="10.0.0.10", SIZE="8"]', -1)
+    vid = running_vm(oned, one, hid, f"NIC=[NETWORK_ID={net}]")
+
+    def groups_of_nic():
+        return parse_xml(oned.admin_xml("one.vm.info", vid)).findtext("TEMPLATE/NIC/SECURITY_GROUPS")
+
+    def rule_groups():
+        r = parse_xml(oned.admin_xml("one.vm.info", vid))
+        return sorted({ru.findtext("SECURITY_GROUP_ID") for ru in r.findall("TEMPLATE/SECURITY_GROUP_RULE")})
+
+    one.vm.attachsg(vid, 0, sid)
+    assert groups_of_nic() == f"0,{sid}"
+    assert rule_groups() == ["0", str(sid)]
+    # Running: its host reloads the rules, tracked in the group.
+    wait_for("updated on the host", lambda: vm_sets(oned, sid)["UPDATED_VMS"] == [vid])
+    with pytest.raises(pyone.OneActionException, match=f"SG {sid} already in NIC 0"):
+        one.vm.attachsg(vid, 0, sid)
+    with pytest.raises(pyone.OneActionException, match="doesn't have NIC id 5"):
+        one.vm.attachsg(vid, 5, sid)
+    with pytest.raises(pyone.OneNoExistsException):
+        one.vm.attachsg(vid, 0, 4242)
+    one.vm.detachsg(vid, 0, sid)
+    assert groups_of_nic() == "0" and rule_groups() == ["0"]
+    assert vid not in sum(vm_sets(oned, sid).values(), [])
+    with pytest.raises(pyone.OneActionException, match=f"NIC 0 doesn't contain SG {sid}"):
+        one.vm.detachsg(vid, 0, sid)
+    # The last group goes too: no rules, the host is told all the same.
+    one.vm.detachsg(vid, 0, 0)
+    assert rule_groups() == [] and groups_of_nic() == ""
+    wait_for("reloaded", lambda: vm_log_has(oned, vid, "VM security group updated."))
+
+
+def vm_log_has(oned, vid, text):
+    try:
+        return (oned.data_dir / "vms" / str(vid) / "vm.log").read_text().count(text) >= 2
+    except OSError:
+        return False
