@@ -107,7 +107,8 @@ impl Vnm {
         if let Some(m) = *slot {
             return Ok(m);
         }
-        let mode = if self.x.nft(BRIDGE_CT_PROBE, true).is_ok() {
+        let bridge_ct = || self.x.nft(BRIDGE_CT_PROBE, true).is_ok();
+        let mode = if bridge_ct() || (self.x.modprobe("nf_conntrack_bridge") && bridge_ct()) {
             CtMode::Bridge
         } else {
             let key4 = "net.bridge.bridge-nf-call-iptables";
