@@ -71,8 +71,11 @@ class Net:
             f'SECURITY_GROUPS="{self.sg}"\nAR=[TYPE="IP4", IP="{self.sub}.10", SIZE="20"]', -1)
         # Group 0 came with the network; the test's group alone guards vx1.
         one.vn.update(self.vx1, f'SECURITY_GROUPS="{self.sg}"', 1)
+        # vx2 keeps group 0 (allows all: its NICs need no group chains); its MAC filter gives
+        # c's NIC a chain to follow it across a migration.
         self.vx2 = one.vn.allocate(
-            f'NAME="vx2"\n{common}AR=[TYPE="IP4", IP="{self.sub}.100", SIZE="10"]', -1)
+            f'NAME="vx2"\n{common}FILTER_MAC_SPOOFING="YES"\n'
+            f'AR=[TYPE="IP4", IP="{self.sub}.100", SIZE="10"]', -1)
         self.vni1 = int(c.oned.admin_xml("one.vn.info", self.vx1).split("<VLAN_ID>")[1].split("<")[0])
         self.vni2 = int(c.oned.admin_xml("one.vn.info", self.vx2).split("<VLAN_ID>")[1].split("<")[0])
         # Automatic VLAN ids come after the default bridge name, as in OpenNebula: onebr<id>.

@@ -249,8 +249,10 @@ impl Vnm {
                     };
                     let key = (vm.vm_id, n.nic_id);
                     if !n.needs_filter() {
-                        script.remove(vm.vm_id, n.nic_id, tap);
-                        fw.nics.remove(&key);
+                        // Chains to take away only when this host has them.
+                        if fw.nics.remove(&key).is_some() {
+                            script.remove(vm.vm_id, n.nic_id, tap);
+                        }
                         continue;
                     }
                     let profile = match (n.security_groups.is_some(), ct) {
@@ -295,9 +297,10 @@ impl Vnm {
         let mut fw = lock(&self.fw);
         self.fw_apply(&mut fw, None, |fw, script| {
             for (vm, n) in nics {
-                if let Some(tap) = n.tap.as_deref() {
+                if let Some(tap) = n.tap.as_deref()
+                    && fw.nics.remove(&(*vm, n.nic_id)).is_some()
+                {
                     script.remove(*vm, n.nic_id, tap);
-                    fw.nics.remove(&(*vm, n.nic_id));
                 }
             }
         })
@@ -322,11 +325,11 @@ impl Vnm {
                     nics: HashMap::new(),
                 };
                 if let Some(json) = self.x.nft_list(nft::TABLE)? {
-                    for (key, profile) in nft::profiles_in_listing(&json) {
+                    for (key, profile) in nft::nics_in_listing(&json) {
                         fw.nics.insert(
                             key,
                             LoadedNic {
-                                profile: Some(profile),
+                                profile,
                                 spoof: None,
                             },
                         );

@@ -444,36 +444,43 @@ pub fn rule_lines(r: &SgRule) -> Vec<String> {
     out
 }
 
-/// Which profile each NIC chain jumps to, read from `nft -j list table bridge one_rs`
-/// (after an agent restart the host still has the chains the previous agent loaded).
-pub fn profiles_in_listing(json: &str) -> Vec<((i64, i64), String)> {
+/// The NICs whose chains the table holds, with the profile each jumps to, read from
+/// `nft -j list table bridge one_rs` (after an agent restart the host still has the chains
+/// the previous agent loaded).
+pub fn nics_in_listing(json: &str) -> Vec<((i64, i64), Option<String>)> {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
+    let key_of = |chain: &str| -> Option<((i64, i64), String)> {
+        let rest = chain.strip_prefix("vm")?;
+        let (vm, rest) = rest.split_once("_nic")?;
+        let (nic, part) = rest.split_once('_')?;
+        Some(((vm.parse().ok()?, nic.parse().ok()?), part.to_string()))
+    };
+    let mut out: std::collections::BTreeMap<(i64, i64), Option<String>> = Default::default();
     for item in v["nftables"].as_array().into_iter().flatten() {
+        if let Some(name) = item["chain"]["name"].as_str()
+            && let Some((key, _)) = key_of(name)
+        {
+            out.entry(key).or_default();
+        }
         let rule = &item["rule"];
-        let Some(chain) = rule["chain"].as_str() else {
+        let Some((key, part)) = rule["chain"].as_str().and_then(key_of) else {
             continue;
         };
-        let Some(rest) = chain.strip_prefix("vm").and_then(|r| r.strip_suffix("_i")) else {
+        if part != "i" {
             continue;
-        };
-        let Some((vm, nic)) = rest.split_once("_nic") else {
-            continue;
-        };
-        let (Ok(vm), Ok(nic)) = (vm.parse::<i64>(), nic.parse::<i64>()) else {
-            continue;
-        };
+        }
         for e in rule["expr"].as_array().into_iter().flatten() {
-            if let Some(target) = e["jump"]["target"].as_str()
-                && let Some(p) = target.strip_suffix("_i")
+            if let Some(p) = e["jump"]["target"]
+                .as_str()
+                .and_then(|t| t.strip_suffix("_i"))
             {
-                out.push(((vm, nic), p.to_string()));
+                out.insert(key, Some(p.to_string()));
             }
         }
     }
-    out
+    out.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -504,14 +511,20 @@ mod tests {
     #[test]
     fn nic_profiles_are_read_back_from_a_listing() {
         let json = r#"{"nftables":[{"metainfo":{}},
+            {"chain":{"family":"bridge","table":"one_rs","name":"vm7_nic0_o","handle":1}},
+            {"chain":{"family":"bridge","table":"one_rs","name":"vm9_nic2_o","handle":2}},
+            {"chain":{"family":"bridge","table":"one_rs","name":"fwd_out","handle":3}},
             {"rule":{"family":"bridge","table":"one_rs","chain":"vm7_nic0_i","handle":5,
                      "expr":[{"jump":{"target":"p00000000000000ab_i"}}]}},
             {"rule":{"family":"bridge","table":"one_rs","chain":"vm7_nic0_o","handle":6,
                      "expr":[{"jump":{"target":"vm7_nic0_og"}}]}}]}"#;
         assert_eq!(
-            profiles_in_listing(json),
-            [((7, 0), "p00000000000000ab".to_string())]
+            nics_in_listing(json),
+            [
+                ((7, 0), Some("p00000000000000ab".to_string())),
+                ((9, 2), None)
+            ]
         );
-        assert!(profiles_in_listing("not json").is_empty());
+        assert!(nics_in_listing("not json").is_empty());
     }
 }

@@ -350,7 +350,10 @@ fn a_hotplugged_nic_only_touches_itself() {
     let (f, v) = host(FakeHost::new());
     let two = vm(
         7,
-        &format!("{BRIDGE_NIC}\nNIC=[NIC_ID=1, BRIDGE=onebr6, VN_MAD=bridge, TARGET=\"one-7-1\"]"),
+        &format!(
+            "{BRIDGE_NIC}\nNIC=[NIC_ID=1, BRIDGE=onebr6, VN_MAD=bridge, TARGET=\"one-7-1\", \
+             MAC=\"02:00:00:00:00:01\", FILTER_MAC_SPOOFING=YES]"
+        ),
     );
     v.pre(&two, Some(1)).unwrap();
     assert!(f.exists("onebr6") && !f.exists("onebr5"));
