@@ -18,6 +18,8 @@
 //! non-persistent qcow2 disk for a 1 GiB and a 20 GiB image side by side.
 //! Scenario `cli` (`--scenario cli --hosts 100 --vms 20000 --samples 20`) times our `onevm`
 //! (`--help`, `list`, `show`) against the third-party Python `onevm` on the same cloud.
+//! Scenario `vnm` (`--scenario vnm --samples 50`, root) measures the host side of virtual
+//! networks in a throwaway network namespace (see `vnm.rs`).
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -34,6 +36,7 @@ mod dummy_hosts;
 mod kvm_deploy;
 mod lifecycle;
 mod tm_prolog;
+mod vnm;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
@@ -54,6 +57,10 @@ enum Scenario {
     TmProlog,
     /// Our onevm (--help, list, show) against the third-party Python onevm, same cloud.
     Cli,
+    /// Host-side virtual networks in a throwaway network namespace (no oned): NIC set-up on
+    /// an existing bridge, the first NIC of a new VXLAN network, a security-group change
+    /// reaching 200 NICs. Needs root.
+    Vnm,
 }
 
 #[derive(Parser, Debug)]
@@ -296,6 +303,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::KvmDeploy => kvm_deploy::run(args).await,
         Scenario::TmProlog => tm_prolog::run(args).await,
         Scenario::Cli => cli::run(args).await,
+        Scenario::Vnm => vnm::run(args).await,
     }
 }
 

@@ -21,4 +21,6 @@ pub struct Oned {
     pub hooks: crate::hooks::Hooks,
     /// Node agent sessions of hypervisor hosts.
     pub hostmgr: crate::hostmgr::HostMgr,
+    /// Takes security-group rule changes to the hosts.
+    pub secgroups: crate::secgroup::Updater,
 }

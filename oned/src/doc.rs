@@ -9,6 +9,7 @@ use one_proto::objects::hook::Hook;
 use one_proto::objects::host::Host;
 use one_proto::objects::image::Image;
 use one_proto::objects::quota::Quotas;
+use one_proto::objects::secgroup::SecurityGroup;
 use one_proto::objects::user::User;
 use one_proto::objects::vm::Vm;
 use one_proto::objects::vmtemplate::VmTemplate;
@@ -73,6 +74,12 @@ impl Document for Host {
 impl Document for Image {
     fn write_xml(&self, w: &mut XmlWriter) {
         Image::write_xml(self, w)
+    }
+}
+
+impl Document for SecurityGroup {
+    fn write_xml(&self, w: &mut XmlWriter) {
+        SecurityGroup::write_xml(self, w)
     }
 }
 

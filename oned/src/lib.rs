@@ -23,5 +23,6 @@ pub mod monitor;
 pub mod ops;
 pub mod recovery;
 pub mod run;
+pub mod secgroup;
 pub mod server;
 pub mod store;

@@ -38,6 +38,9 @@
 #   volatile disk) and prints ONE-GUEST-MOUNT DEV=<dev> FS=<type or none>.
 #   ONE_GUEST_SWAP="vdd": swapon each device; prints ONE-GUEST-SWAP DEV=<dev> ON=yes|no.
 # A disk is state the guest keeps across boots; everything else starts afresh.
+#
+# tests/guest/net-init.sh (included) adds the network reports: ONE-GUEST-NET (IP, hostname,
+# SSH key applied), ONE-GUEST-NICS (NIC hotplug, new context), ONE-GUEST-PING.
 set -euo pipefail
 
 # Modules loaded at boot, with their dependencies resolved from modules.dep at build time:
@@ -73,8 +76,10 @@ done
 mkdir -p "$outdir"
 outdir="$(cd "$outdir" && pwd)"
 
-# The build identity: this script's content (it holds /init), so an edit rebuilds.
-build_id="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)"
+# The build identity: this script's content (it holds /init) and the files /init includes,
+# so an edit rebuilds.
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+build_id="$(cat "${BASH_SOURCE[0]}" "$here/net-init.sh" | sha256sum | cut -c1-16)"
 
 cached() {
     [ -s "$outdir/vmlinuz" ] && [ -s "$outdir/initrd.img" ] && [ -s "$outdir/guest.env" ] &&
@@ -164,6 +169,8 @@ for m in "${order[@]}"; do
     esac
 done
 printf '%s\n' "${order[@]}" >"$root/etc/modules"
+# The network side of the guest (ONE-GUEST-NET, -NICS, -PING: see net-init.sh).
+cp "$here/net-init.sh" "$root/etc/net-init.sh"
 printf '%s\n' "$release" >"$root/etc/kernel-release"
 
 cat >"$root/init" <<'INIT'
@@ -286,6 +293,7 @@ marks() {
 
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 echo "ONE-GUEST-READY ETH0_IP=${ETH0_IP:-} HOSTNAME=$name CONTEXT=$context UPTIME=$(uptime_s)"
+. /etc/net-init.sh
 
 if [ -n "${ONE_GUEST_DEBUG:-}" ]; then
     cat /proc/bus/input/devices; ls -l /dev/input; ls /sys/class/input; lsmod

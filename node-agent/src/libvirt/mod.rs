@@ -13,9 +13,10 @@ use crate::host::KvmDevice;
 use crate::outbox::Outbox;
 use domain::{Device, DomainSettings, VmDoc};
 use one_drivers::tm::{self, VmDir};
+use one_drivers::vnm::{VmNet, Vnm};
 use one_proto::agent::{
-    AgentConfig, Check, Domain as AgentDomain, DomainState, DomainType, VmSample, WILD_VM, checks,
-    vm_id_from_domain_name,
+    AgentConfig, Check, Domain as AgentDomain, DomainState, DomainType, VmDocument, VmSample,
+    WILD_VM, checks, vm_id_from_domain_name,
 };
 use one_proto::driver::{DriverError, DriverOp, DriverReply, DriverRequest};
 use std::collections::HashMap;
@@ -56,6 +57,8 @@ struct Inner {
     migrate_uri: String,
     /// The previous CPU time of each domain (UUID), for the CPU percentage.
     cpu_prev: Mutex<HashMap<String, (Instant, u64)>>,
+    /// The host's virtual networks (bridges, VLAN / VXLAN devices, security groups).
+    vnm: Vnm,
 }
 
 impl Libvirt {
@@ -69,6 +72,7 @@ impl Libvirt {
             inner: Arc::new(Inner {
                 host_name: ctx.host_name,
                 domain_type: Mutex::new(ctx.config.domain_type),
+                vnm: Vnm::system(ctx.config.network.clone()),
                 config: ctx.config,
                 log: ctx.log,
                 conn: Mutex::new(None),
@@ -211,9 +215,27 @@ impl Inner {
                     format!("{} was already gone", vm_dir.display())
                 }));
             }
-            // Bridges are checked at onboarding; creating them is the VNM driver's job.
+            // The VNM drivers (one_drivers::vnm): bridges, VLAN / VXLAN devices, filters.
             DriverOp::NetPre | DriverOp::NetPost | DriverOp::NetClean => {
-                return Ok(DriverReply::default());
+                let vm = parse_vm(req)?;
+                let net = match VmNet::from_template(req.vm_id, &vm.template) {
+                    Ok(net) => net,
+                    // NICs no net_pre could set up left nothing to clean: a VM must be able
+                    // to stop (and be deleted) whatever its NICs say.
+                    Err(e) if req.op == DriverOp::NetClean => {
+                        tracing::warn!(vm_id = req.vm_id, error = %e, "net_clean: nothing to do");
+                        return Ok(info(format!("network clean skipped: {e}")));
+                    }
+                    Err(e) => return Err(vnm_err(e)),
+                };
+                let only = req.args.get("NIC_ID").and_then(|s| s.trim().parse().ok());
+                let done = match req.op {
+                    DriverOp::NetPre => self.vnm.pre(&net, only),
+                    DriverOp::NetPost => self.vnm.post(&net, only),
+                    _ => self.vnm.clean(&net, only),
+                }
+                .map_err(vnm_err)?;
+                return Ok(info(done.join("; ")));
             }
             _ => {}
         }
@@ -522,7 +544,9 @@ impl Inner {
         let dom = self.lookup(conn, req.vm_id)?.ok_or_else(|| {
             DriverError::new(format!("domain {} is not running", self.name_of(req.vm_id)))
         })?;
-        self.plug(&dom, &xml, req.vm_id)
+        let plugged = self.plug(&dom, &xml, req.vm_id)?;
+        let ctx = self.refresh_context(conn, req, vm_dir, &vm)?;
+        Ok(info(format!("{}; {ctx}", plugged.info)))
     }
 
     /// attach-device --live, idempotent: a device whose target is already there is done.
@@ -574,6 +598,11 @@ impl Inner {
                 std::thread::sleep(SHUTDOWN_POLL);
             }
             tracing::info!(vm_id = req.vm_id, target, "device detached");
+        }
+        if let Device::Nic(_) = dev {
+            // The context lost the NIC's ETHn_* variables (oned took them out).
+            let ctx = self.refresh_context(conn, req, vm_dir, &vm)?;
+            return Ok(info(format!("detached {target}; {ctx}")));
         }
         if let Device::Disk(id) = dev {
             let disk = disks(&vm)?.disk(id).map_err(tm_err)?.clone();
@@ -658,24 +687,43 @@ impl Inner {
         vm_dir: &Path,
     ) -> Result<DriverReply, DriverError> {
         let vm = parse_vm(req)?;
+        Ok(info(self.refresh_context(conn, req, vm_dir, &vm)?))
+    }
+
+    /// Writes the context CD again from the VM's CONTEXT and, when the domain runs, swaps the
+    /// new media in (OpenNebula's reconfigure): after updateconf and NIC attach / detach, so
+    /// the guest can read its new network variables.
+    fn refresh_context(
+        &self,
+        conn: &Connect,
+        req: &DriverRequest,
+        vm_dir: &Path,
+        vm: &VmDoc,
+    ) -> Result<String, DriverError> {
         if vm.template.vector("CONTEXT").is_none() {
-            return Ok(info("no CONTEXT"));
+            return Ok("no CONTEXT".into());
         }
-        let Some(cd) = disks(&vm)?.context else {
-            return Ok(info("the CONTEXT has no CD"));
+        let Some(cd) = disks(vm)?.context else {
+            return Ok("the CONTEXT has no CD".into());
         };
         let id = cd.id;
-        let drv = transfer(&vm)?;
+        let drv = transfer(vm)?;
         let vmd = self.vm_dir(req.ds_id, req.vm_id)?;
         drv.make_vm_dir(&vmd).map_err(tm_err)?;
         drv.context_cd(&vmd, &cd).map_err(tm_err)?;
         if let Some(dom) = self.lookup(conn, req.vm_id)? {
-            let xml = domain::device_xml(&vm, &self.settings(vm_dir)?, Device::Context)
+            let xml = domain::device_xml(vm, &self.settings(vm_dir)?, Device::Context)
                 .map_err(|e| DriverError::new(e.to_string()))?;
+            // Eject, then insert (OpenNebula's prereconfigure / reconfigure): the new media
+            // has the old one's path, and libvirt does nothing for an unchanged source.
+            if let Some(ejected) = without_source(&xml) {
+                dom.update_device_flags(&ejected, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+                    .map_err(|e| verr("eject the context CD", &e))?;
+            }
             dom.update_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
                 .map_err(|e| verr("change the context CD", &e))?;
         }
-        Ok(info(format!("context CD disk.{id} written")))
+        Ok(format!("context CD disk.{id} written"))
     }
 
     /// The running domain of the VM, if there is one: the disk operations that touch a
@@ -1082,6 +1130,17 @@ fn info(text: impl Into<String>) -> DriverReply {
     }
 }
 
+/// A CD-ROM's device XML without its `<source .../>`: the same drive, empty.
+fn without_source(xml: &str) -> Option<String> {
+    let start = xml.find("<source ")?;
+    let end = start + xml[start..].find("/>")? + 2;
+    Some(format!("{}{}", &xml[..start], &xml[end..]))
+}
+
+fn vnm_err(e: one_drivers::Error) -> DriverError {
+    DriverError::new(e.to_string())
+}
+
 fn parse_vm(req: &DriverRequest) -> Result<VmDoc, DriverError> {
     VmDoc::parse(&req.vm_xml).map_err(|e| DriverError::new(e.to_string()))
 }
@@ -1326,6 +1385,30 @@ impl AgentDriver for Libvirt {
         Box::pin(blocking(move || inner.monitor_vms()))
     }
 
+    fn update_security_groups(
+        &self,
+        vms: Vec<VmDocument>,
+    ) -> BoxFuture<'_, Result<DriverReply, DriverError>> {
+        let inner = self.inner.clone();
+        Box::pin(blocking(move || {
+            let nets = vms
+                .iter()
+                .map(|d| {
+                    let vm =
+                        VmDoc::parse(&d.vm_xml).map_err(|e| DriverError::new(e.to_string()))?;
+                    VmNet::from_template(d.vm_id, &vm.template).map_err(vnm_err)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let t = Instant::now();
+            let n = inner.vnm.update_security_groups(&nets).map_err(vnm_err)?;
+            Ok(info(format!(
+                "firewall rules of {n} NIC(s) of {} VM(s) loaded in one transaction ({} ms)",
+                nets.len(),
+                t.elapsed().as_millis()
+            )))
+        }))
+    }
+
     fn hypervisor_checks(&self, facts: HostFacts) -> BoxFuture<'_, HypervisorReport> {
         let inner = self.inner.clone();
         Box::pin(async move {
@@ -1339,6 +1422,18 @@ impl AgentDriver for Libvirt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ejected_cd_is_the_same_drive_without_source() {
+        let cd = "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>\
+                  <source file='/ds/0/7/disk.1'/><target dev='hda' bus='ide'/><readonly/></disk>";
+        assert_eq!(
+            without_source(cd).unwrap(),
+            "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>\
+             <target dev='hda' bus='ide'/><readonly/></disk>"
+        );
+        assert_eq!(without_source("<disk/>"), None);
+    }
 
     #[test]
     fn device_targets_reads_interfaces_and_disks() {

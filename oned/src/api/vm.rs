@@ -21,10 +21,10 @@ use super::common::{self, ApiObject, IdRange, PoolFilter, authorize_create, comm
 use super::{ApiResult, Call, Params, Registry, errors::*, ok_id, ok_xml};
 use crate::auth::now_secs;
 use crate::authz::{self, ObjAuth};
-use crate::context::{self, Lookup, Scope};
+use crate::context::{self, Scope};
 use crate::ops::quota;
 use crate::ops::vm::quota_usage;
-use crate::store::{Kind, State, Txn};
+use crate::store::{Kind, Txn};
 use one_proto::acl::{AuthOp, ObjectType};
 use one_proto::objects::datastore::Datastore;
 use one_proto::objects::group::Group;
@@ -556,7 +556,9 @@ pub async fn allocate_vm(
     authorize_create(call, &call.oned.store.read(), ObjectType::Vm)?;
     let mut tx = call.oned.store.begin().await;
     let vmid = tx.next_id(Kind::Vm);
-    let vm = build_vm(call, &mut tx, vmid, template, hold, from_template.as_ref())?;
+    let mut vm = build_vm(call, &mut tx, vmid, template, hold, from_template.as_ref())?;
+    super::secgroup::authorize_vm(call, &tx, &vm)?;
+    crate::secgroup::sync_vm(&mut tx, &mut vm);
     let usage = quota_usage(&vm);
     quota::charge(&mut tx, call.method, vm.header.uid, vm.header.gid, &usage)?;
     let (state, name) = (vm.state, vm.header.name.clone());
@@ -1215,47 +1217,6 @@ fn volatile_disk(
     Ok(())
 }
 
-/// What `$USER[...]`, `$NETWORK[...]` and `$IMAGE[...]` read, from the committed pools (the
-/// attributes they read do not change within an allocation).
-struct StateLookup<'s> {
-    state: &'s State,
-}
-
-fn template_b64(t: &Template) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(t.to_xml("TEMPLATE"))
-}
-
-impl Lookup for StateLookup<'_> {
-    fn user_attr(&self, uid: i64, attr: &str) -> Option<String> {
-        let u = self.state.users.get(uid)?;
-        if attr == "TEMPLATE" {
-            return Some(template_b64(&u.template));
-        }
-        u.template.get(attr).map(str::to_string)
-    }
-
-    fn vnet_attr(&self, vnet_id: i64, ar_id: i64, attr: &str) -> Option<String> {
-        let n = self.state.vnets.get(vnet_id)?;
-        if attr == "TEMPLATE" {
-            return Some(template_b64(&n.template));
-        }
-        n.ar(ar_id)
-            .and_then(|ar| ar.attrs.get(attr))
-            .filter(|v| !v.is_empty())
-            .or_else(|| n.template.get(attr))
-            .map(str::to_string)
-    }
-
-    fn image_attr(&self, image_id: i64, attr: &str) -> Option<String> {
-        let i = self.state.images.get(image_id)?;
-        if attr == "TEMPLATE" {
-            return Some(template_b64(&i.template));
-        }
-        i.template.get(attr).map(str::to_string)
-    }
-}
-
 /// SCHED_REQUIREMENTS (one at most; the legacy REQUIREMENTS name too) and CONTEXT variables.
 fn resolve_variables(
     call: &Call,
@@ -1283,7 +1244,7 @@ fn resolve_variables(
         ));
     }
     let state = tx.committed();
-    let lookup = StateLookup { state: &state };
+    let lookup = crate::ops::context::StateLookup { state: &state };
     let snapshot = vm.clone();
     let document = || Vm::to_xml(&snapshot);
     let scope = Scope {

@@ -72,6 +72,11 @@ fn drop_device(tx: &mut Txn<'_>, vm: &mut Vm, name: &str, key: &str, id: Option<
     if let Some(v) = take(vm, name, key, id) {
         if name == "NIC" {
             crate::ops::lease::release_nic(tx, &v, vmid);
+            // Groups only this NIC used are left; its variables leave the context.
+            crate::secgroup::sync_vm(tx, vm);
+            if let Some(nic) = id {
+                crate::ops::context::refresh_network_context(tx, vm, Some(nic));
+            }
         } else {
             crate::ops::image::release_disk(tx, &v, vmid);
             crate::ops::vm::release_change(tx, &before, vm);
@@ -99,7 +104,11 @@ pub fn conclude(
         ("nic-attach", false) | ("nic-detach", true) => {
             drop_device(tx, vm, "NIC", "NIC_ID", arg_id(op, "NIC_ID"))
         }
-        ("nic-detach", false) => clear_attach(vm, "NIC", "NIC_ID", arg_id(op, "NIC_ID")),
+        ("nic-detach", false) => {
+            clear_attach(vm, "NIC", "NIC_ID", arg_id(op, "NIC_ID"));
+            // Still there: its variables come back.
+            crate::ops::context::refresh_network_context(tx, vm, None);
+        }
         ("snapshot-create", false) | ("snapshot-delete", true) => {
             take(vm, "SNAPSHOT", "SNAPSHOT_ID", snap);
         }

@@ -9,7 +9,9 @@
 //! | [`image`] | image holds by VM disks and clones, their release, the image's DATASTORE quota |
 //! | [`lease`] | giving a NIC's lease back to its network (and its NETWORK quota) |
 //! | [`vm`] | what a VM charges to its quotas; VMs waiting for an image copy |
+//! | [`context`] | context variables read from the pools; the ETHn_* network context after a NIC hotplug |
 
+pub mod context;
 pub mod image;
 pub mod lease;
 pub mod quota;
