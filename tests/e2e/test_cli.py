@@ -395,8 +395,12 @@ def test_onevm_hotplug_snapshots_and_config(cloud):
     assert (vm.USER_TEMPLATE["LABEL"], vm.USER_TEMPLATE["OTHER"]) == ("a", "b")
     c.ok("onevm", "rename", vid, "cli-hot-2")
     assert one.vm.info(vid).NAME == "cli-hot-2"
-    # disk-saveas asks oned for one.vm.disksaveas, which it does not serve yet.
-    r = c.fail("onevm", "disk-saveas", vid, 0, "cli-saved")
+    # disk-saveas copies the powered-off VM's disk into a new image.
+    out = c.ok("onevm", "disk-saveas", vid, 0, "cli-saved")
+    m = re.fullmatch(r"Image ID: (\d+)\n", out)
+    assert m, out
+    assert one.image.info(int(m.group(1))).NAME == "cli-saved"
+    r = c.fail("onevm", "disk-saveas", vid, 7, "cli-saved-2")
     assert "[one.vm.disksaveas]" in r.err
     c.ok("onevm", "terminate", "--hard", vid)
     wait_state(one, vid, DONE)
