@@ -24,4 +24,5 @@ pub mod ops;
 pub mod recovery;
 pub mod run;
 pub mod server;
+pub mod storage;
 pub mod store;

@@ -3,6 +3,7 @@
 pub mod acl;
 pub mod agent;
 pub mod driver;
+pub mod ds;
 pub mod error;
 pub mod objects;
 pub mod state;

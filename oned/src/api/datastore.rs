@@ -109,7 +109,7 @@ async fn allocate_ds(call: &Call, text: &str, cluster: i64) -> ApiResult {
             }
             p.trim_end_matches('/').to_string()
         }
-        _ => call.oned.data_dir.datastore_path(id).display().to_string(),
+        _ => call.oned.storage.datastore_dir(id).display().to_string(),
     };
     let disk_type = match template.get("DISK_TYPE") {
         Some(t) if !t.is_empty() => {

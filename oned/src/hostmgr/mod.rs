@@ -178,6 +178,16 @@ impl HostMgr {
         &self.inner.agent_path
     }
 
+    /// The build oned expects agents to run (that of [`Self::agent_path`]).
+    pub async fn own_build(&self) -> Result<AgentVersion, String> {
+        self.inner.own_build(&self.inner.agent_path).await
+    }
+
+    /// The session periods of `[hosts]`.
+    pub fn timing(&self) -> &Timing {
+        &self.inner.timing
+    }
+
     /// The live session of host `id`, if it has one.
     pub fn link(&self, id: i64) -> Option<Link> {
         self.inner.watch(id).and_then(|(w, _)| w.borrow().clone())
@@ -194,6 +204,22 @@ impl HostMgr {
             inner: self.inner.clone(),
             host_id: host.id,
             host_name: host.name.clone(),
+        }
+    }
+
+    /// Asks every connected agent to look at its capabilities again now (the frontend just
+    /// wrote the token files of shared datastores): each answers with a host monitoring push.
+    pub fn refresh_capabilities(&self, oned: &Oned) {
+        let ids: Vec<i64> = self
+            .inner
+            .hosts
+            .lock()
+            .map(|h| h.keys().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            if let (Some(link), Some(h)) = (self.link(id), oned.store.get::<Host>(id)) {
+                link.send_request(Request::Configure(host::agent_config(oned, &h)));
+            }
         }
     }
 
@@ -311,6 +337,12 @@ fn target_of(inner: &Inner, h: &Host) -> Target {
         host_name: h.name.clone(),
         agent_path: inner.agent_path.clone(),
         simulate,
+        ssh_port: h
+            .template
+            .get(ssh::ATTR_PORT)
+            .unwrap_or("")
+            .trim()
+            .to_string(),
     }
 }
 

@@ -1000,6 +1000,7 @@ mod tests {
             host_name: "h".into(),
             agent_path: "/x".into(),
             simulate: true,
+            ssh_port: String::new(),
         };
         assert_eq!(
             agent_command("/o p/a", &t),

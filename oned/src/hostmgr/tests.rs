@@ -87,6 +87,7 @@ impl FakeAgent {
         }))
         .await;
         self.send(&FromAgent::HostMonitoring(HostMonitoring {
+            capabilities: None,
             timestamp: 1000,
             system: Some(system()),
             usage: Some(HostUsage {
@@ -222,6 +223,7 @@ impl World {
             monitor: crate::monitor::Monitor::new(&cfg),
             hooks: crate::hooks::Hooks::new(&cfg),
             hostmgr: HostMgr::with_local_transport(&cfg, transport.clone()),
+            storage: crate::storage::Storage::new(&cfg, &data_dir).unwrap(),
             config: cfg,
             store,
             data_dir,

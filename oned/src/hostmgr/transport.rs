@@ -32,6 +32,9 @@ pub struct Target {
     pub agent_path: PathBuf,
     /// Start the agent with `--simulate` (a test facility: no libvirt).
     pub simulate: bool,
+    /// The host's SSH_PORT as its template says it ("" when unset): a change starts a new
+    /// session on the new port.
+    pub ssh_port: String,
 }
 
 impl Target {
@@ -235,6 +238,7 @@ mod tests {
             host_name: "localhost".into(),
             agent_path: "/bin/sh".into(),
             simulate: false,
+            ssh_port: String::new(),
         };
         // `sh --stdio` fails at once, printing to stderr: the tail keeps it.
         let mut s = LocalPipe.connect(&target).await.unwrap();
