@@ -52,6 +52,7 @@ fn op_name(r: &DsRequest) -> &'static str {
         DsRequest::Snapshot { .. } => "snapshot",
         DsRequest::Monitor { .. } => "monitor",
         DsRequest::Prepare { .. } => "prepare",
+        DsRequest::CleanStaging { .. } => "clean_staging",
     }
 }
 

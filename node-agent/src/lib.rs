@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod probe;
 pub mod session;
 pub mod simulated;
+pub mod stream;
 
 pub use session::{Options, Outcome, Role, SessionError};
 

@@ -25,6 +25,10 @@ struct Args {
     /// streams, no hypervisor (docs/storage.md).
     #[arg(long)]
     frontend: bool,
+    /// The byte stream's socket, a file descriptor oned hands over (a local agent);
+    /// without it the agent listens on a Unix socket of its own (docs/node-agent.md).
+    #[arg(long)]
+    stream_fd: Option<i32>,
     /// Simulated driver: how long each operation takes, in ms.
     #[arg(long, env = "ONE_AGENT_SIM_DELAY_MS", default_value_t = 0)]
     sim_delay_ms: u64,
@@ -81,6 +85,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         } else {
             Role::Host
         },
+        stream_fd: args.stream_fd,
     };
     // One thread: an agent is mostly idle, and a host may run many (the simulated benchmark
     // runs a thousand). Blocking calls (stdio, libvirt, statvfs) go to the blocking pool,

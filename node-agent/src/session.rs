@@ -49,6 +49,9 @@ pub struct Options {
     /// How long to wait for oned's Welcome after the Hello.
     pub welcome_timeout: Duration,
     pub role: Role,
+    /// The byte stream's socket, handed over by oned (`--stream-fd`); without it the agent
+    /// listens on a Unix socket of its own and says where in its hello.
+    pub stream_fd: Option<i32>,
 }
 
 impl Default for Options {
@@ -58,6 +61,7 @@ impl Default for Options {
             sim: SimOptions::default(),
             welcome_timeout: Duration::from_secs(30),
             role: Role::Host,
+            stream_fd: None,
         }
     }
 }
@@ -137,6 +141,7 @@ where
         tasks: JoinSet::new(),
         monitor: None,
         drain: DRAIN_MARGIN,
+        muxes: Arc::new(Mutex::new(Vec::new())),
     };
     let result = session(
         &mut reader,
@@ -153,6 +158,14 @@ where
     // Finish what was asked, then let the writer send everything queued.
     if let Some(m) = state.monitor.take() {
         m.abort();
+    }
+    for m in state
+        .muxes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain(..)
+    {
+        m.close();
     }
     let in_flight = state.tasks.len();
     if in_flight > 0 {
@@ -181,6 +194,8 @@ struct Running {
     tasks: JoinSet<()>,
     monitor: Option<tokio::task::JoinHandle<()>>,
     drain: Duration,
+    /// The byte stream connections: closed when the session ends.
+    muxes: Arc<Mutex<Vec<one_stream::Mux>>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -212,13 +227,27 @@ where
     let info = tokio::task::spawn_blocking(host::host_info)
         .await
         .unwrap_or_default();
-    let hello = Hello::new(
+    let mut hello = Hello::new(
         AgentVersion {
             version: host::AGENT_VERSION.into(),
             build,
         },
         info,
     );
+    // The byte stream: oned's socket, or one of our own that the hello names.
+    let listener = match opts.stream_fd {
+        Some(_) => None,
+        None => match crate::stream::Listener::bind() {
+            Ok(l) => {
+                hello.stream = Some(l.endpoint.clone());
+                Some(l)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no byte stream socket: streams are unavailable");
+                None
+            }
+        },
+    };
     if !outbox.send(FromAgent::Hello(hello)).await {
         return Err(SessionError::Write("output closed".into()));
     }
@@ -278,6 +307,25 @@ where
         Role::Host => tokio::spawn(monitor(ctx.clone(), hypervisor, usage)),
         Role::Frontend => tokio::spawn(frontend_monitor(ctx.clone())),
     });
+    let live = ctx.live.clone();
+    let roots: crate::stream::Roots =
+        Arc::new(move || crate::stream::roots_of(&live.lock().unwrap_or_else(|p| p.into_inner())));
+    match (opts.stream_fd, listener) {
+        (Some(fd), _) => match crate::stream::from_fd(fd) {
+            Ok((mux, incoming)) => {
+                run.muxes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(mux);
+                tokio::spawn(crate::stream::serve(incoming, roots));
+            }
+            Err(e) => tracing::warn!(fd, error = %e, "the byte stream socket is unusable"),
+        },
+        (None, Some(l)) => {
+            tokio::spawn(l.serve(roots, run.muxes.clone()));
+        }
+        (None, None) => {}
+    }
     serve(reader, writer, clock, &ctx, stop, &mut run.tasks).await
 }
 

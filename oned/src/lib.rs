@@ -26,3 +26,4 @@ pub mod run;
 pub mod server;
 pub mod storage;
 pub mod store;
+pub mod upload;

@@ -108,6 +108,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // hosts check.
     crate::storage::frontend::start(&oned);
     crate::storage::capacity::start(&oned);
+    crate::upload::start_sweeper(&oned);
     let ssh = crate::hostmgr::ssh::SshTransport::new(&oned).context("oned's SSH key pair")?;
     oned.hostmgr.set_ssh(Arc::new(ssh));
     crate::hostmgr::start(&oned);

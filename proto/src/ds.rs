@@ -113,6 +113,9 @@ pub enum DsRequest {
     },
     /// Makes a new datastore's directory (and its token file when shared).
     Prepare { ds: DsDir, token: Option<String> },
+    /// Empties the upload staging area `dir` (made when missing) but for the files of
+    /// `keep` (uploads still waiting for their image).
+    CleanStaging { dir: String, keep: Vec<String> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

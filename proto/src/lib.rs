@@ -7,6 +7,7 @@ pub mod ds;
 pub mod error;
 pub mod objects;
 pub mod state;
+pub mod stream;
 pub mod template;
 pub mod time;
 pub mod xml;

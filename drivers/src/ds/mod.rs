@@ -253,5 +253,8 @@ pub fn execute(req: &DsRequest) -> Result<DsReply> {
         DsRequest::Prepare { ds, token } => DsReply::Done {
             info: monitor::prepare(ds, token.as_deref())?,
         },
+        DsRequest::CleanStaging { dir, keep } => DsReply::Done {
+            info: monitor::clean_staging(Path::new(dir), keep)?,
+        },
     })
 }

@@ -137,9 +137,53 @@ pub fn prepare(ds: &DsDir, token: Option<&str>) -> Result<String> {
     ))
 }
 
+/// Empties the upload staging area `dir` (made when missing) but for the files in `keep`:
+/// what uploads left that no token names any more. Only regular files right in `dir` go.
+pub fn clean_staging(dir: &Path, keep: &[String]) -> Result<String> {
+    paths::plain_absolute(dir)?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), dir, e))?;
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("cannot list {}", dir.display()), dir, e))?;
+    let mut n = 0;
+    for e in rd.flatten() {
+        let p = e.path();
+        let is_file = e.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if is_file && !keep.iter().any(|k| Path::new(k) == p) {
+            fault::step("remove a staged file")?;
+            std::fs::remove_file(&p)
+                .map_err(|e| Error::io(format!("cannot remove {}", p.display()), &p, e))?;
+            n += 1;
+        }
+    }
+    Ok(format!("{n} staged file(s) removed from {}", dir.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staging_keeps_what_is_waiting_only() {
+        let d = tempfile::tempdir().unwrap();
+        let up = d.path().join("upload");
+        std::fs::create_dir(&up).unwrap();
+        std::fs::write(up.join("a"), b"a").unwrap();
+        std::fs::write(up.join("b.part"), b"b").unwrap();
+        std::fs::create_dir(up.join("sub")).unwrap();
+        let keep = vec![up.join("a").display().to_string()];
+        assert!(clean_staging(&up, &keep).unwrap().starts_with("1 staged"));
+        let mut left: Vec<String> = std::fs::read_dir(&up)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["a", "sub"]);
+        assert!(
+            clean_staging(&d.path().join("new"), &[]).is_ok(),
+            "made when missing"
+        );
+    }
 
     #[test]
     fn df_figures() {

@@ -35,6 +35,8 @@ pub(super) struct HostTask {
     pub target: Target,
     pub stop: watch::Receiver<bool>,
     pub link: watch::Sender<Option<Link>>,
+    /// The session's byte stream (None while it has none).
+    pub mux: watch::Sender<Option<one_stream::Mux>>,
     /// Why the host has no session (for "not connected" messages); empty while connected.
     pub status: Arc<Mutex<String>>,
 }
@@ -58,6 +60,8 @@ struct Connected {
     stderr: StderrTail,
     /// The configuration the welcome carried.
     config: AgentConfig,
+    /// The byte stream beside the session.
+    mux: Option<one_stream::Mux>,
     /// The agent process (or channel): dropped when the session ends.
     _keep: Option<Box<dyn Send>>,
 }
@@ -341,6 +345,7 @@ impl HostTask {
             mut writer,
             stderr,
             keep,
+            stream,
         } = transport.connect(&self.target).await.map_err(|e| Failure {
             at_once: !matches!(e, TransportError::Unreachable(_)),
             reason: e.to_string(),
@@ -372,12 +377,15 @@ impl HostTask {
             Ok(hello) => {
                 tracing::debug!(host = self.id(), via = transport.name(), agent = %hello.agent.version, hostname = %hello.host.hostname, "agent welcomed");
                 let (link, writer) = start_link(self.id(), writer);
+                let mux =
+                    super::transport::start_stream(stream, &hello, &self.target.host_name).await;
                 Ok(Connected {
                     reader,
                     link,
                     writer,
                     stderr,
                     config,
+                    mux,
                     _keep: keep,
                 })
             }
@@ -401,6 +409,7 @@ impl HostTask {
         let id = self.id();
         let t = self.timing().clone();
         self.link.send_replace(Some(c.link.clone()));
+        self.mux.send_replace(c.mux.clone());
         let mut st = SessionState {
             sent: Some(c.config.clone()),
             sent_key: config_key(&self.oned, id),
@@ -482,6 +491,10 @@ impl HostTask {
         };
         c.link.close();
         c.writer.abort();
+        self.mux.send_replace(None);
+        if let Some(m) = &c.mux {
+            m.close();
+        }
         tracing::debug!(host = id, "agent session closed");
         end
     }

@@ -102,6 +102,7 @@ struct Entry {
     target: Target,
     stop: watch::Sender<bool>,
     link: LinkWatch,
+    mux: watch::Receiver<Option<one_stream::Mux>>,
     status: Arc<Mutex<String>>,
 }
 
@@ -191,6 +192,15 @@ impl HostMgr {
     /// The live session of host `id`, if it has one.
     pub fn link(&self, id: i64) -> Option<Link> {
         self.inner.watch(id).and_then(|(w, _)| w.borrow().clone())
+    }
+
+    /// The byte stream of host `id`'s session, if it has one (docs/node-agent.md, "Byte
+    /// stream"): open streams on it with [`one_stream::Mux::open`] — a file read or
+    /// write inside the host's datastores, or a TCP connection to its loopback.
+    pub fn stream(&self, id: i64) -> Option<one_stream::Mux> {
+        let hosts = self.inner.hosts.lock().ok()?;
+        let m = hosts.get(&id)?.mux.borrow().clone();
+        m.filter(|m| !m.is_closed())
     }
 
     /// Hosts with a session task (connected or not).
@@ -376,6 +386,7 @@ pub fn reconcile(oned: &Arc<Oned>) {
         tracing::info!(host = id, name = %target.host_name, simulate = target.simulate, "starting the agent session");
         let (stop_tx, stop_rx) = watch::channel(false);
         let (link_tx, link_rx) = watch::channel(None);
+        let (mux_tx, mux_rx) = watch::channel(None);
         let status = Arc::new(Mutex::new(String::new()));
         let task = host::HostTask {
             oned: oned.clone(),
@@ -383,6 +394,7 @@ pub fn reconcile(oned: &Arc<Oned>) {
             target: target.clone(),
             stop: stop_rx,
             link: link_tx,
+            mux: mux_tx,
             status: status.clone(),
         };
         tokio::spawn(task.run());
@@ -392,6 +404,7 @@ pub fn reconcile(oned: &Arc<Oned>) {
                 target,
                 stop: stop_tx,
                 link: link_rx,
+                mux: mux_rx,
                 status,
             },
         );

@@ -166,6 +166,7 @@ impl Transport for Duplex {
                 writer: Box::pin(ow),
                 stderr: StderrTail::default(),
                 keep: None,
+                stream: crate::hostmgr::transport::StreamLink::None,
             })
         })
     }

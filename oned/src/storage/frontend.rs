@@ -62,6 +62,7 @@ struct Connected {
     link: Link,
     writer: tokio::task::JoinHandle<Result<(), crate::hostmgr::session::SessionError>>,
     stderr: StderrTail,
+    mux: Option<one_stream::Mux>,
     _child: tokio::process::Child,
 }
 
@@ -101,14 +102,18 @@ async fn supervise(oned: Arc<Oned>) {
 async fn connect(oned: &Arc<Oned>) -> Result<Connected, String> {
     let path = oned.hostmgr.agent_path().to_path_buf();
     let own = oned.hostmgr.own_build().await?;
-    let mut child = tokio::process::Command::new(&path)
-        .args([one_proto::agent::STDIO_ARG, FRONTEND_ARG])
+    let mut cmd = tokio::process::Command::new(&path);
+    cmd.args([one_proto::agent::STDIO_ARG, FRONTEND_ARG])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", path.display()))?;
+        .kill_on_drop(true);
+    // Its byte stream: a socket pair, the agent's end as a file descriptor.
+    let (stream, theirs) = crate::hostmgr::transport::stream_pair(&mut cmd)
+        .map_err(|e| format!("cannot make the frontend agent's byte stream: {e}"))?;
+    let spawned = cmd.spawn();
+    drop(theirs);
+    let mut child = spawned.map_err(|e| format!("cannot start {}: {e}", path.display()))?;
     let (Some(stdin), Some(stdout), stderr) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
@@ -137,13 +142,20 @@ async fn connect(oned: &Arc<Oned>) -> Result<Connected, String> {
     };
     let hello_timeout = oned.hostmgr.timing().hello_timeout;
     match handshake(&mut reader, &mut writer, &own, hello_timeout, welcome).await {
-        Ok(_) => {
+        Ok(hello) => {
             let (link, writer) = start_link(FRONTEND_ID, writer);
+            let mux = crate::hostmgr::transport::start_stream(
+                crate::hostmgr::transport::StreamLink::Socket(stream),
+                &hello,
+                FRONTEND_NAME,
+            )
+            .await;
             Ok(Connected {
                 reader,
                 link,
                 writer,
                 stderr: tail,
+                mux,
                 _child: child,
             })
         }
@@ -177,8 +189,15 @@ async fn session(oned: &Arc<Oned>, mut c: Connected) -> String {
     // then what waited for the agent: hosts look at the tokens again, leftovers go.
     let o = oned.clone();
     let link = c.link.clone();
+    let mux = c.mux.clone();
     let on_connect = tokio::spawn(async move {
         super::capacity::prepare_all(&o, &link).await;
+        // What uploads left that no token names any more (oned restarted) goes.
+        let clean = one_proto::agent::Request::Ds(crate::upload::clean_staging(&o));
+        if let Err(e) = link.call(clean, Duration::from_secs(60)).await {
+            tracing::warn!(error = %e, "cannot clean the upload staging area");
+        }
+        o.storage.mux.send_replace(mux);
         o.storage.link.send_replace(Some(link));
         o.hostmgr.refresh_capabilities(&o);
         o.storage.run_cleanups().await;
@@ -250,6 +269,10 @@ async fn session(oned: &Arc<Oned>, mut c: Connected) -> String {
         }
     };
     on_connect.abort();
+    oned.storage.mux.send_replace(None);
+    if let Some(m) = &c.mux {
+        m.close();
+    }
     c.link.close();
     c.writer.abort();
     end

@@ -48,6 +48,8 @@ pub enum StorageError {
 /// The frontend agent's session and what oned keeps about storage.
 pub struct Storage {
     link: watch::Sender<Option<Link>>,
+    /// The frontend agent's byte stream.
+    mux: watch::Sender<Option<one_stream::Mux>>,
     /// Why there is no session (or what its checks said), for messages.
     status: Mutex<String>,
     /// This installation's identity, in the token files of shared datastores.
@@ -68,8 +70,10 @@ pub struct Storage {
 impl Storage {
     pub fn new(cfg: &Config, dir: &DataDir) -> Result<Storage, crate::datadir::DataDirError> {
         let (link, _) = watch::channel(None);
+        let (mux, _) = watch::channel(None);
         Ok(Storage {
             link,
+            mux,
             status: Mutex::new("the frontend agent has not started yet".into()),
             cloud_id: dir.cloud_id()?,
             root: cfg.storage.datastores_root(&dir.root),
@@ -129,6 +133,22 @@ impl Storage {
             }
             Err(CallError::Timeout(d)) => Err(StorageError::Timeout(d)),
             Err(CallError::Encode(e)) => Err(StorageError::Failed(e)),
+        }
+    }
+
+    /// The frontend agent's byte stream, waiting a little for its session when it is
+    /// (re)starting: streams into the staging area and the datastores (uploads, and the
+    /// `local` transfers' frontend side).
+    pub async fn stream(&self) -> Result<one_stream::Mux, StorageError> {
+        let mut rx = self.mux.subscribe();
+        match tokio::time::timeout(
+            CONNECT_WAIT,
+            rx.wait_for(|m| m.as_ref().is_some_and(|m| !m.is_closed())),
+        )
+        .await
+        {
+            Ok(Ok(m)) => Ok(m.clone().expect("waited for it")),
+            _ => Err(StorageError::NotRunning(self.status())),
         }
     }
 

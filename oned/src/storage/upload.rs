@@ -85,6 +85,14 @@ impl Uploads {
             .collect()
     }
 
+    /// The staged files of the uploads waiting.
+    pub fn paths(&self) -> Vec<String> {
+        self.map
+            .lock()
+            .map(|m| m.values().map(|u| u.path.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Uploads waiting.
     pub fn len(&self) -> usize {
         self.map.lock().map(|m| m.len()).unwrap_or(0)
