@@ -86,6 +86,13 @@ class HttpServer:
         self.httpd.server_close()
 
 
+def wait_frontend(oned, timeout=30):
+    """Waits until oned's frontend agent made the default datastores (and wrote the token
+    of the shared system datastore 0)."""
+    root = parse_xml(oned.admin_xml("one.datastore.info", SYSTEM_DS)).findtext("BASE_PATH")
+    wait_for("the frontend agent", lambda: (Path(root) / ".one-rs-datastore").is_file(), timeout=timeout)
+
+
 def image_doc(oned, iid):
     return parse_xml(oned.admin_xml("one.image.info", iid))
 

@@ -60,34 +60,73 @@ fn file_stat(f: &mut File, len: u64) -> Result<(u64, String)> {
 
 fn too_large(what: &str, n: u64, max: u64) -> Error {
     Error::Refused(format!(
-        "{what} is larger ({} MB) than the {} MB allowed (the datastore's free space, LIMIT_MB \
-         or the download limit)",
+        "{what} is larger ({} MB) than the {} MB allowed",
         mb_ceil(n),
         mb_ceil(max)
     ))
 }
 
-/// Copies `src` into `dst` (a new file), at most `max` bytes; answers the bytes copied.
-fn pump(src: &mut dyn Read, dst: &mut File, max: u64, what: &str, f: &ImageFiles) -> Result<u64> {
+/// More than the datastore may take (its free space, LIMIT_MB): said as a full datastore.
+fn no_room(f: &ImageFiles, what: &str, n: u64, room: u64) -> Error {
+    f.no_space(Error::NoSpace {
+        path: String::new(),
+        what: format!(
+            "{what} ({} MB and more) does not fit in the {} MB left (free space, LIMIT_MB)",
+            mb_ceil(n),
+            mb_ceil(room)
+        ),
+    })
+}
+
+/// How much a copy may write: the datastore's room, and for a download its own limit.
+#[derive(Clone, Copy)]
+struct Limit {
+    room: u64,
+    download: u64,
+}
+
+impl Limit {
+    fn max(self) -> u64 {
+        self.room.min(self.download)
+    }
+
+    /// The error for `n` bytes over the limit.
+    fn exceeded(self, f: &ImageFiles, what: &str, n: u64) -> Error {
+        if self.room <= self.download {
+            no_room(f, what, n, self.room)
+        } else {
+            too_large(what, n, self.download)
+        }
+    }
+}
+
+/// Copies `src` into `dst` (a new file) within `limit`; answers the bytes copied.
+fn pump(
+    src: &mut dyn Read,
+    dst: &mut File,
+    limit: Limit,
+    what: &str,
+    f: &ImageFiles,
+) -> Result<u64> {
     // One byte more than allowed tells an origin that is too large.
-    let mut limited = src.take(max.saturating_add(1));
+    let mut limited = src.take(limit.max().saturating_add(1));
     let n = std::io::copy(&mut limited, dst).map_err(|e| {
         // Read and write errors come back alike: a full disk is told by its errno.
         f.no_space(Error::io(format!("copying {what}"), &f.part, e))
     })?;
-    if n > max {
-        return Err(too_large(what, n, max));
+    if n > limit.max() {
+        return Err(limit.exceeded(f, what, n));
     }
     Ok(n)
 }
 
 /// Copies `File` to `File` (std::io::copy uses copy_file_range between two files, like cp).
-fn pump_file(src: &File, dst: &mut File, max: u64, what: &str, f: &ImageFiles) -> Result<u64> {
-    let mut limited = src.take(max.saturating_add(1));
+fn pump_file(src: &File, dst: &mut File, limit: Limit, what: &str, f: &ImageFiles) -> Result<u64> {
+    let mut limited = src.take(limit.max().saturating_add(1));
     let n = std::io::copy(&mut limited, dst)
         .map_err(|e| f.no_space(Error::io(format!("copying {what}"), &f.part, e)))?;
-    if n > max {
-        return Err(too_large(what, n, max));
+    if n > limit.max() {
+        return Err(limit.exceeded(f, what, n));
     }
     Ok(n)
 }
@@ -165,24 +204,31 @@ pub fn copy_in(origin: &Origin, to: &Target, max_bytes: u64, disk: bool) -> Resu
             let mut out = create_part(f)?;
             revert.add("remove the partial file", || remove_file(&f.part));
             fault::step("copy")?;
-            pump_file(&o.file, &mut out, max_bytes, path, f)?;
+            let limit = Limit {
+                room: max_bytes,
+                download: u64::MAX,
+            };
+            pump_file(&o.file, &mut out, limit, path, f)?;
             fault::step("sync the partial file")?;
             finish_part(out, f)?;
         }
         Origin::Url { url, limits } => {
             fault::step("open the origin")?;
             let (mut body, len) = http::open(url, limits)?;
-            let max = max_bytes.min(limits.max_bytes);
+            let limit = Limit {
+                room: max_bytes,
+                download: limits.max_bytes,
+            };
             if let Some(n) = len
-                && n > max
+                && n > limit.max()
             {
-                return Err(too_large(url, n, max));
+                return Err(limit.exceeded(f, url, n));
             }
             fault::step("create the partial file")?;
             let mut out = create_part(f)?;
             revert.add("remove the partial file", || remove_file(&f.part));
             fault::step("copy")?;
-            let n = pump(&mut body, &mut out, max, url, f)?;
+            let n = pump(&mut body, &mut out, limit, url, f)?;
             if let Some(want) = len
                 && n != want
             {
@@ -199,8 +245,12 @@ pub fn copy_in(origin: &Origin, to: &Target, max_bytes: u64, disk: bool) -> Resu
             let len = std::fs::metadata(staged)
                 .map_err(|e| Error::io(format!("the upload {path} is gone"), staged, e))?
                 .len();
+            let limit = Limit {
+                room: max_bytes,
+                download: u64::MAX,
+            };
             if len > max_bytes {
-                return Err(too_large("the upload", len, max_bytes));
+                return Err(limit.exceeded(f, "the upload", len));
             }
             remove_file(&f.part)?;
             match std::fs::rename(staged, &f.part) {
@@ -217,7 +267,7 @@ pub fn copy_in(origin: &Origin, to: &Target, max_bytes: u64, disk: bool) -> Resu
                     let mut out = create_part(f)?;
                     revert.add("remove the partial file", || remove_file(&f.part));
                     fault::step("copy")?;
-                    pump_file(&src, &mut out, max_bytes, "the upload", f)?;
+                    pump_file(&src, &mut out, limit, "the upload", f)?;
                     finish_part(out, f)?;
                 }
                 Err(e) => return Err(Error::io(format!("cannot move {path}"), staged, e)),
@@ -253,7 +303,11 @@ pub fn clone(from: &Path, to: &Target) -> Result<Facts> {
     let mut out = create_part(&f)?;
     revert.add("remove the partial file", || remove_file(&f.part));
     fault::step("copy")?;
-    pump_file(&src, &mut out, len, &from.display().to_string(), &f)?;
+    let limit = Limit {
+        room: u64::MAX,
+        download: len,
+    };
+    pump_file(&src, &mut out, limit, &from.display().to_string(), &f)?;
     fault::step("sync the partial file")?;
     finish_part(out, &f)?;
     fault::step("inspect the image")?;

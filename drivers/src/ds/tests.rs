@@ -591,7 +591,11 @@ fn too_large_origins_are_refused_and_leave_nothing() {
         policy: policy(),
     };
     let e = copy::copy_in(&origin, &s.target("l"), 1 << 20, true).unwrap_err();
-    assert!(e.to_string().contains("larger"), "{e}");
+    assert!(e.is_no_space(), "the datastore's room: {e}");
+    assert!(
+        e.to_string().contains("does not fit in the 1 MB left"),
+        "{e}"
+    );
     assert_nothing_left(&s);
 }
 

@@ -47,6 +47,27 @@ pub fn write(t: &mut Template, cap: &Capability) -> bool {
     changed
 }
 
+/// The shared datastores a VM placed on system datastore `system` needs its host to see:
+/// that one if shared, and the image datastores its disks are read from in place.
+pub fn needed_datastores(
+    vm: &one_proto::objects::vm::Vm,
+    system: &one_proto::objects::datastore::Datastore,
+) -> Vec<i64> {
+    let mut v: Vec<i64> = vm
+        .template
+        .vectors("DISK")
+        .filter(|d| d.get("IMAGE_ID").is_some())
+        .filter(|d| crate::ops::datastore::tm_shared(d.get("TM_MAD").unwrap_or("")))
+        .filter_map(|d| d.get("DATASTORE_ID").and_then(|x| x.trim().parse().ok()))
+        .collect();
+    if crate::ops::datastore::is_shared(system) {
+        v.push(system.header.id);
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Why `host` cannot serve a VM needing the shared datastores `needed` (None: it can, or it
 /// never reported what it sees).
 pub fn lacks_datastores(host: &Host, needed: &[i64]) -> Option<String> {

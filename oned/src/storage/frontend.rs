@@ -108,6 +108,17 @@ async fn connect(oned: &Arc<Oned>) -> Result<Connected, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // It dies with oned: a frontend agent left behind by a killed oned would go on writing
+    // into the datastores while the next oned cleans them.
+    // SAFETY: runs in the child between fork and exec; prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     // Its byte stream: a socket pair, the agent's end as a file descriptor.
     let (stream, theirs) = crate::hostmgr::transport::stream_pair(&mut cmd)
         .map_err(|e| format!("cannot make the frontend agent's byte stream: {e}"))?;
