@@ -33,7 +33,7 @@ impl Error {
         match err.raw_os_error() {
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::NoSpace {
                 path: path.display().to_string(),
-                what,
+                what: format!("{what}: {err}"),
             },
             _ => Error::Io { what, err },
         }

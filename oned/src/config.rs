@@ -50,6 +50,8 @@ pub struct Config {
     /// Virtual networks: automatic VLAN / VXLAN ids, the hosts' network drivers, security
     /// group updates (docs/networking.md).
     pub network: NetworkConfig,
+    /// Datastores, images, uploads and the frontend agent (docs/storage.md).
+    pub storage: StorageConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -91,6 +93,46 @@ impl Default for NetworkConfig {
             vxlan_ttl: h.vxlan_ttl,
             vxlan_dstport: h.vxlan_dstport,
             sg_ct_mark: h.sg_ct_mark,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Where new datastores live, as directories named by id (`/var/lib/one/datastores` in
+    /// a packaged install, where an NFS export is mounted); empty: `<data_dir>/datastores`.
+    pub datastores_root: PathBuf,
+    /// The upload staging area (`POST /upload`); empty: `<data_dir>/upload`.
+    pub upload_dir: PathBuf,
+    /// Largest upload accepted, in bytes (independent of `max_request_bytes`).
+    pub upload_max_bytes: u64,
+    /// Seconds an upload token stays valid when no image uses it.
+    pub upload_token_seconds: u64,
+    /// Largest image downloaded from a URL, in bytes.
+    pub url_max_bytes: u64,
+    /// Seconds to connect to a URL's server and get its answer's headers.
+    pub url_connect_timeout_seconds: u64,
+    /// A download that receives nothing for this many seconds has stalled and fails.
+    pub url_stall_timeout_seconds: u64,
+    /// Seconds a datastore operation (a copy of a large image) may take.
+    pub operation_timeout_seconds: u64,
+    /// RESTRICTED_DIRS of datastores that do not set it (OpenNebula's default).
+    pub restricted_dirs: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            datastores_root: PathBuf::new(),
+            upload_dir: PathBuf::new(),
+            upload_max_bytes: 64 << 30,
+            upload_token_seconds: 3600,
+            url_max_bytes: 64 << 30,
+            url_connect_timeout_seconds: 30,
+            url_stall_timeout_seconds: 60,
+            operation_timeout_seconds: 6 * 3600,
+            restricted_dirs: "/etc".into(),
         }
     }
 }
@@ -172,6 +214,56 @@ impl NetworkConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl StorageConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("upload_max_bytes", self.upload_max_bytes),
+            ("upload_token_seconds", self.upload_token_seconds),
+            ("url_max_bytes", self.url_max_bytes),
+            (
+                "url_connect_timeout_seconds",
+                self.url_connect_timeout_seconds,
+            ),
+            ("url_stall_timeout_seconds", self.url_stall_timeout_seconds),
+            ("operation_timeout_seconds", self.operation_timeout_seconds),
+        ] {
+            if v == 0 {
+                return Err(format!("storage.{name} must be above 0"));
+            }
+        }
+        for (name, p) in [
+            ("datastores_root", &self.datastores_root),
+            ("upload_dir", &self.upload_dir),
+        ] {
+            if !p.as_os_str().is_empty() && !p.is_absolute() {
+                return Err(format!(
+                    "storage.{name} must be an absolute path, not {}",
+                    p.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where new datastores live.
+    pub fn datastores_root(&self, data_dir: &Path) -> PathBuf {
+        if self.datastores_root.as_os_str().is_empty() {
+            data_dir.join("datastores")
+        } else {
+            self.datastores_root.clone()
+        }
+    }
+
+    /// The upload staging area.
+    pub fn upload_dir(&self, data_dir: &Path) -> PathBuf {
+        if self.upload_dir.as_os_str().is_empty() {
+            data_dir.join("upload")
+        } else {
+            self.upload_dir.clone()
+        }
     }
 }
 
@@ -507,6 +599,7 @@ impl Default for Config {
             hosts: HostsConfig::default(),
             recovery: Default::default(),
             network: NetworkConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -570,6 +663,7 @@ impl Config {
         self.hosts.validate()?;
         self.recovery.validate()?;
         self.network.validate()?;
+        self.storage.validate()?;
         Ok(())
     }
 

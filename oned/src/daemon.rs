@@ -1,5 +1,5 @@
 //! The daemon's parts, as every subsystem reaches them: configuration, pools, authentication,
-//! data directory, lifecycle, monitoring, hooks and host sessions. The HTTP side
+//! data directory, lifecycle, monitoring, hooks, host sessions and storage. The HTTP side
 //! (`server.rs`, `api/`) sits above it and is not part of it.
 
 use crate::auth::Authenticator;
@@ -23,4 +23,6 @@ pub struct Oned {
     pub hostmgr: crate::hostmgr::HostMgr,
     /// Takes security-group rule changes to the hosts.
     pub secgroups: crate::secgroup::Updater,
+    /// The frontend agent: image and file datastores, uploads.
+    pub storage: crate::storage::Storage,
 }

@@ -25,4 +25,6 @@ pub mod recovery;
 pub mod run;
 pub mod secgroup;
 pub mod server;
+pub mod storage;
 pub mod store;
+pub mod upload;

@@ -63,7 +63,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let db = Db::open(&url, cfg.db_sync_full).await?;
     let store = Store::load(db).await?;
-    if let Some(password) = crate::bootstrap::bootstrap(&store, &dir, initial_password()).await? {
+    let storage = crate::storage::Storage::new(&cfg, &dir)?;
+    if let Some(password) =
+        crate::bootstrap::bootstrap(&store, &storage.root, initial_password()).await?
+    {
         let path = dir.write_private("one_auth", &format!("oneadmin:{password}\n"))?;
         tracing::info!(file = %path.display(), "oneadmin credentials written");
     }
@@ -84,6 +87,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         hooks: crate::hooks::Hooks::new(&cfg),
         hostmgr: crate::hostmgr::HostMgr::new(&cfg),
         secgroups: Default::default(),
+        storage,
         config: cfg,
         store,
         data_dir: dir,
@@ -93,6 +97,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     crate::monitor::start(&oned);
     crate::recovery::start(&oned);
     crate::secgroup::updater::start(&oned);
+    // Image operations a stop interrupted end in ERROR (their leftovers are removed once the
+    // frontend agent is up).
+    match crate::storage::image::recover(&oned).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            images = n,
+            "image operations interrupted by the last stop: images in ERROR"
+        ),
+        Err(e) => tracing::error!(error = %e, "cannot record interrupted image operations"),
+    }
+    // The frontend agent first: it makes the datastores' directories and token files that
+    // hosts check.
+    crate::storage::frontend::start(&oned);
+    crate::storage::capacity::start(&oned);
+    crate::upload::start_sweeper(&oned);
     let ssh = crate::hostmgr::ssh::SshTransport::new(&oned).context("oned's SSH key pair")?;
     oned.hostmgr.set_ssh(Arc::new(ssh));
     crate::hostmgr::start(&oned);

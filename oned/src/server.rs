@@ -29,7 +29,17 @@ pub fn router(oned: Arc<Oned>, registry: Registry) -> Router {
         .route("/RPC2", post(rpc))
         .route("/", post(rpc))
         .route("/metrics", axum::routing::get(metrics))
+        // POST, or PUT as `curl -T` sends it.
+        .route("/upload", post(upload).put(upload))
         .with_state(Arc::new(Http { oned, registry }))
+}
+
+async fn upload(
+    State(http): State<Arc<Http>>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
+    crate::upload::handler(http.oned.clone(), headers, body).await
 }
 
 async fn metrics(State(http): State<Arc<Http>>, headers: axum::http::HeaderMap) -> Response {

@@ -7,6 +7,7 @@
 //! place. The `one-scheduler` binary adds the loop that reads pools from oned and dispatches
 //! the decisions; `one-sched-bench` measures a pass. docs/scheduler.md tells the whole story.
 
+pub mod capability;
 pub mod config;
 pub mod expr;
 pub mod glob;

@@ -345,6 +345,8 @@ pub struct Host {
     pub free_cpu: i64,
     pub free_memory: i64,
     pub datastores: Vec<HostDs>,
+    /// What its agent says it can serve (host capabilities).
+    pub caps: crate::capability::HostCaps,
     has_cluster_template: bool,
     pub attrs: Attrs,
 }
@@ -414,6 +416,9 @@ impl HostPool {
                         "HOST/HOST_SHARE/RUNNING_VMS" => cur.running_vms = num(v),
                         "HOST/MONITORING/CAPACITY/FREE_CPU" => cur.free_cpu = num(v),
                         "HOST/MONITORING/CAPACITY/FREE_MEMORY" => cur.free_memory = num(v),
+                        _ if p.starts_with("HOST/TEMPLATE/") => {
+                            cur.caps.leaf(&p["HOST/TEMPLATE/".len()..], v);
+                        }
                         _ => {
                             if let Some(field) = p.strip_prefix("HOST/HOST_SHARE/DATASTORES/DS/")
                                 && let Some(ds) = cur.datastores.last_mut()
@@ -642,6 +647,8 @@ pub struct Vm {
     /// The current placement (last HISTORY record): host id, system datastore id.
     pub current_host: Option<i64>,
     pub current_ds: Option<i64>,
+    /// What it needs of a host's capabilities (the shared image datastores of its disks).
+    pub needs: crate::capability::Needs,
 }
 
 impl Vm {
@@ -674,6 +681,9 @@ struct DiskRead {
     persistent: bool,
     clone_target: String,
     ln_target: String,
+    /// The image's datastore and its TM_MAD.
+    datastore_id: Option<i64>,
+    tm_mad: String,
 }
 
 impl DiskRead {
@@ -721,7 +731,16 @@ pub fn parse_vm_pool(xml: &str) -> Result<Vec<Vm>, ModelError> {
                     }
                 }
                 user_seen.clear();
-                cur.system_disk_mb = disks.drain(..).map(|d| d.system_mb()).sum();
+                cur.system_disk_mb = disks.iter().map(|d| d.system_mb()).sum();
+                // Disks read in place from a shared image datastore: hosts must see it.
+                let mut shared: Vec<i64> = disks
+                    .drain(..)
+                    .filter(|d| d.image && matches!(d.tm_mad.as_str(), "shared" | "qcow2"))
+                    .filter_map(|d| d.datastore_id)
+                    .collect();
+                shared.sort_unstable();
+                shared.dedup();
+                cur.needs.shared_ds = shared;
                 out.push(std::mem::take(&mut cur));
                 id_seen = false;
             }
@@ -770,6 +789,8 @@ pub fn parse_vm_pool(xml: &str) -> Result<Vec<Vm>, ModelError> {
                                 "PERSISTENT" => d.persistent = v.trim().eq_ignore_ascii_case("YES"),
                                 "CLONE_TARGET" => d.clone_target = v.trim().to_string(),
                                 "LN_TARGET" => d.ln_target = v.trim().to_string(),
+                                "DATASTORE_ID" => d.datastore_id = v.trim().parse().ok(),
+                                "TM_MAD" => d.tm_mad = v.trim().to_string(),
                                 _ => {}
                             }
                         }

@@ -5,9 +5,10 @@
 //! every filter are ranked and the best one that also has a fitting system datastore wins;
 //! ties go to the host listed first (lowest id). Filters, in the order the reason message
 //! reports them: host state (MONITORED or INIT), not the VM's current host (resched),
-//! AUTOMATIC_REQUIREMENTS, SCHED_REQUIREMENTS, the per-host dispatch limit, free CPU
+//! AUTOMATIC_REQUIREMENTS, SCHED_REQUIREMENTS, the host capabilities the VM needs (it sees
+//! the shared image datastores of the VM's disks), the per-host dispatch limit, free CPU
 //! (`MAX_CPU - CPU_USAGE >= CPU*100`), free memory (`MAX_MEM - MEM_USAGE >= MEMORY*1024`),
-//! a system datastore.
+//! a system datastore (that the host sees, when it is shared).
 //!
 //! What this pass placed counts at once: the chosen host's CPU_USAGE, MEM_USAGE and
 //! RUNNING_VMS grow (and its monitored FREE_CPU / FREE_MEMORY shrink), the datastore's free
@@ -202,6 +203,8 @@ struct Shape {
     disk_mb: i64,
     current_host: Option<i64>,
     current_ds: Option<i64>,
+    /// What the VM needs of host capabilities, as an index in `Pass::needs`.
+    needs: usize,
 }
 
 /// Host indexes, each with "must check the requirements again" (they read a live figure).
@@ -214,11 +217,13 @@ enum Refusal {
     Current,
     Automatic,
     Sched,
+    SharedDs,
     HostLimit,
     Cpu,
     Memory,
     NoSystemDs,
     DsRequirements,
+    SystemDsNotSeen,
     DsSpace,
 }
 
@@ -245,6 +250,8 @@ struct Pass<'a> {
     /// remembered from then on.
     ds_dynamic: bool,
     dispatched: usize,
+    /// The distinct capability needs of the pass's VMs (shapes refer to them by index).
+    needs: Vec<crate::capability::Needs>,
 }
 
 impl<'a> Pass<'a> {
@@ -282,6 +289,17 @@ impl<'a> Pass<'a> {
             candidates: HashMap::new(),
             ds_dynamic: false,
             dispatched: 0,
+            needs: vec![crate::capability::Needs::default()],
+        }
+    }
+
+    fn needs_index(&mut self, n: &crate::capability::Needs) -> usize {
+        match self.needs.iter().position(|x| x == n) {
+            Some(i) => i,
+            None => {
+                self.needs.push(n.clone());
+                self.needs.len() - 1
+            }
         }
     }
 
@@ -403,7 +421,9 @@ impl<'a> Pass<'a> {
 
     fn place(&mut self, vm: &Vm) -> Result<Decision, String> {
         let exprs = self.exprs(vm)?;
+        let needs = self.needs_index(&vm.needs);
         let shape = Shape {
+            needs,
             exprs,
             cpu: vm.cpu,
             mem: vm.memory_kb,
@@ -472,6 +492,7 @@ impl<'a> Pass<'a> {
                 || (max_host > 0 && l.dispatched >= max_host)
                 || s.current_host == Some(host.id)
                 || excluded.contains(&h)
+                || (s.needs != 0 && host.caps.lacks(&self.needs[s.needs]).is_some())
             {
                 continue;
             }
@@ -558,6 +579,11 @@ impl<'a> Pass<'a> {
         for d in 0..self.dss.datastores.len() {
             let ds = &self.dss.datastores[d];
             if ds.ds_type != SYSTEM_DS || ds.state != 0 || !ds.clusters.contains(&host.cluster_id) {
+                continue;
+            }
+            // A shared system datastore the host does not see (not mounted there).
+            if ds.shared && !host.caps.sees(ds.id) {
+                worst = worst.max(Refusal::SystemDsNotSeen);
                 continue;
             }
             let free = self.ds_free(h, d);
@@ -676,6 +702,9 @@ impl<'a> Pass<'a> {
         let mut best_ds = i64::MIN;
         let mut states: Vec<&'static str> = Vec::new();
         let mut touched = false;
+        // What the first host refused for a capability does not see (for the message).
+        let mut unseen_image: Option<String> = None;
+        let mut unseen_system: Option<String> = None;
         for h in 0..total {
             let host = &self.hosts.hosts[h];
             let l = &self.live[h];
@@ -692,6 +721,9 @@ impl<'a> Pass<'a> {
                 Refusal::Automatic
             } else if !self.req_ok(s.exprs.sched, h, &mut touched) {
                 Refusal::Sched
+            } else if let Some(why) = host.caps.lacks(&self.needs[s.needs]) {
+                unseen_image.get_or_insert(why);
+                Refusal::SharedDs
             } else if at_limit {
                 Refusal::HostLimit
             } else if free_cpu < s.cpu {
@@ -705,6 +737,22 @@ impl<'a> Pass<'a> {
                     Ok(_) => continue,
                     Err((r, free)) => {
                         best_ds = best_ds.max(free);
+                        if r == Refusal::SystemDsNotSeen && unseen_system.is_none() {
+                            let host = &self.hosts.hosts[h];
+                            let why: Vec<String> = self
+                                .dss
+                                .datastores
+                                .iter()
+                                .filter(|d| {
+                                    d.ds_type == SYSTEM_DS
+                                        && d.shared
+                                        && d.clusters.contains(&host.cluster_id)
+                                        && !host.caps.sees(d.id)
+                                })
+                                .map(|d| host.caps.why_not(d.id))
+                                .collect();
+                            unseen_system = Some(why.join(", "));
+                        }
                         r
                     }
                 }
@@ -726,6 +774,14 @@ impl<'a> Pass<'a> {
                     format!(" AUTOMATIC_REQUIREMENTS \"{}\"", vm.automatic_requirements)
                 }
                 Refusal::Sched => format!(" SCHED_REQUIREMENTS \"{}\"", vm.requirements),
+                Refusal::SharedDs => format!(
+                    " the shared image datastore of the VM's disks: {}",
+                    unseen_image.as_deref().unwrap_or("")
+                ),
+                Refusal::SystemDsNotSeen => format!(
+                    " the shared system datastore: {}",
+                    unseen_system.as_deref().unwrap_or("")
+                ),
                 Refusal::HostLimit => format!(
                     " the limit of {} VMs dispatched per host and cycle",
                     self.cfg.max_host
@@ -759,6 +815,7 @@ impl<'a> Pass<'a> {
             let verb = match r {
                 Refusal::State | Refusal::Current => verb("is", "are"),
                 Refusal::Automatic | Refusal::Sched => verb("fails", "fail"),
+                Refusal::SharedDs | Refusal::SystemDsNotSeen => verb("does not see", "do not see"),
                 Refusal::HostLimit => "reached".into(),
                 Refusal::Cpu | Refusal::Memory | Refusal::DsSpace => verb("lacks", "lack"),
                 Refusal::NoSystemDs | Refusal::DsRequirements => verb("has", "have"),

@@ -235,6 +235,8 @@ pub struct VmSpec {
     pub user_priority: Option<i64>,
     /// The last HISTORY record: (host id, datastore id).
     pub current: Option<(i64, i64)>,
+    /// Image disks: (image datastore id, its TM_MAD).
+    pub image_disks: Vec<(i64, String)>,
 }
 
 impl VmSpec {
@@ -294,6 +296,15 @@ impl VmSpec {
             let _ = write!(
                 out,
                 "<DISK><DISK_ID>{i}</DISK_ID><SIZE>{size}</SIZE><TYPE>fs</TYPE></DISK>"
+            );
+        }
+        let first = self.volatile_disks_mb.len();
+        for (i, (ds, tm)) in self.image_disks.iter().enumerate() {
+            let _ = write!(
+                out,
+                "<DISK><DATASTORE_ID>{ds}</DATASTORE_ID><DISK_ID>{}</DISK_ID><IMAGE_ID>{i}</IMAGE_ID>\
+                 <SIZE>10</SIZE><TM_MAD>{tm}</TM_MAD></DISK>",
+                first + i
             );
         }
         elem(out, "MEMORY", self.memory_mb);

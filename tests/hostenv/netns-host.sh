@@ -6,7 +6,7 @@
 # forwarding.
 #
 #   netns-host.sh up NAME --dir DIR --ip 10.X.Y.Z/NN [--bridge BR] [--bridge-ip A.B.C.D/NN]
-#                 [--port PORT] [--authorized-keys FILE] [--libvirtd]
+#                 [--port PORT] [--authorized-keys FILE] [--libvirtd] [--mask DIR]...
 #   netns-host.sh down NAME --dir DIR [--bridge BR]
 #   netns-host.sh exec --dir DIR CMD...   runs CMD as the host sees the world (its network,
 #                                         mounts and hostname), like an ssh session there
@@ -25,6 +25,9 @@
 # two such hosts works; qemu:///system in an ssh session reaches it, and so does
 # qemu+tcp://HOST_IP/system from anywhere on the machine. Without it the host's sessions
 # reach the machine's libvirtd (tests/hostenv/start-libvirtd.sh).
+# --mask DIR (repeatable, an existing directory): the host sees an empty directory there
+# instead (a tmpfs over it in its private mount namespace), as a host that does not have the
+# frontend's shared file system mounted at that path sees its own local directory.
 # Writes DIR/ssh_host_ed25519_key (kept across runs), DIR/sshd_config, DIR/hosts and
 # DIR/host.env (NETNS, HOSTNAME, HOST_IP, SSH_PORT, BRIDGE, BRIDGE_IP, HOST_KEY_PUB,
 # SSHD_PID, LIBVIRT_URI, LIBVIRTD_PID). authorized_keys: --authorized-keys FILE is copied to
@@ -68,7 +71,7 @@ esac
 name="${1:-}"
 [ -n "$name" ] || die "$cmd needs NAME"
 shift
-dir="" ip_cidr="" bridge=onetestbr0 bridge_ip="" port=22 keys="" libvirtd=0
+dir="" ip_cidr="" bridge=onetestbr0 bridge_ip="" port=22 keys="" libvirtd=0 masks=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --libvirtd)
@@ -82,6 +85,11 @@ while [ $# -gt 0 ]; do
     --bridge-ip) bridge_ip="${2:?}" ;;
     --port) port="${2:?}" ;;
     --authorized-keys) keys="${2:?}" ;;
+    --mask)
+        [ -d "${2:?}" ] || die "--mask $2: not a directory"
+        case "$2" in *" "*) die "--mask $2: no blanks in masked paths" ;; esac
+        masks="$masks $2"
+        ;;
     *) die "unknown option $1 (try --help)" ;;
     esac
     shift 2
@@ -244,9 +252,12 @@ fi
 # namespace; the daemons keep it alive, and `exec` enters it through sshd's pid.
 rm -f "$dir/sshd.pid" "$dir/libvirtd.pid" "$dir/virtlogd.pid"
 ip netns exec "$name" unshare -m -u --propagation private \
-    env HN="$name" D="$dir" LV="$lv" WITH_LIBVIRTD="$libvirtd" bash -euc '
+    env HN="$name" D="$dir" LV="$lv" WITH_LIBVIRTD="$libvirtd" MASKS="$masks" bash -euc '
 hostname "$HN"
 mount --bind "$D/hosts" /etc/hosts
+for m in $MASKS; do
+    mount -t tmpfs -o size=1m,mode=0755 one-rs-mask "$m"
+done
 if [ "$WITH_LIBVIRTD" = 1 ]; then
     mount -t tmpfs -o mode=0755 tmpfs /run/libvirt
     mount --bind "$LV/etc" /etc/libvirt

@@ -1,5 +1,8 @@
-//! one.datastore.* / one.datastorepool.info. Datastores are registered here; the drivers that
-//! move bytes come with the storage issue.
+//! one.datastore.* / one.datastorepool.info. A datastore is a directory of the frontend
+//! (`<storage.datastores_root>/<id>` unless BASE_PATH says otherwise), made by the frontend
+//! agent, with the token file of a shared one (docs/storage.md). Served: DS_MAD `fs`, and
+//! TM_MAD `shared`, `qcow2` (one file system every host sees) or `local` (alias `ssh`:
+//! each host's own disk for system datastores).
 
 use super::cluster::{add_to_cluster, remove_from_clusters, resolve_cluster_id};
 use super::common::{self, ApiObject, authorize, authorize_create, commit, name_taken};
@@ -86,6 +89,16 @@ async fn allocate_ds(call: &Call, text: &str, cluster: i64) -> ApiResult {
     if ds_mad.is_empty() && ds_type != DatastoreType::System {
         return Err(alloc_err("No DS_MAD in template."));
     }
+    if !tm_mad.is_empty() && !crate::ops::datastore::TM_MADS.contains(&tm_mad.as_str()) {
+        return Err(alloc_err(&format!(
+            "TM_MAD {tm_mad} is not supported: use shared, qcow2 or local (ssh)."
+        )));
+    }
+    if matches!(ds_type, DatastoreType::Image | DatastoreType::File) && ds_mad != "fs" {
+        return Err(alloc_err(&format!(
+            "DS_MAD {ds_mad} is not supported: use fs."
+        )));
+    }
     authorize_create(call, &call.oned.store.read(), ObjectType::Datastore)?;
     let cid = resolve_cluster_id(cluster);
     let mut tx = call.oned.store.begin().await;
@@ -109,7 +122,7 @@ async fn allocate_ds(call: &Call, text: &str, cluster: i64) -> ApiResult {
             }
             p.trim_end_matches('/').to_string()
         }
-        _ => call.oned.data_dir.datastore_path(id).display().to_string(),
+        _ => call.oned.storage.datastore_dir(id).display().to_string(),
     };
     let disk_type = match template.get("DISK_TYPE") {
         Some(t) if !t.is_empty() => {
@@ -121,6 +134,28 @@ async fn allocate_ds(call: &Call, text: &str, cluster: i64) -> ApiResult {
     if ds_type == DatastoreType::System {
         template.remove("DS_MAD");
     }
+    // What OpenNebula's TM_MAD_CONF says of the driver, unless the template does.
+    if !tm_mad.is_empty() {
+        let shared = crate::ops::datastore::tm_shared(&tm_mad);
+        let (clone, ln) = if shared {
+            ("SYSTEM", "NONE")
+        } else {
+            ("SYSTEM", "SYSTEM")
+        };
+        for (k, v) in [
+            ("SHARED", if shared { "YES" } else { "NO" }),
+            ("CLONE_TARGET", clone),
+            ("LN_TARGET", ln),
+        ] {
+            if template.get(k).unwrap_or("").is_empty() {
+                template.set(k, v);
+            }
+        }
+    }
+    if template.get("DISK_TYPE").unwrap_or("").is_empty() {
+        template.set("DISK_TYPE", "FILE");
+    }
+    template.set("BASE_PATH", base_path.clone());
     let ds = Datastore {
         header: Header {
             id,
@@ -137,8 +172,8 @@ async fn allocate_ds(call: &Call, text: &str, cluster: i64) -> ApiResult {
         } else {
             ds_mad
         },
-        tm_mad,
-        base_path,
+        tm_mad: tm_mad.clone(),
+        base_path: base_path.clone(),
         ds_type,
         disk_type,
         state: DatastoreState::Ready,
@@ -151,8 +186,30 @@ async fn allocate_ds(call: &Call, text: &str, cluster: i64) -> ApiResult {
     };
     tx.put(ds);
     add_to_cluster(&mut tx, call, cid, Kind::Datastore, id)?;
+    let shared = crate::ops::datastore::tm_shared(&tm_mad);
     commit(call, tx).await?;
     tracing::info!(datastore = id, name, "datastore allocated");
+    // Its directory (and token file) on the frontend; a frontend agent that is down makes
+    // it when it is back.
+    let o = call.oned.clone();
+    let ds = one_proto::ds::DsDir {
+        id,
+        path: base_path,
+    };
+    tokio::spawn(async move {
+        let token = shared.then(|| o.storage.token(id));
+        let req = one_proto::ds::DsRequest::Prepare { ds, token };
+        match o
+            .storage
+            .call(req, std::time::Duration::from_secs(60))
+            .await
+        {
+            Ok(_) => o.storage.measure_now.notify_one(),
+            Err(e) => {
+                tracing::warn!(datastore = id, error = %e, "datastore directory not made yet")
+            }
+        }
+    });
     ok_id(id)
 }
 

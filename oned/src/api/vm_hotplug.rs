@@ -830,6 +830,8 @@ async fn disk_saveas(
         app_clones: Vec::new(),
         template,
         snapshots: ImageSnapshots::default(),
+        // The host copies the disk (the lcm's disk-saveas), not the frontend agent.
+        op: None,
     };
     tx.put(img);
     if !ds.images.contains(&new_id) {

@@ -187,6 +187,22 @@ fn target_host(call: &Call, tx: &Txn<'_>, hid: i64) -> Result<Host, ApiError> {
     Ok(host)
 }
 
+/// A host whose agent says it does not see a shared datastore the VM needs (its system
+/// datastore, its disks' image datastores) is refused, enforce or not: the VM's disks would
+/// be written to the host's own disk, or not found.
+fn sees_datastores(
+    call: &Call,
+    vm: &Vm,
+    host: &one_proto::objects::host::Host,
+    ds: &one_proto::objects::datastore::Datastore,
+) -> Result<(), one_proto::ApiError> {
+    let needed = crate::ops::capability::needed_datastores(vm, ds);
+    match crate::ops::capability::lacks_datastores(host, &needed) {
+        None => Ok(()),
+        Some(why) => Err(action(call.method, &why)),
+    }
+}
+
 async fn deploy(call: &Call, id: i64, hid: i64, enforce: bool, ds_id: i64) -> ApiResult {
     let mut tx = call.oned.store.begin().await;
     let mut vm: Vm = common::get_for_change(call, &tx, id, AuthOp::Admin)?;
@@ -196,6 +212,7 @@ async fn deploy(call: &Call, id: i64, hid: i64, enforce: bool, ds_id: i64) -> Ap
     if enforce {
         lcm::actions::host_fits(&vm, &host).map_err(|e| action(call.method, &e))?;
     }
+    sees_datastores(call, &vm, &host, &ds)?;
     crate::hostmgr::vnc::assign(
         &call.oned.config.hosts,
         &tx.committed(),
@@ -236,6 +253,7 @@ async fn migrate(
     if enforce {
         lcm::actions::host_fits(&vm, &host).map_err(|e| action(call.method, &e))?;
     }
+    sees_datastores(call, &vm, &host, &ds)?;
     crate::hostmgr::vnc::assign(
         &call.oned.config.hosts,
         &tx.committed(),

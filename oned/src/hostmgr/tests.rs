@@ -87,6 +87,7 @@ impl FakeAgent {
         }))
         .await;
         self.send(&FromAgent::HostMonitoring(HostMonitoring {
+            capabilities: None,
             timestamp: 1000,
             system: Some(system()),
             usage: Some(HostUsage {
@@ -165,6 +166,7 @@ impl Transport for Duplex {
                 writer: Box::pin(ow),
                 stderr: StderrTail::default(),
                 keep: None,
+                stream: crate::hostmgr::transport::StreamLink::None,
             })
         })
     }
@@ -223,6 +225,7 @@ impl World {
             hooks: crate::hooks::Hooks::new(&cfg),
             hostmgr: HostMgr::with_local_transport(&cfg, transport.clone()),
             secgroups: Default::default(),
+            storage: crate::storage::Storage::new(&cfg, &data_dir).unwrap(),
             config: cfg,
             store,
             data_dir,

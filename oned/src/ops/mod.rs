@@ -6,12 +6,16 @@
 //! | module | what |
 //! |---|---|
 //! | [`quota`] | charging and releasing user and group quotas |
+//! | [`datastore`] | what a datastore's TM_MAD means: shared or each host's own, its token |
+//! | [`capability`] | host capabilities in the host's template, and what a host cannot serve |
 //! | [`image`] | image holds by VM disks and clones, their release, the image's DATASTORE quota |
 //! | [`lease`] | giving a NIC's lease back to its network (and its NETWORK quota) |
 //! | [`vm`] | what a VM charges to its quotas; VMs waiting for an image copy |
 //! | [`context`] | context variables read from the pools; the ETHn_* network context after a NIC hotplug |
 
+pub mod capability;
 pub mod context;
+pub mod datastore;
 pub mod image;
 pub mod lease;
 pub mod quota;

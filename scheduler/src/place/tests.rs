@@ -657,3 +657,50 @@ fn invariants_on_a_mixed_cloud() {
         "decisions follow USER_PRIORITY, then id"
     );
 }
+
+#[test]
+fn hosts_that_do_not_see_a_shared_datastore_are_passed_over_with_the_reason() {
+    // Host 0 sees the system datastore 0 only; host 1 sees 0 and the image datastore 101;
+    // host 2 never reported (a dummy host): not limited.
+    let hs = vec![
+        HostSpec::new(0)
+            .attr("SHARED_DS", "0")
+            .attr("SHARED_DS_MISSING", "101")
+            .attr(
+                "SHARED_DS_ERROR",
+                "101: /var/lib/one/datastores/101 does not exist on this host",
+            ),
+        HostSpec::new(1).attr("SHARED_DS", "0 101"),
+    ];
+    let mut vm = VmSpec::pending(0, 0.1, 64);
+    vm.image_disks = vec![(101, "shared".into())];
+    let o = run(
+        &hs,
+        &sys(),
+        std::slice::from_ref(&vm),
+        &PlaceConfig::default(),
+    );
+    assert_eq!(placed(&o), vec![(0, 1)]);
+    // Only host 0: the VM waits, saying why.
+    let o = run(&hs[..1], &sys(), &[vm.clone()], &PlaceConfig::default());
+    assert_eq!(
+        message(&o, 0),
+        "No host fits VM 0: 1 of 1 host does not see the shared image datastore of the VM's \
+         disks: datastore 101 (/var/lib/one/datastores/101 does not exist on this host) (host 0)"
+    );
+    // A disk of a `local` image datastore needs nothing of the host.
+    vm.image_disks = vec![(101, "local".into())];
+    let o = run(&hs[..1], &sys(), &[vm], &PlaceConfig::default());
+    assert_eq!(placed(&o), vec![(0, 0)]);
+    // The system datastore itself.
+    let blind = vec![HostSpec::new(3).attr("SHARED_DS", "")];
+    let o = run(&blind, &sys(), &vms(0..1), &PlaceConfig::default());
+    assert_eq!(
+        message(&o, 0),
+        "No host fits VM 0: 1 of 1 host does not see the shared system datastore: datastore 0 \
+         (not reported by its agent) (host 3)"
+    );
+    let dummy = vec![HostSpec::new(4)];
+    let o = run(&dummy, &sys(), &vms(0..1), &PlaceConfig::default());
+    assert_eq!(placed(&o), vec![(0, 4)]);
+}
