@@ -18,7 +18,10 @@ use std::path::{Path, PathBuf};
 const VENDOR: &[(&str, &str)] = &[
     ("vendor/htmx.min.js", "htmx.org/dist/htmx.min.js"),
     ("vendor/novnc/core", "@novnc/novnc/core"),
-    ("vendor/novnc/vendor/pako/lib", "@novnc/novnc/vendor/pako/lib"),
+    (
+        "vendor/novnc/vendor/pako/lib",
+        "@novnc/novnc/vendor/pako/lib",
+    ),
 ];
 
 fn main() {
@@ -52,7 +55,9 @@ fn main() {
     files.sort();
 
     let mut hasher = DefaultHasher::new();
-    let mut out = String::from("/// (path under static/, contents, MIME type)\npub static FILES: &[(&str, &[u8], &str)] = &[\n");
+    let mut out = String::from(
+        "/// (path under static/, contents, MIME type)\npub static FILES: &[(&str, &[u8], &str)] = &[\n",
+    );
     for (url, path) in &files {
         println!("cargo:rerun-if-changed={}", path.display());
         let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

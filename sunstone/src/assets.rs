@@ -63,7 +63,10 @@ mod tests {
         assert!(!css.is_empty());
         assert!(get("app.js").is_some());
         assert!(url("app.js").starts_with("static/"));
-        assert!(!url("app.js").starts_with('/'), "relative, for reverse proxies");
+        assert!(
+            !url("app.js").starts_with('/'),
+            "relative, for reverse proxies"
+        );
     }
 
     #[test]

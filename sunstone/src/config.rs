@@ -19,9 +19,10 @@ pub struct Config {
     #[arg(long)]
     pub endpoint: Option<String>,
 
-    /// Minutes without a request after which a browser session ends.
-    #[arg(long, default_value_t = 30)]
-    pub idle_minutes: u64,
+    /// Seconds without a request after which a browser session ends (background refreshes
+    /// of an open page do not count as requests).
+    #[arg(long, default_value_t = 1800)]
+    pub idle_seconds: u64,
 
     /// Hours after login after which a session ends whatever happens (the lifetime of the
     /// login token sunstone asks oned for).
@@ -48,7 +49,7 @@ pub struct Config {
 
 impl Config {
     pub fn idle(&self) -> Duration {
-        Duration::from_secs(self.idle_minutes.max(1) * 60)
+        Duration::from_secs(self.idle_seconds.max(1))
     }
 
     pub fn lifetime(&self) -> Duration {

@@ -11,7 +11,12 @@ const TOP: f64 = 8.0;
 
 /// A chart of `points` (epoch seconds, value). `ceiling` fixes the top of the scale (e.g.
 /// 100 % × CPUs); otherwise the largest value, rounded up. `fmt` writes axis labels.
-pub fn line(title: &str, points: &[(i64, f64)], ceiling: Option<f64>, fmt: fn(f64) -> String) -> Markup {
+pub fn line(
+    title: &str,
+    points: &[(i64, f64)],
+    ceiling: Option<f64>,
+    fmt: fn(f64) -> String,
+) -> Markup {
     if points.len() < 2 {
         return html! {
             figure.chart {

@@ -38,6 +38,7 @@ pub fn head(title: &str, base: &str, extra: Markup) -> Markup {
         meta name="viewport" content="width=device-width, initial-scale=1";
         title { (title) " · one-rs" }
         base href=(base);
+        link rel="icon" href=(assets::url("favicon.svg")) type="image/svg+xml";
         link rel="stylesheet" href=(assets::url("app.css"));
         // htmx without eval and without the inline style it would add (the CSP forbids both).
         meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,"historyCacheSize":0,"selfRequestsOnly":true}"#;
@@ -141,7 +142,10 @@ pub fn secure_headers(r: &mut Response) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 

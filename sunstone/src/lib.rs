@@ -65,6 +65,7 @@ pub fn router(app: Arc<App>) -> Router {
     let public = Router::new()
         .route("/login", get(login::form).post(login::submit))
         .route("/static/{version}/{*path}", get(assets::serve))
+        .route("/favicon.ico", get(favicon))
         .route("/healthz", get(|| async { "ok" }));
     let private = pages::routes()
         .route("/logout", post(login::logout))
@@ -77,6 +78,14 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(private)
         .layer(tower_http::compression::CompressionLayer::new())
         .with_state(app)
+}
+
+/// Browsers ask for /favicon.ico whatever the page says; answer it without a session.
+async fn favicon() -> Response {
+    match assets::get("favicon.svg") {
+        Some((bytes, mime)) => ([(axum::http::header::CONTENT_TYPE, mime)], bytes).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn not_found() -> Response {
@@ -129,8 +138,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
 async fn shutdown() {
     let term = async {
-        if let Ok(mut s) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         {
             s.recv().await;
         }

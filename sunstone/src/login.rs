@@ -44,9 +44,9 @@ pub fn safe_next(next: &str) -> &str {
         && !next.starts_with('\\')
         && !next.contains("..")
         && !next.contains("://")
-        && next.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"/_-?=&.%+,~".contains(&b)
-        });
+        && next
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_-?=&.%+,~".contains(&b));
     if ok && next != "login" { next } else { "" }
 }
 
@@ -76,15 +76,20 @@ fn login_page(csrf: &str, next: &str, error: Option<&str>, username: &str) -> Ma
     }
 }
 
-/// The login page with a fresh CSRF pair (cookie + hidden field).
+/// The login page with its CSRF pair (cookie + hidden field). The browser's current login
+/// cookie is kept when it has one, so two login tabs (or a favicon fetch) do not invalidate
+/// each other's forms.
 fn respond_login(
+    headers: &HeaderMap,
     status: StatusCode,
-    secure: bool,
     next: &str,
     error: Option<&str>,
     username: &str,
 ) -> Response {
-    let csrf = session::random_hex(24);
+    let secure = is_secure(headers);
+    let csrf = cookie(headers, LOGIN_COOKIE)
+        .filter(|c| c.len() == 48 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(|| session::random_hex(24));
     let mut r = (
         status,
         axum::response::Html(login_page(&csrf, next, error, username).into_string()),
@@ -97,8 +102,12 @@ fn respond_login(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
     );
-    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(LOGIN_COOKIE, &csrf, secure, Some(3600)))
-    {
+    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(
+        LOGIN_COOKIE,
+        &csrf,
+        secure,
+        Some(3600),
+    )) {
         h.append(header::SET_COOKIE, v);
     }
     r
@@ -123,7 +132,7 @@ pub async fn form(
     if cookie(&headers, session::COOKIE).is_some_and(|c| app.sessions.get(&c, true).is_some()) {
         return see_other(&rel("/login", next));
     }
-    respond_login(StatusCode::OK, is_secure(&headers), next, None, "")
+    respond_login(&headers, StatusCode::OK, next, None, "")
 }
 
 /// The client's address: the peer, or what a trusted reverse proxy says it forwarded for.
@@ -152,8 +161,8 @@ pub async fn submit(
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !session::same_secret(&expected, &f.csrf) {
         return respond_login(
+            &headers,
             StatusCode::FORBIDDEN,
-            secure,
             next,
             Some("The login form expired or lacks its CSRF token: please log in again."),
             &f.username,
@@ -162,8 +171,8 @@ pub async fn submit(
     let username = f.username.trim();
     if username.is_empty() || f.password.is_empty() || username.contains(':') {
         return respond_login(
+            &headers,
             StatusCode::BAD_REQUEST,
-            secure,
             next,
             Some("Give a user name (without ':') and a password."),
             username,
@@ -174,8 +183,8 @@ pub async fn submit(
     if let Some(wait) = app.throttle.wait(&keys) {
         tracing::warn!(user = username, %addr, "login refused: too many failures");
         return respond_login(
+            &headers,
             StatusCode::TOO_MANY_REQUESTS,
-            secure,
             next,
             Some(&format!(
                 "Too many failed logins: try again in {} s.",
@@ -208,7 +217,7 @@ pub async fn submit(
                 (StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             };
             tracing::info!(user = username, %addr, "login failed: {msg}");
-            return respond_login(status, secure, next, Some(&msg), username);
+            return respond_login(&headers, status, next, Some(&msg), username);
         }
     };
     app.throttle.succeeded(&keys[0]);
@@ -216,7 +225,13 @@ pub async fn submit(
     let me = match client.user().me().await {
         Ok(u) => u,
         Err(e) => {
-            return respond_login(StatusCode::BAD_GATEWAY, secure, next, Some(&e.to_string()), username);
+            return respond_login(
+                &headers,
+                StatusCode::BAD_GATEWAY,
+                next,
+                Some(&e.to_string()),
+                username,
+            );
         }
     };
     let who = Identity {
@@ -251,8 +266,12 @@ pub async fn logout(ctx: Ctx, headers: HeaderMap) -> Response {
         }
     }
     let mut r = ctx.redirect("login");
-    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(session::COOKIE, "", ctx.secure, Some(0)))
-    {
+    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(
+        session::COOKIE,
+        "",
+        ctx.secure,
+        Some(0),
+    )) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r

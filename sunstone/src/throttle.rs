@@ -119,14 +119,20 @@ mod tests {
         t.failed(&keys);
         assert!(t.wait(&keys).unwrap() > Duration::from_secs(3));
         // Another name from the same address is not blocked yet (10 free per address)...
-        assert!(t.wait(&[Key::User("carol".into()), keys[1].clone()]).is_none());
+        assert!(
+            t.wait(&[Key::User("carol".into()), keys[1].clone()])
+                .is_none()
+        );
         // ...and a success clears the name only.
         t.succeeded(&keys[0]);
         assert!(t.wait(&keys[..1]).is_none());
         for _ in 0..10 {
             t.failed(&keys[1..]);
         }
-        assert!(t.wait(&keys[1..]).is_some(), "the address is slowed down too");
+        assert!(
+            t.wait(&keys[1..]).is_some(),
+            "the address is slowed down too"
+        );
     }
 
     #[test]

@@ -108,7 +108,10 @@ impl Ctx {
 impl FromRequestParts<Arc<App>> for Ctx {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
         let session = parts
             .extensions
             .get::<Arc<Session>>()

@@ -35,7 +35,12 @@ pub async fn image_datastores(ctx: &Ctx) -> Vec<Datastore> {
 /// `GET /images`.
 pub async fn list(ctx: Ctx) -> PageResult {
     let (images, datastores) = tokio::join!(
-        async { ctx.oned().image().list(PoolFilter::All, PoolRange::default()).await },
+        async {
+            ctx.oned()
+                .image()
+                .list(PoolFilter::All, PoolRange::default())
+                .await
+        },
         image_datastores(&ctx)
     );
     let images = images?;
@@ -123,7 +128,13 @@ pub async fn show(ctx: Ctx, Path(id): Path<String>) -> PageResult {
     let id = id_path(&id)?;
     let i = ctx.oned().image().info(id).await?;
     let op = |name: &str, label: &str, confirm: Option<String>, class: &str| {
-        ctx.button(&format!("images/{id}/{name}"), label, &[], confirm.as_deref(), class)
+        ctx.button(
+            &format!("images/{id}/{name}"),
+            label,
+            &[],
+            confirm.as_deref(),
+            class,
+        )
     };
     let content = html! {
         div.titlebar { h1 { "Image " (i.id) ": " (i.name) } (image_state(&i)) }

@@ -53,7 +53,10 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/settings", get(settings::show))
         .route("/settings/password", post(settings::password))
         .route("/settings/ssh", post(settings::ssh_key))
-        .route("/admin/hosts", get(admin::hosts::list).post(admin::hosts::create))
+        .route(
+            "/admin/hosts",
+            get(admin::hosts::list).post(admin::hosts::create),
+        )
         .route("/admin/hosts/rows", get(admin::hosts::rows_fragment))
         .route("/admin/hosts/{id}", get(admin::hosts::show))
         .route("/admin/hosts/{id}/{op}", post(admin::hosts::op))
@@ -68,8 +71,14 @@ pub fn routes() -> Router<Arc<App>> {
             get(admin::infra::datastores).post(admin::infra::datastore_create),
         )
         .route("/admin/datastores/{id}", get(admin::infra::datastore_show))
-        .route("/admin/datastores/{id}/{op}", post(admin::infra::datastore_op))
-        .route("/admin/vnets", get(admin::vnets::list).post(admin::vnets::create))
+        .route(
+            "/admin/datastores/{id}/{op}",
+            post(admin::infra::datastore_op),
+        )
+        .route(
+            "/admin/vnets",
+            get(admin::vnets::list).post(admin::vnets::create),
+        )
         .route(
             "/admin/users",
             get(admin::accounts::users).post(admin::accounts::user_create),

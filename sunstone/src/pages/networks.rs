@@ -157,15 +157,18 @@ pub fn ar_template(kind: &str, ip: &str, size: &str) -> Result<Template, Failure
     let mut ar = oca::Vector::new();
     match kind {
         "IP4" => {
-            let ip: std::net::Ipv4Addr = ip
-                .trim()
-                .parse()
-                .map_err(|_| Failure::bad_request(format!("First IP: {ip:?} is not an IPv4 address")))?;
+            let ip: std::net::Ipv4Addr = ip.trim().parse().map_err(|_| {
+                Failure::bad_request(format!("First IP: {ip:?} is not an IPv4 address"))
+            })?;
             ar.set("TYPE", "IP4");
             ar.set("IP", ip.to_string());
         }
         "ETHER" => ar.set("TYPE", "ETHER"),
-        other => return Err(Failure::bad_request(format!("Unknown address range type {other:?}"))),
+        other => {
+            return Err(Failure::bad_request(format!(
+                "Unknown address range type {other:?}"
+            )));
+        }
     }
     ar.set("SIZE", size.to_string());
     let mut t = Template::new();
@@ -200,7 +203,11 @@ pub async fn delete(ctx: Ctx, Path(id): Path<String>) -> PageResult {
     let id = id_path(&id)?;
     Ok(match ctx.oned().vnet().delete(id).await {
         Ok(()) => ctx.redirect_ok(
-            if ctx.is_admin() { "admin/vnets" } else { "networks" },
+            if ctx.is_admin() {
+                "admin/vnets"
+            } else {
+                "networks"
+            },
             format!("Network {id} deleted."),
         ),
         Err(e) => ctx.redirect_err(&format!("networks/{id}"), e),

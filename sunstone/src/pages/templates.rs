@@ -65,7 +65,10 @@ pub struct TextForm {
 /// `POST /templates`.
 pub async fn create(ctx: Ctx, Form(f): Form<TextForm>) -> PageResult {
     Ok(match ctx.oned().template().allocate(&f.template).await {
-        Ok(id) => ctx.redirect_ok(&format!("templates/{id}"), format!("Template {id} created.")),
+        Ok(id) => ctx.redirect_ok(
+            &format!("templates/{id}"),
+            format!("Template {id} created."),
+        ),
         Err(e) => ctx.redirect_err("templates", e),
     })
 }
@@ -149,11 +152,17 @@ impl Limit {
             "fixed" => Limit::Fixed(parts.get(4).map_or(params, |d| d.trim()).to_owned()),
             "range" | "range-float" => params
                 .split_once("..")
-                .and_then(|(a, b)| Some(Limit::Range(a.trim().parse().ok()?, b.trim().parse().ok()?)))
+                .and_then(|(a, b)| {
+                    Some(Limit::Range(a.trim().parse().ok()?, b.trim().parse().ok()?))
+                })
                 .unwrap_or(Limit::Any),
-            "list" | "list-multiple" => {
-                Limit::List(params.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
-            }
+            "list" | "list-multiple" => Limit::List(
+                params
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            ),
             _ => Limit::Any,
         }
     }
@@ -203,6 +212,12 @@ fn capacity_input(name: &str, label: &str, value: &str, limit: &Limit, step: &st
 /// `GET /templates/{id}/instantiate`.
 pub async fn instantiate_form(ctx: Ctx, Path(id): Path<String>) -> PageResult {
     let id = id_path(&id)?;
+    render_form(&ctx, id, None).await
+}
+
+/// The instantiate form, filled with what the user sent when it is drawn again after an
+/// error (so nothing typed is lost).
+async fn render_form(ctx: &Ctx, id: i64, sent: Option<&InstantiateForm>) -> PageResult {
     let c = ctx.oned();
     let (t, vnets, me) = tokio::join!(
         async { c.template().info(id).await },
@@ -211,15 +226,28 @@ pub async fn instantiate_form(ctx: Ctx, Path(id): Path<String>) -> PageResult {
     );
     let t = t?;
     let vnets = vnets.unwrap_or_default();
-    let key = me.ok().and_then(|u| u.template.get("SSH_PUBLIC_KEY").map(str::to_owned));
-    let g = |k: &str, d: &str| t.template.get(k).unwrap_or(d).to_owned();
+    let key = me
+        .ok()
+        .and_then(|u| u.template.get("SSH_PUBLIC_KEY").map(str::to_owned));
+    let g = |k: &str, d: &str| {
+        let sent = sent.map(|f| match k {
+            "CPU" => f.cpu.as_str(),
+            "VCPU" => f.vcpu.as_str(),
+            _ => f.memory.as_str(),
+        });
+        match sent.filter(|v| !v.trim().is_empty()) {
+            Some(v) => v.to_owned(),
+            None => t.template.get(k).unwrap_or(d).to_owned(),
+        }
+    };
     let nics: Vec<&Vector> = t.template.vectors("NIC").collect();
+    let sent_nic = |i: usize| sent.map(|f| f.nic(i).to_owned()).filter(|v| !v.is_empty());
     let content = html! {
         h1 { "Instantiate " (t.name) }
         form.stack #instantiate method="post" action=(format!("templates/{id}/instantiate")) {
             (ctx.csrf_field())
-            label { "VM name" input type="text" name="name" placeholder="(OpenNebula's default)" maxlength="128"; }
-            label { "Number of VMs" input type="number" name="count" value="1" min="1" max=(MAX_COUNT) required; }
+            label { "VM name" input type="text" name="name" placeholder="(OpenNebula's default)" maxlength="128" value=(sent.map_or("", |f| f.name.as_str())); }
+            label { "Number of VMs" input type="number" name="count" value=(sent.map_or("1", |f| f.count.as_str())) min="1" max=(MAX_COUNT) required; }
             (capacity_input("cpu", "CPU", &g("CPU", "1"), &limit_of(&t, "CPU"), "0.01"))
             (capacity_input("vcpu", "VCPU", &g("VCPU", "1"), &limit_of(&t, "VCPU"), "1"))
             (capacity_input("memory", "Memory (MB)", &g("MEMORY", "128"), &limit_of(&t, "MEMORY"), "1"))
@@ -229,12 +257,12 @@ pub async fn instantiate_form(ctx: Ctx, Path(id): Path<String>) -> PageResult {
                     label { "Add a NIC on"
                         select name="nic0" {
                             option value="" { "no network" }
-                            @for n in &vnets { option value=(n.id) { (n.name) " (" (n.id) ")" } }
+                            @for n in &vnets { option value=(n.id) selected[sent_nic(0) == Some(n.id.to_string())] { (n.name) " (" (n.id) ")" } }
                         }
                     }
                 }
                 @for (i, nic) in nics.iter().enumerate() {
-                    @let current = nic.get("NETWORK_ID").map(str::to_owned);
+                    @let current = sent_nic(i).or_else(|| nic.get("NETWORK_ID").map(str::to_owned));
                     @let current_name = nic.get("NETWORK");
                     label { "NIC " (i)
                         select name=(format!("nic{i}")) {
@@ -247,7 +275,7 @@ pub async fn instantiate_form(ctx: Ctx, Path(id): Path<String>) -> PageResult {
                 }
             }
             @match &key {
-                Some(k) => label.check { input type="checkbox" name="ssh_key" value="1" checked; " Put my SSH public key into the context (" (k.split_whitespace().next().unwrap_or("")) " …)" },
+                Some(k) => label.check { input type="checkbox" name="ssh_key" value="1" checked[sent.is_none_or(|f| f.ssh_key == "1")]; " Put my SSH public key into the context (" (k.split_whitespace().next().unwrap_or("")) " …)" },
                 None => p.muted { "No SSH public key is set for you: " a href="settings" { "add one in Settings" } "." },
             }
             button.primary type="submit" { "Instantiate" }
@@ -278,7 +306,8 @@ pub struct InstantiateForm {
 impl InstantiateForm {
     fn nic(&self, i: usize) -> &str {
         [
-            &self.nic0, &self.nic1, &self.nic2, &self.nic3, &self.nic4, &self.nic5, &self.nic6, &self.nic7,
+            &self.nic0, &self.nic1, &self.nic2, &self.nic3, &self.nic4, &self.nic5, &self.nic6,
+            &self.nic7,
         ]
         .get(i)
         .map_or("", |s| s.as_str())
@@ -305,7 +334,10 @@ pub fn extra_template(
     let nics: Vec<&Vector> = t.template.vectors("NIC").collect();
     if nics.is_empty() {
         if !f.nic(0).is_empty() {
-            let id: i64 = f.nic(0).parse().map_err(|_| "NIC 0: not a network id".to_string())?;
+            let id: i64 = f
+                .nic(0)
+                .parse()
+                .map_err(|_| "NIC 0: not a network id".to_string())?;
             let mut v = Vector::new();
             v.set("NETWORK_ID", id.to_string());
             extra.push("NIC", AttrValue::Vector(v));
@@ -314,7 +346,10 @@ pub fn extra_template(
         for (i, nic) in nics.iter().enumerate() {
             let mut v = (*nic).clone();
             if !f.nic(i).is_empty() {
-                let id: i64 = f.nic(i).parse().map_err(|_| format!("NIC {i}: not a network id"))?;
+                let id: i64 = f
+                    .nic(i)
+                    .parse()
+                    .map_err(|_| format!("NIC {i}: not a network id"))?;
                 for k in ["NETWORK", "NETWORK_UNAME", "NETWORK_UID"] {
                     v.remove(k);
                 }
@@ -347,12 +382,21 @@ fn nth_name(name: &str, i: u32, count: u32) -> String {
 }
 
 /// `POST /templates/{id}/instantiate`.
-pub async fn instantiate(ctx: Ctx, Path(id): Path<String>, Form(f): Form<InstantiateForm>) -> PageResult {
+pub async fn instantiate(
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Form(f): Form<InstantiateForm>,
+) -> PageResult {
     let id = id_path(&id)?;
-    let back = format!("templates/{id}/instantiate");
-    let count: u32 = if f.count.trim().is_empty() { 1 } else { num("count", &f.count)? };
+    let count: u32 = if f.count.trim().is_empty() {
+        1
+    } else {
+        num("count", &f.count)?
+    };
     if count == 0 || count > MAX_COUNT {
-        return Err(Failure::bad_request(format!("Number of VMs: 1 to {MAX_COUNT}")));
+        return Err(Failure::bad_request(format!(
+            "Number of VMs: 1 to {MAX_COUNT}"
+        )));
     }
     let c = ctx.oned();
     let t = c.template().info(id).await?;
@@ -364,7 +408,11 @@ pub async fn instantiate(ctx: Ctx, Path(id): Path<String>, Form(f): Form<Instant
     };
     let extra = match extra_template(&t, &f, key.as_deref()) {
         Ok(e) => e,
-        Err(msg) => return Ok(ctx.redirect_err(&back, msg)),
+        Err(msg) => {
+            ctx.session
+                .push_flash(crate::session::FlashKind::Error, msg);
+            return render_form(&ctx, id, Some(&f)).await;
+        }
     };
     let mut created = Vec::new();
     for i in 0..count {
@@ -375,13 +423,16 @@ pub async fn instantiate(ctx: Ctx, Path(id): Path<String>, Form(f): Form<Instant
         {
             Ok(vid) => created.push(vid),
             Err(e) => {
-                let done = if created.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (created before the failure: {created:?})")
-                };
                 tracing::info!(user = %ctx.session.who.username, template = id, "instantiate failed: {e}");
-                return Ok(ctx.redirect_err(&back, format!("{e}{done}")));
+                if created.is_empty() {
+                    ctx.session
+                        .push_flash(crate::session::FlashKind::Error, e.to_string());
+                    return render_form(&ctx, id, Some(&f)).await;
+                }
+                return Ok(ctx.redirect_err(
+                    "vms?owner=mine",
+                    format!("{e} (created before the failure: {created:?})"),
+                ));
             }
         }
     }
@@ -402,21 +453,38 @@ mod tests {
 
     fn tmpl(text: &str) -> VmTemplate {
         let t = Template::parse(text).unwrap();
-        VmTemplate::from_xml(&format!("<VMTEMPLATE><ID>1</ID><NAME>t</NAME>{}</VMTEMPLATE>", t.to_xml("TEMPLATE"))).unwrap()
+        VmTemplate::from_xml(&format!(
+            "<VMTEMPLATE><ID>1</ID><NAME>t</NAME>{}</VMTEMPLATE>",
+            t.to_xml("TEMPLATE")
+        ))
+        .unwrap()
     }
 
     #[test]
     fn user_input_limits() {
-        assert_eq!(Limit::parse("M|range||128..1024|256"), Limit::Range(128.0, 1024.0));
-        assert_eq!(Limit::parse("O|list||1,2,4|2"), Limit::List(vec!["1".into(), "2".into(), "4".into()]));
+        assert_eq!(
+            Limit::parse("M|range||128..1024|256"),
+            Limit::Range(128.0, 1024.0)
+        );
+        assert_eq!(
+            Limit::parse("O|list||1,2,4|2"),
+            Limit::List(vec!["1".into(), "2".into(), "4".into()])
+        );
         assert_eq!(Limit::parse("O|fixed|| |1"), Limit::Fixed("1".into()));
         assert_eq!(Limit::parse("nonsense"), Limit::Any);
         let r = Limit::Range(128.0, 1024.0);
         assert!(r.check("MEMORY", "512").is_ok());
-        assert_eq!(r.check("MEMORY", "2048").unwrap_err(), "MEMORY must be between 128 and 1024");
+        assert_eq!(
+            r.check("MEMORY", "2048").unwrap_err(),
+            "MEMORY must be between 128 and 1024"
+        );
         assert!(Limit::Any.check("CPU", "0").is_err());
         assert!(Limit::Any.check("CPU", "x").is_err());
-        assert!(Limit::List(vec!["1".into(), "2".into()]).check("VCPU", "3").is_err());
+        assert!(
+            Limit::List(vec!["1".into(), "2".into()])
+                .check("VCPU", "3")
+                .is_err()
+        );
     }
 
     #[test]
@@ -442,8 +510,15 @@ mod tests {
         let c = back.vector("CONTEXT").unwrap();
         assert_eq!(c.get("TOKEN"), Some("YES"));
         assert_eq!(c.get("SSH_PUBLIC_KEY"), Some("ssh-ed25519 AAAA \"me\""));
-        let too_big = InstantiateForm { memory: "1024".into(), ..Default::default() };
-        assert!(extra_template(&t, &too_big, None).unwrap_err().contains("between 64 and 512"));
+        let too_big = InstantiateForm {
+            memory: "1024".into(),
+            ..Default::default()
+        };
+        assert!(
+            extra_template(&t, &too_big, None)
+                .unwrap_err()
+                .contains("between 64 and 512")
+        );
     }
 
     #[test]

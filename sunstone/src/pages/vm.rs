@@ -162,7 +162,10 @@ pub async fn show(ctx: Ctx, Path(id): Path<String>) -> PageResult {
     let monitoring = monitoring.map_err(|e| e.to_string());
     let images = images.unwrap_or_default();
     let vnets = vnets.unwrap_or_default();
-    Ok(ctx.page(&format!("VM {}", vm.name), body(&ctx, &vm, monitoring, &images, &vnets)))
+    Ok(ctx.page(
+        &format!("VM {}", vm.name),
+        body(&ctx, &vm, monitoring, &images, &vnets),
+    ))
 }
 
 fn body(
@@ -254,7 +257,10 @@ fn body(
 
 fn disks(ctx: &Ctx, vm: &Vm, images: &[Image]) -> Markup {
     let id = vm.id;
-    let usable: Vec<&Image> = images.iter().filter(|i| i.state == 1 || i.state == 2).collect();
+    let usable: Vec<&Image> = images
+        .iter()
+        .filter(|i| i.state == 1 || i.state == 2)
+        .collect();
     html! {
         section {
             h2 { "Disks" }
@@ -387,7 +393,10 @@ pub async fn action(ctx: Ctx, Path(id): Path<String>, Form(f): Form<OpForm>) -> 
     let id = id_path(&id)?;
     let back = format!("vms/{id}");
     let Some(a) = action_from_name(&f.action) else {
-        return Err(Failure::bad_request(format!("Unknown action {:?}", f.action)));
+        return Err(Failure::bad_request(format!(
+            "Unknown action {:?}",
+            f.action
+        )));
     };
     Ok(match ctx.oned().vm().action(a, id).await {
         Ok(()) => ctx.redirect_ok(&back, format!("VM {id}: {} requested.", a.name())),
@@ -396,12 +405,19 @@ pub async fn action(ctx: Ctx, Path(id): Path<String>, Form(f): Form<OpForm>) -> 
 }
 
 /// `POST /vms/{id}/{op}`: rename, resize, snapshot, disk, nic.
-pub async fn op(ctx: Ctx, Path((id, op)): Path<(String, String)>, Form(f): Form<OpForm>) -> PageResult {
+pub async fn op(
+    ctx: Ctx,
+    Path((id, op)): Path<(String, String)>,
+    Form(f): Form<OpForm>,
+) -> PageResult {
     let id = id_path(&id)?;
     let back = format!("vms/{id}");
     let vm = ctx.oned().vm();
     let result = match op.as_str() {
-        "rename" => vm.rename(id, f.name.trim()).await.map(|_| "renamed".to_owned()),
+        "rename" => vm
+            .rename(id, f.name.trim())
+            .await
+            .map(|_| "renamed".to_owned()),
         "resize" => {
             let mut t = String::new();
             for (k, v) in [("CPU", &f.cpu), ("VCPU", &f.vcpu), ("MEMORY", &f.memory)] {
@@ -410,7 +426,9 @@ pub async fn op(ctx: Ctx, Path((id, op)): Path<(String, String)>, Form(f): Form<
                     t.push_str(&format!("{k}=\"{n}\"\n"));
                 }
             }
-            vm.resize(id, &t, true).await.map(|_| "resize requested".to_owned())
+            vm.resize(id, &t, true)
+                .await
+                .map(|_| "resize requested".to_owned())
         }
         "snapshot" => vm
             .snapshot_create(id, f.name.trim())
@@ -420,11 +438,18 @@ pub async fn op(ctx: Ctx, Path((id, op)): Path<(String, String)>, Form(f): Form<
             let t = if !f.image.trim().is_empty() {
                 format!("DISK=[IMAGE_ID=\"{}\"]", num::<i64>("image", &f.image)?)
             } else if !f.size.trim().is_empty() {
-                format!("DISK=[TYPE=\"fs\", SIZE=\"{}\"]", num::<u64>("size", &f.size)?)
+                format!(
+                    "DISK=[TYPE=\"fs\", SIZE=\"{}\"]",
+                    num::<u64>("size", &f.size)?
+                )
             } else {
-                return Err(Failure::bad_request("Choose an image, or give the size of a new disk."));
+                return Err(Failure::bad_request(
+                    "Choose an image, or give the size of a new disk.",
+                ));
             };
-            vm.disk_attach(id, &t).await.map(|_| "disk attach requested".to_owned())
+            vm.disk_attach(id, &t)
+                .await
+                .map(|_| "disk attach requested".to_owned())
         }
         "nic" => {
             let n: i64 = num("network", &f.network)?;
@@ -447,10 +472,22 @@ pub async fn sub_op(
     let back = format!("vms/{id}");
     let vm = ctx.oned().vm();
     let result = match (kind.as_str(), op.as_str()) {
-        ("snapshot", "revert") => vm.snapshot_revert(id, n).await.map(|_| format!("revert to snapshot {n} requested")),
-        ("snapshot", "delete") => vm.snapshot_delete(id, n).await.map(|_| format!("deletion of snapshot {n} requested")),
-        ("disk", "detach") => vm.disk_detach(id, n).await.map(|_| format!("detach of disk {n} requested")),
-        ("nic", "detach") => vm.nic_detach(id, n).await.map(|_| format!("detach of NIC {n} requested")),
+        ("snapshot", "revert") => vm
+            .snapshot_revert(id, n)
+            .await
+            .map(|_| format!("revert to snapshot {n} requested")),
+        ("snapshot", "delete") => vm
+            .snapshot_delete(id, n)
+            .await
+            .map(|_| format!("deletion of snapshot {n} requested")),
+        ("disk", "detach") => vm
+            .disk_detach(id, n)
+            .await
+            .map(|_| format!("detach of disk {n} requested")),
+        ("nic", "detach") => vm
+            .nic_detach(id, n)
+            .await
+            .map(|_| format!("detach of NIC {n} requested")),
         _ => return Err(Failure::not_found(format!("No VM operation {kind}/{op}"))),
     };
     Ok(done(&ctx, &back, id, result))
@@ -519,7 +556,12 @@ mod tests {
 
     #[test]
     fn actions_follow_the_state() {
-        let names = |v: &Vm| actions_for(v).iter().map(|a| a.0.name()).collect::<Vec<_>>();
+        let names = |v: &Vm| {
+            actions_for(v)
+                .iter()
+                .map(|a| a.0.name())
+                .collect::<Vec<_>>()
+        };
         let running = names(&vm(3, 3));
         assert!(running.contains(&"poweroff") && running.contains(&"terminate"));
         assert!(!running.contains(&"resume"));
@@ -532,7 +574,10 @@ mod tests {
                 assert!(confirm.is_some(), "{a:?}");
             }
         }
-        assert_eq!(action_from_name("poweroff-hard"), Some(VmAction::PoweroffHard));
+        assert_eq!(
+            action_from_name("poweroff-hard"),
+            Some(VmAction::PoweroffHard)
+        );
         assert_eq!(action_from_name("rm -rf"), None);
     }
 }

@@ -57,11 +57,7 @@ impl ListQuery {
     /// is a next page without counting the pool.
     pub fn oned_query(&self) -> VmQuery {
         // The search syntax separates terms with & and keys from values with =.
-        let name: String = self
-            .q
-            .chars()
-            .filter(|c| *c != '&' && *c != '=')
-            .collect();
+        let name: String = self.q.chars().filter(|c| *c != '&' && *c != '=').collect();
         VmQuery {
             filter: if self.owner == "mine" {
                 PoolFilter::Mine
@@ -87,7 +83,11 @@ impl ListQuery {
         if self.size() != DEFAULT_SIZE {
             s.append_pair("size", &self.size().to_string());
         }
-        for (k, v) in [("q", &self.q), ("state", &self.state), ("owner", &self.owner)] {
+        for (k, v) in [
+            ("q", &self.q),
+            ("state", &self.state),
+            ("owner", &self.owner),
+        ] {
             if !v.is_empty() {
                 s.append_pair(k, v);
             }
@@ -228,11 +228,20 @@ mod tests {
             since: String::new(),
         };
         let o = q.oned_query();
-        assert_eq!(o.range, PoolRange { start: 100, end: -21 });
+        assert_eq!(
+            o.range,
+            PoolRange {
+                start: 100,
+                end: -21
+            }
+        );
         assert_eq!(o.search, "VM.NAME=webx1");
         assert_eq!(o.state, VmStateFilter::Only(VmState::Poweroff));
         assert_eq!(o.filter, PoolFilter::Mine);
-        assert_eq!(q.to_query(120), "offset=120&size=20&q=web%26x%3D1&state=POWEROFF&owner=mine");
+        assert_eq!(
+            q.to_query(120),
+            "offset=120&size=20&q=web%26x%3D1&state=POWEROFF&owner=mine"
+        );
         let d = ListQuery::default();
         assert_eq!(d.size(), 50);
         assert_eq!(d.oned_query().state, VmStateFilter::NotDone);

@@ -98,7 +98,9 @@ fn quota_template(form: &[(String, String)]) -> Result<String, Failure> {
 /// `GET /admin/users`.
 pub async fn users(ctx: Ctx) -> PageResult {
     let c = ctx.oned();
-    let (users, groups) = tokio::join!(async { c.user().list().await }, async { c.group().list().await });
+    let (users, groups) = tokio::join!(async { c.user().list().await }, async {
+        c.group().list().await
+    });
     let users = users?;
     let groups = groups.unwrap_or_default();
     let content = html! {
@@ -143,22 +145,37 @@ pub struct NewUser {
 
 /// `POST /admin/users`.
 pub async fn user_create(ctx: Ctx, Form(f): Form<NewUser>) -> PageResult {
-    let groups: Vec<i64> = if f.group.is_empty() { vec![] } else { vec![num("group", &f.group)?] };
-    Ok(match ctx.oned().user().allocate(f.name.trim(), &f.password, "", &groups).await {
-        Ok(id) => ctx.redirect_ok(&format!("admin/users/{id}"), format!("User {id} created.")),
-        Err(e) => ctx.redirect_err("admin/users", e),
-    })
+    let groups: Vec<i64> = if f.group.is_empty() {
+        vec![]
+    } else {
+        vec![num("group", &f.group)?]
+    };
+    Ok(
+        match ctx
+            .oned()
+            .user()
+            .allocate(f.name.trim(), &f.password, "", &groups)
+            .await
+        {
+            Ok(id) => ctx.redirect_ok(&format!("admin/users/{id}"), format!("User {id} created.")),
+            Err(e) => ctx.redirect_err("admin/users", e),
+        },
+    )
 }
 
 /// `GET /admin/users/{id}`.
 pub async fn user_show(ctx: Ctx, Path(id): Path<String>) -> PageResult {
     let id = id_path(&id)?;
     let c = ctx.oned();
-    let (u, groups) = tokio::join!(async { c.user().info(id).await }, async { c.group().list().await });
+    let (u, groups) = tokio::join!(async { c.user().info(id).await }, async {
+        c.group().list().await
+    });
     let u = u?;
     let groups = groups.unwrap_or_default();
-    let group_select = |name: &str| html! {
-        select name=(name) aria-label="Group" { @for g in &groups { option value=(g.id) { (g.name) " (" (g.id) ")" } } }
+    let group_select = |name: &str| {
+        html! {
+            select name=(name) aria-label="Group" { @for g in &groups { option value=(g.id) { (g.name) " (" (g.id) ")" } } }
+        }
     };
     let content = html! {
         h1 { "User " (u.id) ": " (u.name) }
@@ -200,7 +217,11 @@ pub async fn user_op(
 ) -> PageResult {
     let id = id_path(&id)?;
     let back = format!("admin/users/{id}");
-    let field = |k: &str| form.iter().find(|(n, _)| n == k).map_or("", |(_, v)| v.as_str());
+    let field = |k: &str| {
+        form.iter()
+            .find(|(n, _)| n == k)
+            .map_or("", |(_, v)| v.as_str())
+    };
     let u = ctx.oned().user();
     let r = match op.as_str() {
         "enable" => u.enable(id, true).await,
@@ -266,7 +287,10 @@ pub struct NameForm {
 /// `POST /admin/groups`.
 pub async fn group_create(ctx: Ctx, Form(f): Form<NameForm>) -> PageResult {
     Ok(match ctx.oned().group().allocate(f.name.trim()).await {
-        Ok(id) => ctx.redirect_ok(&format!("admin/groups/{id}"), format!("Group {id} created.")),
+        Ok(id) => ctx.redirect_ok(
+            &format!("admin/groups/{id}"),
+            format!("Group {id} created."),
+        ),
         Err(e) => ctx.redirect_err("admin/groups", e),
     })
 }

@@ -24,8 +24,14 @@ pub const HYPERVISORS: &[(&str, &str)] = &[
 /// monitoring), as bars.
 fn capacity(h: &Host) -> Markup {
     let s = &h.share;
-    let used_cpu: f64 = h.capacity("USED_CPU").and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let used_mem_kb: f64 = h.capacity("USED_MEMORY").and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let used_cpu: f64 = h
+        .capacity("USED_CPU")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let used_mem_kb: f64 = h
+        .capacity("USED_MEMORY")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     html! {
         div.quota { span.qname { "CPU allocated" } (bar(s.cpu_usage as f64, s.max_cpu as f64, &format!("{} of {} %", s.cpu_usage, s.max_cpu))) }
         div.quota { span.qname { "CPU used" } (bar(used_cpu, s.total_cpu as f64, &format!("{used_cpu:.0} of {} %", s.total_cpu))) }
@@ -81,7 +87,9 @@ fn tbody(ctx: &Ctx, hosts: &[Host]) -> (Markup, String) {
 /// `GET /admin/hosts`.
 pub async fn list(ctx: Ctx) -> PageResult {
     let c = ctx.oned();
-    let (hosts, clusters) = tokio::join!(async { c.host().list().await }, async { c.cluster().list().await });
+    let (hosts, clusters) = tokio::join!(async { c.host().list().await }, async {
+        c.cluster().list().await
+    });
     let hosts = hosts?;
     let clusters = clusters.unwrap_or_default();
     let content = html! {
@@ -132,13 +140,33 @@ pub struct AddHost {
 /// `POST /admin/hosts`.
 pub async fn create(ctx: Ctx, Form(f): Form<AddHost>) -> PageResult {
     let Some((mad, _)) = HYPERVISORS.iter().find(|(v, _)| *v == f.hypervisor) else {
-        return Err(Failure::bad_request(format!("Unknown hypervisor {:?}", f.hypervisor)));
+        return Err(Failure::bad_request(format!(
+            "Unknown hypervisor {:?}",
+            f.hypervisor
+        )));
     };
-    let cluster: i64 = if f.cluster.is_empty() { -1 } else { num("cluster", &f.cluster)? };
-    Ok(match ctx.oned().host().allocate(f.name.trim(), mad, mad, cluster).await {
-        Ok(id) => ctx.redirect_ok("admin/hosts", format!("Host {id} ({}) added: it is being monitored.", f.name.trim())),
-        Err(e) => ctx.redirect_err("admin/hosts", e),
-    })
+    let cluster: i64 = if f.cluster.is_empty() {
+        -1
+    } else {
+        num("cluster", &f.cluster)?
+    };
+    Ok(
+        match ctx
+            .oned()
+            .host()
+            .allocate(f.name.trim(), mad, mad, cluster)
+            .await
+        {
+            Ok(id) => ctx.redirect_ok(
+                "admin/hosts",
+                format!(
+                    "Host {id} ({}) added: it is being monitored.",
+                    f.name.trim()
+                ),
+            ),
+            Err(e) => ctx.redirect_err("admin/hosts", e),
+        },
+    )
 }
 
 /// `POST /admin/hosts/{id}/{op}`.
@@ -173,7 +201,9 @@ fn series(records: &[oca::Template], vector: &str, attr: &str, scale: f64) -> Ve
 pub async fn show(ctx: Ctx, Path(id): Path<String>) -> PageResult {
     let id = id_path(&id)?;
     let c = ctx.oned();
-    let (h, mon) = tokio::join!(async { c.host().info(id).await }, async { c.host().monitoring(id).await });
+    let (h, mon) = tokio::join!(async { c.host().info(id).await }, async {
+        c.host().monitoring(id).await
+    });
     let h = h?;
     let total_mem_mb = h.share.total_mem as f64 / 1024.0;
     let content = html! {

@@ -62,7 +62,10 @@ pub struct NameForm {
 /// `POST /admin/clusters`.
 pub async fn cluster_create(ctx: Ctx, Form(f): Form<NameForm>) -> PageResult {
     Ok(match ctx.oned().cluster().allocate(f.name.trim()).await {
-        Ok(id) => ctx.redirect_ok(&format!("admin/clusters/{id}"), format!("Cluster {id} created.")),
+        Ok(id) => ctx.redirect_ok(
+            &format!("admin/clusters/{id}"),
+            format!("Cluster {id} created."),
+        ),
         Err(e) => ctx.redirect_err("admin/clusters", e),
     })
 }
@@ -108,7 +111,11 @@ pub struct MemberForm {
 }
 
 /// `POST /admin/clusters/{id}/{op}`: add, remove (a member), delete.
-pub async fn cluster_op(ctx: Ctx, Path((id, op)): Path<(String, String)>, Form(f): Form<MemberForm>) -> PageResult {
+pub async fn cluster_op(
+    ctx: Ctx,
+    Path((id, op)): Path<(String, String)>,
+    Form(f): Form<MemberForm>,
+) -> PageResult {
     let id = id_path(&id)?;
     let back = format!("admin/clusters/{id}");
     let calls = ctx.oned().cluster();
@@ -122,7 +129,11 @@ pub async fn cluster_op(ctx: Ctx, Path((id, op)): Path<(String, String)>, Form(f
         "host" => ClusterMember::Host,
         "datastore" => ClusterMember::Datastore,
         "vnet" => ClusterMember::Vnet,
-        other => return Err(Failure::bad_request(format!("Unknown cluster member kind {other:?}"))),
+        other => {
+            return Err(Failure::bad_request(format!(
+                "Unknown cluster member kind {other:?}"
+            )));
+        }
     };
     let member: i64 = num(&f.kind, &f.member)?;
     let r = match op.as_str() {
@@ -141,13 +152,19 @@ pub async fn cluster_op(ctx: Ctx, Path((id, op)): Path<(String, String)>, Form(f
 
 fn capacity(d: &Datastore) -> Markup {
     let used = (d.total_mb - d.free_mb).max(0) as f64;
-    bar(used, d.total_mb as f64, &format!("{} of {}", mb(used), mb(d.total_mb as f64)))
+    bar(
+        used,
+        d.total_mb as f64,
+        &format!("{} of {}", mb(used), mb(d.total_mb as f64)),
+    )
 }
 
 /// `GET /admin/datastores`.
 pub async fn datastores(ctx: Ctx) -> PageResult {
     let c = ctx.oned();
-    let (dss, clusters) = tokio::join!(async { c.datastore().list().await }, async { c.cluster().list().await });
+    let (dss, clusters) = tokio::join!(async { c.datastore().list().await }, async {
+        c.cluster().list().await
+    });
     let dss = dss?;
     let clusters = clusters.unwrap_or_default();
     let content = html! {
@@ -198,7 +215,10 @@ pub struct NewDatastore {
 /// `POST /admin/datastores`.
 pub async fn datastore_create(ctx: Ctx, Form(f): Form<NewDatastore>) -> PageResult {
     if !["IMAGE_DS", "SYSTEM_DS", "FILE_DS"].contains(&f.kind.as_str()) {
-        return Err(Failure::bad_request(format!("Unknown datastore type {:?}", f.kind)));
+        return Err(Failure::bad_request(format!(
+            "Unknown datastore type {:?}",
+            f.kind
+        )));
     }
     let mut t = Template::new();
     t.set("NAME", f.name.trim());
@@ -207,11 +227,20 @@ pub async fn datastore_create(ctx: Ctx, Form(f): Form<NewDatastore>) -> PageResu
         t.set("DS_MAD", f.ds_mad.trim());
     }
     t.set("TM_MAD", f.tm_mad.trim());
-    let cluster: i64 = if f.cluster.is_empty() { -1 } else { num("cluster", &f.cluster)? };
-    Ok(match ctx.oned().datastore().allocate(&t.to_text(), cluster).await {
-        Ok(id) => ctx.redirect_ok(&format!("admin/datastores/{id}"), format!("Datastore {id} created.")),
-        Err(e) => ctx.redirect_err("admin/datastores", e),
-    })
+    let cluster: i64 = if f.cluster.is_empty() {
+        -1
+    } else {
+        num("cluster", &f.cluster)?
+    };
+    Ok(
+        match ctx.oned().datastore().allocate(&t.to_text(), cluster).await {
+            Ok(id) => ctx.redirect_ok(
+                &format!("admin/datastores/{id}"),
+                format!("Datastore {id} created."),
+            ),
+            Err(e) => ctx.redirect_err("admin/datastores", e),
+        },
+    )
 }
 
 /// `GET /admin/datastores/{id}`.

@@ -75,7 +75,10 @@ pub struct NewVnet {
 /// The network template of the form.
 pub fn vnet_template(f: &NewVnet) -> Result<Template, Failure> {
     if !DRIVERS.iter().any(|(d, _)| *d == f.driver) {
-        return Err(Failure::bad_request(format!("Unknown network driver {:?}", f.driver)));
+        return Err(Failure::bad_request(format!(
+            "Unknown network driver {:?}",
+            f.driver
+        )));
     }
     if f.name.trim().is_empty() {
         return Err(Failure::bad_request("The network needs a name."));
@@ -109,7 +112,15 @@ pub fn vnet_template(f: &NewVnet) -> Result<Template, Failure> {
             t.set("VLAN_ID", id.to_string());
         }
     }
-    let ar = ar_template(if f.ar_type.is_empty() { "IP4" } else { &f.ar_type }, &f.ip, &f.size)?;
+    let ar = ar_template(
+        if f.ar_type.is_empty() {
+            "IP4"
+        } else {
+            &f.ar_type
+        },
+        &f.ip,
+        &f.size,
+    )?;
     t.merge(&ar);
     Ok(t)
 }
@@ -117,11 +128,17 @@ pub fn vnet_template(f: &NewVnet) -> Result<Template, Failure> {
 /// `POST /admin/vnets`.
 pub async fn create(ctx: Ctx, Form(f): Form<NewVnet>) -> PageResult {
     let t = vnet_template(&f)?;
-    let cluster: i64 = if f.cluster.is_empty() { -1 } else { num("cluster", &f.cluster)? };
-    Ok(match ctx.oned().vnet().allocate(&t.to_text(), cluster).await {
-        Ok(id) => ctx.redirect_ok(&format!("networks/{id}"), format!("Network {id} created.")),
-        Err(e) => ctx.redirect_err("admin/vnets", e),
-    })
+    let cluster: i64 = if f.cluster.is_empty() {
+        -1
+    } else {
+        num("cluster", &f.cluster)?
+    };
+    Ok(
+        match ctx.oned().vnet().allocate(&t.to_text(), cluster).await {
+            Ok(id) => ctx.redirect_ok(&format!("networks/{id}"), format!("Network {id} created.")),
+            Err(e) => ctx.redirect_err("admin/vnets", e),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,383 @@
+"""The web console in a real browser (Debian's headless chromium through chromedriver),
+against a real oned, one-scheduler and dummy hosts.
+
+One cloud and one browser for the whole module (module-scoped fixtures): a plain user logs
+in, instantiates a VM from a template and watches it reach RUNNING in the list without a
+reload, powers it off, resumes and terminates it; oneadmin adds a dummy host and sees it
+MONITORED; another user's VM page is refused; a form posted without its CSRF token is
+refused; a `<script>` in a VM's attributes shows as text. Below the browser: anonymous
+redirects, cookie flags, slowed failed logins, idle expiry, logout revoking the token, and
+the weight of the pages' scripts and styles.
+
+Screenshots go to the scratch folder (sunstone_util.screenshot_dir()), never into the repo.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import re
+import time
+import urllib.parse
+
+import pytest
+
+from harness import Oned, wait_for
+from sched_harness import Scheduler
+from sunstone_util import (Http, Sunstone, accept_confirm, chrome, console_errors, css, css_all,
+                           login, shot, wait_until)
+
+pytestmark = pytest.mark.db_independent
+
+FAST = """
+[monitoring]
+dummy_interval_seconds = 0.3
+"""
+
+ALICE, BOB = ("alice", "alice-pw-1"), ("bob", "bob-pw-22")
+XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
+
+
+class Cloud:
+    pass
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory, oned_bin):
+    base = tmp_path_factory.mktemp("sunstone")
+    cfg = base / "oned.toml"
+    cfg.write_text(FAST)
+    c = Cloud()
+    c.oned = Oned(base / "one", extra_args=["--config", str(cfg)], binary=oned_bin)
+    c.oned.start()
+    c.sched = Scheduler(c.oned, base / "sched").start()
+    c.sunstone = Sunstone(c.oned.endpoint, base / "sunstone").start()
+    one = c.one = c.oned.client()
+    c.host = one.host.allocate("h1", "dummy", "dummy", -1)
+    c.alice = one.user.allocate(ALICE[0], ALICE[1], "", [1])
+    c.bob = one.user.allocate(BOB[0], BOB[1], "", [1])
+    one.user.update(c.alice, 'SSH_PUBLIC_KEY="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 alice@laptop"', 1)
+    c.vnet = one.vn.allocate('NAME="lan"\nVN_MAD="bridge"\nBRIDGE="br-ui"\n'
+                             'AR=[TYPE="IP4", IP="10.9.0.10", SIZE="20"]', -1)
+    one.vn.chmod(c.vnet, 1, 1, 0, 1, 0, 0, 1, 0, 0)
+    c.template = one.template.allocate(
+        'NAME="small"\nCPU="0.1"\nMEMORY="64"\nNIC=[NETWORK_ID="%d"]\n'
+        'CONTEXT=[NETWORK="YES"]\nUSER_INPUTS=[MEMORY="M|range||32..512|64"]' % c.vnet)
+    one.template.chmod(c.template, 1, 1, 0, 1, 0, 0, 1, 0, 0)
+    wait_for("host h1 MONITORED", lambda: one.host.info(c.host).STATE == 2, timeout=30)
+    c.url = c.sunstone.url
+    yield c
+    c.sunstone.stop()
+    c.sched.stop()
+    c.oned.stop()
+    print(f"\n===== sunstone\n{c.sunstone.logs()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def browser(cloud):
+    d = chrome()
+    yield d
+    d.quit()
+
+
+def as_user(driver, cloud, user, password):
+    driver.delete_all_cookies()
+    login(driver, cloud.url, user, password)
+
+
+def click_action(driver, vid: int, action: str):
+    from selenium.webdriver.common.by import By
+    driver.find_element(
+        By.XPATH, f"//form[@action='vms/{vid}/action'][input[@name='action' and @value='{action}']]/button"
+    ).click()
+
+
+def head_state(driver) -> str:
+    return css(driver, "#vm-head .badge").text
+
+
+# ---------------------------------------------------------------------------------------
+# Below the browser
+
+
+def test_anonymous_visitors_are_sent_to_the_login_form(cloud):
+    h = Http(cloud.url)
+    status, headers, _ = h.get("")
+    assert (status, headers["Location"]) == (303, "login")
+    status, headers, _ = h.get("vms/5")
+    assert (status, headers["Location"]) == (303, "../login?next=vms%2F5")
+    status, headers, _ = h.get("admin/hosts/1/enable")
+    assert status == 303 and headers["Location"].startswith("../../../login?next=admin%2Fhosts")
+    status, headers, page = h.get("login")
+    assert status == 200
+    # A plain form: works without scripts, carries its CSRF token.
+    assert '<form method="post" action="login">' in page
+    assert re.search(r'<input type="hidden" name="_csrf" value="[0-9a-f]{48}">', page)
+    cookie = headers["Set-Cookie"]
+    assert "sunstone_login=" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Content-Security-Policy" in headers
+    # No absolute URL anywhere: it works behind a reverse proxy under any prefix.
+    assert not re.search(r'(href|src|action)="(/|https?:)', page), page
+
+
+def test_login_without_scripts_and_the_session_cookie(cloud):
+    h = Http(cloud.url)
+    status, headers, _ = h.login(*ALICE)
+    assert status == 303 and headers["Location"] == "./"
+    cookies = headers.get_all("Set-Cookie")
+    session = next(c for c in cookies if c.startswith("sunstone_session="))
+    assert "HttpOnly" in session and "SameSite=Strict" in session and "Secure" not in session
+    status, _, page = h.get("")
+    assert status == 200 and "Dashboard" in page
+    # Behind a TLS-terminating proxy the cookie is Secure.
+    s = Http(cloud.url)
+    _, headers, form = s.get("login", headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" in headers["Set-Cookie"]
+    token = re.search(r'name="_csrf" value="([0-9a-f]+)"', form).group(1)
+    # (A Secure cookie is not sent over plain HTTP by the client: hand it over as the browser
+    # behind the proxy would.)
+    status, headers, _ = s.post("login", {"_csrf": token, "username": ALICE[0], "password": ALICE[1]},
+                                headers={"X-Forwarded-Proto": "https", "Cookie": f"sunstone_login={token}"})
+    assert status == 303
+    assert any("Secure" in c for c in headers.get_all("Set-Cookie") if c.startswith("sunstone_session="))
+    # A login post without the form's token is refused, and nobody is logged in.
+    x = Http(cloud.url)
+    status, _, page = x.post("login", {"username": ALICE[0], "password": ALICE[1]})
+    assert status == 403 and "CSRF" in page
+    assert x.get("")[0] == 303
+
+
+def test_failed_logins_are_slowed_down(cloud):
+    cloud.one.user.allocate("carol", "carol-pw-1", "", [1])
+    h = Http(cloud.url)
+    for i in range(4):
+        status, _, page = h.login("carol", f"wrong-{i}")
+        assert status == 401, (i, status)
+        # oned's own message.
+        assert "authenticated" in page, page
+    status, _, page = h.login("carol", "wrong-again")
+    assert status == 429 and "Too many failed logins" in page
+    # While it must wait, even the right password is not tried.
+    status, _, page = h.login("carol", "carol-pw-1")
+    assert status == 429
+    time.sleep(2.2)
+    status, _, _ = h.login("carol", "carol-pw-1")
+    assert status == 303
+
+
+def test_csrf_token_is_required_on_every_post(cloud):
+    h = Http(cloud.url)
+    h.login(*BOB)
+    for data in ({}, {"_csrf": "0" * 64}):
+        status, _, page = h.post("settings/ssh", {**data, "key": "ssh-ed25519 AAAA evil"})
+        assert status == 403, status
+        assert "CSRF" in page
+    assert "SSH_PUBLIC_KEY" not in str(cloud.one.user.info(cloud.bob).TEMPLATE)
+    # With the token (form field or header) it goes through.
+    token = h.csrf("settings")
+    assert h.post("settings/ssh", {"_csrf": token, "key": "ssh-ed25519 AAAA bob"})[0] == 303
+    assert h.post("settings/ssh", {"key": "ssh-ed25519 AAAA bob2"}, headers={"X-CSRF-Token": token})[0] == 303
+
+
+def test_idle_sessions_expire_and_logout_revokes_the_token(cloud, tmp_path):
+    short = Sunstone(cloud.oned.endpoint, tmp_path / "short", args=["--idle-seconds", "2"]).start()
+    try:
+        h = Http(short.url)
+        assert h.login(*BOB)[0] == 303
+        tokens = len(cloud.one.user.info(cloud.bob).LOGIN_TOKEN)
+        assert h.get("")[0] == 200
+        # Polls of an open page do not keep it alive.
+        time.sleep(1.2)
+        assert h.get("vms/rows", headers={"X-Sunstone-Poll": "1", "HX-Request": "true"})[0] in (200, 204)
+        time.sleep(1.2)
+        status, headers, _ = h.get("")
+        assert (status, headers["Location"]) == (303, "login")
+        # Logout ends the session at once and revokes its token at oned.
+        assert h.login(*BOB)[0] == 303
+        assert len(cloud.one.user.info(cloud.bob).LOGIN_TOKEN) == tokens + 1
+        status, _, _ = h.post("logout", {"_csrf": h.csrf()})
+        assert status == 303
+        assert h.get("")[0] == 303
+        wait_for("the token revoked", lambda: len(cloud.one.user.info(cloud.bob).LOGIN_TOKEN) == tokens, timeout=10)
+    finally:
+        short.stop()
+
+
+def test_page_weight_of_scripts_and_styles(cloud):
+    """The ordinary pages' scripts and styles, as transferred (compressed): < 300 KB."""
+    h = Http(cloud.url)
+    h.login(*ALICE)
+    total = 0
+    seen = {}
+    for page in ("", "vms", "templates", "settings"):
+        _, _, html = h.get(page)
+        for url in re.findall(r'<(?:script|link)[^>]+(?:src|href)="(static/[^"]+)"', html):
+            if url in seen:
+                continue
+            u = urllib.parse.urlsplit(cloud.url + url)
+            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+            conn.request("GET", u.path, headers={"Accept-Encoding": "gzip, br"})
+            r = conn.getresponse()
+            body = r.read()
+            assert r.status == 200, url
+            assert "immutable" in r.getheader("Cache-Control", "")
+            seen[url] = len(body)
+            conn.close()
+    total = sum(seen.values())
+    print(f"scripts and styles: {total} bytes compressed: {seen}")
+    assert seen and total < 300 * 1024, seen
+    # And they are compressed at all.
+    assert any(url.endswith("htmx.min.js") and n < 30_000 for url, n in seen.items()), seen
+
+
+# ---------------------------------------------------------------------------------------
+# In the browser
+
+
+def test_plain_user_instantiates_and_drives_a_vm(cloud, browser):
+    d = browser
+    as_user(d, cloud, *ALICE)
+    shot(d, "user-dashboard")
+    d.get(cloud.url + "templates")
+    css(d, f"a[href='templates/{cloud.template}/instantiate']").click()
+    form = css(d, "#instantiate")
+    form.find_element("name", "name").send_keys("web-ui")
+    mem = form.find_element("name", "memory")
+    # Outside the template's limits: refused with a message, nothing created.
+    d.execute_script("arguments[0].removeAttribute('max'); arguments[0].value = '4096'", mem)
+    form.find_element("css selector", "button[type=submit]").click()
+    wait_until("the limit message", lambda: "MEMORY must be between 32 and 512" in css(d, "#flash").text)
+    form = css(d, "#instantiate")
+    mem = form.find_element("name", "memory")
+    mem.clear()
+    mem.send_keys("96")
+    shot(d, "instantiate")
+    form.find_element("css selector", "button[type=submit]").click()
+    wait_until("the new VM's page", lambda: re.search(r"/vms/(\d+)$", d.current_url))
+    vid = int(re.search(r"/vms/(\d+)$", d.current_url).group(1))
+    vm = cloud.one.vm.info(vid)
+    assert vm.NAME == "web-ui" and vm.TEMPLATE["MEMORY"] == "96"
+    assert "alice@laptop" in vm.TEMPLATE["CONTEXT"]["SSH_PUBLIC_KEY"]
+    assert vm.TEMPLATE["NIC"]["NETWORK_ID"] == str(cloud.vnet)
+
+    # The list, left open: the row reaches RUNNING without a reload.
+    d.get(cloud.url + "vms")
+    d.execute_script("window.__same_page = 'yes'")
+    row = f"#vm-rows tr[data-id='{vid}']"
+    wait_until("RUNNING in the list", lambda: "RUNNING" in css(d, row).text, timeout=30)
+    assert d.execute_script("return window.__same_page") == "yes", "the page was reloaded"
+    assert "10.9.0.1" in css(d, row).text
+    shot(d, "vm-list")
+
+    # Power off, resume, terminate from the VM's page, each confirmed first.
+    d.get(cloud.url + f"vms/{vid}")
+    click_action(d, vid, "poweroff")
+    accept_confirm(d, expect=f"Power off VM {vid}")
+    wait_until("POWEROFF", lambda: head_state(d) == "POWEROFF", timeout=30)
+    assert "poweroff requested" in css(d, "#flash").text
+    click_action(d, vid, "resume")
+    wait_until("RUNNING again", lambda: head_state(d) == "RUNNING", timeout=30)
+    shot(d, "vm-page")
+    # A refused confirmation sends nothing.
+    click_action(d, vid, "terminate")
+    d.switch_to.alert.dismiss()
+    time.sleep(0.5)
+    assert cloud.one.vm.info(vid).STATE == 3
+    click_action(d, vid, "terminate")
+    accept_confirm(d, expect=f"Terminate VM {vid}")
+    wait_for("DONE", lambda: cloud.one.vm.info(vid).STATE == 6, timeout=30)
+    wait_until("DONE on the page", lambda: head_state(d) == "DONE", timeout=10)
+    assert not console_errors(d), console_errors(d)
+
+
+def test_oned_errors_are_shown_as_oned_gave_them(cloud, browser):
+    d = browser
+    as_user(d, cloud, *ALICE)
+    vid = cloud.one.vm.allocate('NAME="held"\nCPU="0.1"\nMEMORY="32"', True)
+    cloud.one.vm.chown(vid, cloud.alice, 1)
+    d.get(cloud.url + f"vms/{vid}")
+    # A snapshot of a VM on hold: oned refuses, and its message is what the page shows.
+    form = css(d, f"form[action='vms/{vid}/snapshot']")
+    form.find_element("name", "name").send_keys("snap")
+    form.find_element("css selector", "button").click()
+    msg = wait_until("the error", lambda: css(d, "#flash .error").text)
+    assert msg.startswith("[one.vm.snapshotcreate]") and "HOLD" in msg, msg
+    shot(d, "error-message")
+
+
+def test_admin_adds_a_dummy_host_and_sees_it_monitored(cloud, browser):
+    d = browser
+    as_user(d, cloud, "oneadmin", cloud.oned.admin_password)
+    d.get(cloud.url + "admin/hosts")
+    d.execute_script("window.__same_page = 'yes'")
+    form = css(d, "#add-host")
+    form.find_element("name", "name").send_keys("h-ui")
+    from selenium.webdriver.support.ui import Select
+    Select(form.find_element("name", "hypervisor")).select_by_value("dummy")
+    form.find_element("css selector", "button").click()
+    wait_until("the host added", lambda: "Host" in css(d, "#flash").text and "h-ui" in css(d, "#flash").text)
+    hid = next(h.ID for h in cloud.one.hostpool.info().HOST if h.NAME == "h-ui")
+    d.execute_script("window.__same_page = 'yes'")
+    wait_until("h-ui MONITORED in the list",
+               lambda: "MONITORED" in css(d, f"#host-rows tr[data-id='{hid}']").text, timeout=30)
+    assert d.execute_script("return window.__same_page") == "yes"
+    shot(d, "admin-hosts")
+    assert not console_errors(d), console_errors(d)
+
+
+def test_another_users_vm_page_is_refused(cloud, browser):
+    d = browser
+    vid = cloud.one.vm.allocate('NAME="alices"\nCPU="0.1"\nMEMORY="32"', True)
+    cloud.one.vm.chown(vid, cloud.alice, 1)
+    cloud.one.vm.chmod(vid, 1, 1, 0, 0, 0, 0, 0, 0, 0)
+    as_user(d, cloud, *BOB)
+    d.get(cloud.url + f"vms/{vid}")
+    assert css(d, "h1").text == "Forbidden"
+    text = css(d, "#flash").text
+    assert "[one.vm.info]" in text and "Not authorized" in text, text
+    assert "alices" not in d.page_source
+    # Nor can bob act on it.
+    h = Http(cloud.url)
+    h.login(*BOB)
+    h.post(f"vms/{vid}/action", {"_csrf": h.csrf(), "action": "terminate-hard"})
+    assert cloud.one.vm.info(vid).STATE == 2
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(cloud, browser):
+    d = browser
+    as_user(d, cloud, *ALICE)
+    vid = cloud.one.vm.allocate('NAME="keep-name"\nCPU="0.1"\nMEMORY="32"', True)
+    cloud.one.vm.chown(vid, cloud.alice, 1)
+    d.get(cloud.url + f"vms/{vid}")
+    form = css(d, f"form[action='vms/{vid}/rename']")
+    d.execute_script("arguments[0].querySelector('input[name=_csrf]').remove()", form)
+    field = form.find_element("name", "name")
+    field.clear()
+    field.send_keys("renamed")
+    form.find_element("css selector", "button").click()
+    wait_until("the refusal", lambda: css(d, "h1").text == "Forbidden")
+    assert "carries no CSRF token" in css(d, "#flash").text
+    assert cloud.one.vm.info(vid).NAME == "keep-name"
+
+
+def test_script_in_an_attribute_shows_as_text(cloud, browser):
+    d = browser
+    vid = cloud.one.vm.allocate('NAME="x"\nCPU="0.1"\nMEMORY="32"', True)
+    cloud.one.vm.chown(vid, cloud.alice, 1)
+    quoted = XSS.replace('"', '\\"')
+    cloud.one.vm.update(vid, f'LABEL="{quoted}"', 1)
+    evil_key = "</textarea>" + XSS
+    cloud.one.user.update(cloud.alice, f'SSH_PUBLIC_KEY="</textarea>{quoted}"', 1)
+    try:
+        as_user(d, cloud, *ALICE)
+        d.get(cloud.url + f"vms/{vid}")
+        time.sleep(1)
+        assert d.execute_script("return window.__xss") is None
+        assert "<script>window.__xss=1</script><img src=x onerror=" in css(d, "main").text
+        assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in d.page_source
+        shot(d, "escaped")
+        d.get(cloud.url + "settings")
+        assert d.execute_script("return window.__xss") is None
+        assert css(d, "#sshkey textarea").get_attribute("value") == evil_key
+    finally:
+        cloud.one.user.update(cloud.alice, 'SSH_PUBLIC_KEY="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 alice@laptop"', 1)
