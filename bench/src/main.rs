@@ -13,6 +13,10 @@
 //!
 //! Scenario `agents` (`--scenario agents --hosts 1000 --interval 10 --seconds 60`) measures
 //! oned's cost of N node agents (simulated mode: real processes and protocol, no libvirt).
+//!
+//! Scenario `sunstone` (`--scenario sunstone --vms 20000 --samples 500`, with
+//! `cargo build --release -p sunstone` first) measures the web console's pages with a large
+//! pool and, in headless chromium, login -> dashboard drawn.
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -27,6 +31,7 @@ mod agents;
 mod dummy_hosts;
 mod kvm_deploy;
 mod lifecycle;
+mod sunstone;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
@@ -42,6 +47,9 @@ enum Scenario {
     /// Deploy overhead on a real KVM host (localhost, libvirt): one.vm.deploy -> RUNNING
     /// minus `virsh create` of the same domain XML. Needs root and libvirtd.
     KvmDeploy,
+    /// The web console with `--vms` VMs of one user: page server times, and login ->
+    /// dashboard in headless chromium (needs the sunstone binary next to this one).
+    Sunstone,
 }
 
 #[derive(Parser, Debug)]
@@ -276,6 +284,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Lifecycle => lifecycle::run(args).await,
         Scenario::Agents => agents::run(args).await,
         Scenario::KvmDeploy => kvm_deploy::run(args).await,
+        Scenario::Sunstone => sunstone::run(args).await,
     }
 }
 

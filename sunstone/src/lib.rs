@@ -77,7 +77,20 @@ pub fn router(app: Arc<App>) -> Router {
     public
         .merge(private)
         .layer(tower_http::compression::CompressionLayer::new())
+        .layer(middleware::from_fn(server_timing))
         .with_state(app)
+}
+
+/// `Server-Timing: app;dur=MS` on every answer: the time sunstone took, oned's calls
+/// included (browsers show it in their developer tools; the benchmark reads it).
+async fn server_timing(req: axum::extract::Request, next: middleware::Next) -> Response {
+    let t = std::time::Instant::now();
+    let mut r = next.run(req).await;
+    let v = format!("app;dur={:.2}", t.elapsed().as_secs_f64() * 1000.0);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+        r.headers_mut().insert("server-timing", v);
+    }
+    r
 }
 
 /// Browsers ask for /favicon.ico whatever the page says; answer it without a session.
@@ -119,9 +132,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
             tick.tick().await;
-            for s in sweeper.sessions.sweep() {
+            for (s, last) in sweeper.sessions.sweep() {
                 tracing::info!(user = %s.who.username, uid = s.who.uid, "session expired");
-                login::revoke(s);
+                if last {
+                    login::revoke(s);
+                }
             }
             sweeper.throttle.sweep();
             sweeper.cache.sweep();

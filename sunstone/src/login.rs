@@ -196,9 +196,11 @@ pub async fn submit(
 
     let with_password = app.base.with_session(format!("{username}:{}", f.password));
     let lifetime = app.sessions.lifetime().as_secs() as i64;
+    // The token the user's other sessions use, refreshed (oned keeps ten per user).
+    let shared = app.sessions.user_token(username).unwrap_or_default();
     let token = match with_password
         .user()
-        .login(username, "", oca::TokenLife::Seconds(lifetime), -1)
+        .login(username, &shared, oca::TokenLife::Seconds(lifetime), -1)
         .await
     {
         Ok(t) => t,
@@ -260,9 +262,11 @@ pub async fn submit(
 /// `POST /logout` (behind the session middleware, so its CSRF token is checked).
 pub async fn logout(ctx: Ctx, headers: HeaderMap) -> Response {
     if let Some(c) = cookie(&headers, session::COOKIE) {
-        if let Some(s) = ctx.app.sessions.remove(&c) {
+        if let Some((s, last)) = ctx.app.sessions.remove(&c) {
             tracing::info!(user = %s.who.username, uid = s.who.uid, "logout");
-            revoke(s);
+            if last {
+                revoke(s);
+            }
         }
     }
     let mut r = ctx.redirect("login");

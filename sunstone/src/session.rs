@@ -6,6 +6,9 @@
 //! `lifetime` after login whatever happens (the token oned issued expires then too), or at
 //! logout. The map is keyed by a SHA-256 of the cookie, so the cookie itself is never kept.
 //! Sessions do not survive a restart of sunstone: users log in again.
+//!
+//! A user's sessions share one oned token (oned allows ten per user): a new login refreshes
+//! the token its other sessions use, and the token is revoked when its last session ends.
 
 use oca::Client;
 use rand::RngCore;
@@ -91,9 +94,19 @@ impl Session {
     }
 }
 
+/// What a cookie names.
+pub enum Lookup {
+    Live(Arc<Session>),
+    /// Just ended by this lookup; true when its token is to be revoked.
+    Expired(Arc<Session>, bool),
+    Missing,
+}
+
 /// Every live session.
 pub struct SessionStore {
     map: RwLock<HashMap<[u8; 32], Arc<Session>>>,
+    /// Per user name: the token its sessions share and how many sessions use it.
+    tokens: Mutex<HashMap<String, (String, usize)>>,
     idle: Duration,
     lifetime: Duration,
 }
@@ -119,8 +132,32 @@ impl SessionStore {
     pub fn new(idle: Duration, lifetime: Duration) -> Self {
         SessionStore {
             map: RwLock::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
             idle,
             lifetime,
+        }
+    }
+
+    /// The token `user`'s live sessions use, if any (a new login refreshes and shares it).
+    pub fn user_token(&self, user: &str) -> Option<String> {
+        self.tokens.lock().unwrap().get(user).map(|(t, _)| t.clone())
+    }
+
+    /// One session less on its token; true when it was the last (revoke the token then).
+    fn release(&self, s: &Session) -> bool {
+        let mut t = self.tokens.lock().unwrap();
+        match t.get_mut(&s.who.username) {
+            Some((token, n)) if *token == s.token => {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    t.remove(&s.who.username);
+                    true
+                } else {
+                    false
+                }
+            }
+            // A session whose token was replaced (an old one): its token is its own.
+            _ => true,
         }
     }
 
@@ -132,6 +169,15 @@ impl SessionStore {
     pub fn create(&self, who: Identity, token: String, client: Client) -> (String, Arc<Session>) {
         let cookie = random_hex(32);
         let now = Instant::now();
+        {
+            let mut t = self.tokens.lock().unwrap();
+            let e = t.entry(who.username.clone()).or_insert((token.clone(), 0));
+            if e.0 == token {
+                e.1 += 1;
+            } else {
+                *e = (token.clone(), 1);
+            }
+        }
         let s = Arc::new(Session {
             who,
             token,
@@ -146,31 +192,50 @@ impl SessionStore {
     }
 
     /// The live session named by `cookie`; `touch` counts this request as activity (a
-    /// background poll does not). An expired session is removed and not returned.
+    /// background poll does not). An expired session is ended (see [`SessionStore::lookup`]).
     pub fn get(&self, cookie: &str, touch: bool) -> Option<Arc<Session>> {
+        match self.lookup(cookie, touch) {
+            Lookup::Live(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Like [`SessionStore::get`], telling an expired session (now ended, with whether its
+    /// token is to be revoked) from an unknown cookie.
+    pub fn lookup(&self, cookie: &str, touch: bool) -> Lookup {
         let k = key(cookie);
-        let s = self.map.read().unwrap().get(&k).cloned()?;
+        let Some(s) = self.map.read().unwrap().get(&k).cloned() else {
+            return Lookup::Missing;
+        };
         let now = Instant::now();
         let mut seen = s.last_seen.lock().unwrap();
         if now >= s.expires || now.duration_since(*seen) >= self.idle {
             drop(seen);
-            self.map.write().unwrap().remove(&k);
-            return None;
+            if self.map.write().unwrap().remove(&k).is_none() {
+                // Another request ended it meanwhile.
+                return Lookup::Missing;
+            }
+            let last = self.release(&s);
+            return Lookup::Expired(s, last);
         }
         if touch {
             *seen = now;
         }
         drop(seen);
-        Some(s)
+        Lookup::Live(s)
     }
 
-    /// Ends the session named by `cookie` (logout); returns it so its token can be revoked.
-    pub fn remove(&self, cookie: &str) -> Option<Arc<Session>> {
-        self.map.write().unwrap().remove(&key(cookie))
+    /// Ends the session named by `cookie` (logout); returns it, and whether its token is
+    /// to be revoked (no other session uses it).
+    pub fn remove(&self, cookie: &str) -> Option<(Arc<Session>, bool)> {
+        let s = self.map.write().unwrap().remove(&key(cookie))?;
+        let last = self.release(&s);
+        Some((s, last))
     }
 
-    /// Removes every expired session and returns them (their tokens are revoked at oned).
-    pub fn sweep(&self) -> Vec<Arc<Session>> {
+    /// Removes every expired session; returns them with whether each one's token is to be
+    /// revoked.
+    pub fn sweep(&self) -> Vec<(Arc<Session>, bool)> {
         let now = Instant::now();
         let mut map = self.map.write().unwrap();
         let mut gone = Vec::new();
@@ -182,7 +247,13 @@ impl SessionStore {
             }
             live
         });
-        gone
+        drop(map);
+        gone.into_iter()
+            .map(|s| {
+                let last = self.release(&s);
+                (s, last)
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -245,13 +316,19 @@ mod tests {
         // A poll does not keep the session alive...
         assert!(store.get(&cookie, false).is_some());
         std::thread::sleep(Duration::from_millis(120));
-        assert!(store.get(&cookie, false).is_none(), "idle for 240 ms");
+        assert!(
+            matches!(store.lookup(&cookie, false), Lookup::Expired(_, true)),
+            "idle for 240 ms: ended, its token to be revoked"
+        );
+        assert!(matches!(store.lookup(&cookie, false), Lookup::Missing));
         assert!(store.is_empty());
 
         let short = SessionStore::new(Duration::from_secs(60), Duration::from_millis(50));
         let (cookie, _) = short.create(who(), "t".into(), client());
         std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(short.sweep().len(), 1);
+        let gone = short.sweep();
+        assert_eq!(gone.len(), 1);
+        assert!(gone[0].1, "its token is revoked");
         assert!(short.get(&cookie, true).is_none());
     }
 
@@ -264,6 +341,20 @@ mod tests {
         assert!(s.take_flash().is_empty());
         assert!(store.remove(&cookie).is_some());
         assert!(store.get(&cookie, true).is_none());
+    }
+
+    #[test]
+    fn sessions_of_a_user_share_a_token_until_the_last_ends() {
+        let store = SessionStore::new(Duration::from_secs(60), Duration::from_secs(60));
+        assert_eq!(store.user_token("alice"), None);
+        let (a, _) = store.create(who(), "t1".into(), client());
+        assert_eq!(store.user_token("alice").as_deref(), Some("t1"));
+        let (b, _) = store.create(who(), "t1".into(), client());
+        let (_, last) = store.remove(&a).unwrap();
+        assert!(!last, "b still uses the token");
+        let (_, last) = store.remove(&b).unwrap();
+        assert!(last);
+        assert_eq!(store.user_token("alice"), None);
     }
 
     #[test]

@@ -211,8 +211,16 @@ pub async fn require_session(State(app): State<Arc<App>>, req: Request, next: Ne
         .filter_map(|v| v.to_str().ok())
         .find_map(|h| session::cookie_value(h, session::COOKIE))
         .map(str::to_owned);
-    let Some(session) = cookie.and_then(|c| app.sessions.get(&c, !poll)) else {
-        return to_login(&parts, htmx);
+    let session = match cookie.map(|c| app.sessions.lookup(&c, !poll)) {
+        Some(session::Lookup::Live(s)) => s,
+        Some(session::Lookup::Expired(s, last)) => {
+            tracing::info!(user = %s.who.username, uid = s.who.uid, "session expired");
+            if last {
+                crate::login::revoke(s);
+            }
+            return to_login(&parts, htmx);
+        }
+        _ => return to_login(&parts, htmx),
     };
     let body = if parts.method == Method::GET || parts.method == Method::HEAD {
         body

@@ -181,24 +181,32 @@ def test_csrf_token_is_required_on_every_post(cloud):
 
 def test_idle_sessions_expire_and_logout_revokes_the_token(cloud, tmp_path):
     short = Sunstone(cloud.oned.endpoint, tmp_path / "short", args=["--idle-seconds", "2"]).start()
+    tokens = lambda: len(cloud.one.user.info(cloud.bob).LOGIN_TOKEN)  # noqa: E731
     try:
+        before = tokens()
         h = Http(short.url)
         assert h.login(*BOB)[0] == 303
-        tokens = len(cloud.one.user.info(cloud.bob).LOGIN_TOKEN)
+        assert tokens() == before + 1
         assert h.get("")[0] == 200
-        # Polls of an open page do not keep it alive.
+        # A second browser of the same user shares the token (oned keeps ten per user).
+        h2 = Http(short.url)
+        assert h2.login(*BOB)[0] == 303
+        assert tokens() == before + 1
+        # Polls of an open page do not keep a session alive.
         time.sleep(1.2)
         assert h.get("vms/rows", headers={"X-Sunstone-Poll": "1", "HX-Request": "true"})[0] in (200, 204)
         time.sleep(1.2)
         status, headers, _ = h.get("")
         assert (status, headers["Location"]) == (303, "login")
-        # Logout ends the session at once and revokes its token at oned.
+        assert h2.get("")[0] == 303, "h2 idled out too"
+        # Both ended: their token is revoked; a new login gets a new one.
         assert h.login(*BOB)[0] == 303
-        assert len(cloud.one.user.info(cloud.bob).LOGIN_TOKEN) == tokens + 1
+        wait_for("one token again", lambda: tokens() == before + 1, timeout=10)
+        # Logout ends the session at once and, being its token's last, revokes it at oned.
         status, _, _ = h.post("logout", {"_csrf": h.csrf()})
         assert status == 303
         assert h.get("")[0] == 303
-        wait_for("the token revoked", lambda: len(cloud.one.user.info(cloud.bob).LOGIN_TOKEN) == tokens, timeout=10)
+        wait_for("the token revoked", lambda: tokens() == before, timeout=10)
     finally:
         short.stop()
 
