@@ -32,15 +32,29 @@ impl Drop for Sunstone {
 
 fn start_sunstone(endpoint: &str) -> anyhow::Result<Sunstone> {
     let bin = std::env::current_exe()?.with_file_name("sunstone");
-    let url_file = std::env::temp_dir().join(format!("one-bench-sunstone-{}.url", std::process::id()));
+    let url_file =
+        std::env::temp_dir().join(format!("one-bench-sunstone-{}.url", std::process::id()));
     let _ = std::fs::remove_file(&url_file);
     let child = Command::new(&bin)
-        .args(["--listen", "127.0.0.1:0", "--endpoint", endpoint, "--log", "warn", "--url-file"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--endpoint",
+            endpoint,
+            "--log",
+            "warn",
+            "--url-file",
+        ])
         .arg(&url_file)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .with_context(|| format!("cannot start {} (cargo build --release -p sunstone)", bin.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot start {} (cargo build --release -p sunstone)",
+                bin.display()
+            )
+        })?;
     let mut s = Sunstone {
         child,
         url: String::new(),
@@ -120,7 +134,11 @@ impl Session {
     }
 
     /// GETs `path`; returns (the server's own time, the time seen here, status, body).
-    async fn get(&self, path: &str, poll: bool) -> anyhow::Result<(Duration, Duration, u16, String)> {
+    async fn get(
+        &self,
+        path: &str,
+        poll: bool,
+    ) -> anyhow::Result<(Duration, Duration, u16, String)> {
         let t = Instant::now();
         let mut req = self
             .http
@@ -128,7 +146,9 @@ impl Session {
             // Compressed, as browsers ask (reqwest's gzip feature asks and decompresses).
             .header("cookie", &self.cookie);
         if poll {
-            req = req.header("hx-request", "true").header("x-sunstone-poll", "1");
+            req = req
+                .header("hx-request", "true")
+                .header("x-sunstone-poll", "1");
         }
         let r = req.send().await?;
         let status = r.status().as_u16();
@@ -143,7 +163,10 @@ impl Session {
         let body = r.text().await?;
         let seen = t.elapsed();
         if status != 200 && status != 204 {
-            bail!("GET {path} answered {status}: {}", &body[..body.len().min(300)]);
+            bail!(
+                "GET {path} answered {status}: {}",
+                &body[..body.len().min(300)]
+            );
         }
         Ok((server, seen, status, body))
     }
@@ -166,7 +189,13 @@ struct Row {
     seen: Stats,
 }
 
-async fn page(s: &Session, name: &str, n: usize, path: impl Fn(usize) -> String, poll: bool) -> anyhow::Result<Row> {
+async fn page(
+    s: &Session,
+    name: &str,
+    n: usize,
+    path: impl Fn(usize) -> String,
+    poll: bool,
+) -> anyhow::Result<Row> {
     let mut server = Vec::with_capacity(n);
     let mut seen = Vec::with_capacity(n);
     for i in 0..n {
@@ -190,13 +219,15 @@ async fn page(s: &Session, name: &str, n: usize, path: impl Fn(usize) -> String,
 }
 
 fn venv_python() -> Option<PathBuf> {
-    let venv = std::env::var_os("ONE_VENV").map(PathBuf::from).unwrap_or_else(|| {
-        if unsafe { libc::geteuid() } == 0 {
-            PathBuf::from("/var/tmp/one-rs-venv")
-        } else {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/one-rs-venv")
-        }
-    });
+    let venv = std::env::var_os("ONE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            if unsafe { libc::geteuid() } == 0 {
+                PathBuf::from("/var/tmp/one-rs-venv")
+            } else {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/one-rs-venv")
+            }
+        });
     let py = venv.join("bin/python");
     py.is_file().then_some(py)
 }
@@ -204,7 +235,10 @@ fn venv_python() -> Option<PathBuf> {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let (_oned, endpoint, admin_session) = start_oned(&args, None)?;
     let admin = Client::new(endpoint.clone(), admin_session.clone());
-    let admin_password = admin_session.split_once(':').map(|(_, p)| p.to_owned()).unwrap_or_default();
+    let admin_password = admin_session
+        .split_once(':')
+        .map(|(_, p)| p.to_owned())
+        .unwrap_or_default();
     println!("oned at {endpoint}");
     let (user, password) = ("bench", "bench-password-1");
     admin
@@ -227,9 +261,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let n = args.vms;
         tasks.push(tokio::spawn(async move {
             for i in (w..n).step_by(workers) {
-                let tmpl = format!("NAME=\"web-{i:05}\"\nCPU=\"0.1\"\nMEMORY=\"64\"\nNIC=[IP=\"10.{}.{}.{}\"]\n", i / 65536 % 256, i / 256 % 256, i % 256);
-                c.call("one.vm.allocate", vec![Value::String(tmpl), Value::Bool(false)])
-                    .await?;
+                let tmpl = format!(
+                    "NAME=\"web-{i:05}\"\nCPU=\"0.1\"\nMEMORY=\"64\"\nNIC=[IP=\"10.{}.{}.{}\"]\n",
+                    i / 65536 % 256,
+                    i / 256 % 256,
+                    i % 256
+                );
+                c.call(
+                    "one.vm.allocate",
+                    vec![Value::String(tmpl), Value::Bool(false)],
+                )
+                .await?;
             }
             Ok::<_, oca::OcaError>(())
         }));
@@ -237,16 +279,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for t in tasks {
         t.await??;
     }
-    println!("{user} created {} VMs in {:.1} s", args.vms, t.elapsed().as_secs_f64());
+    println!(
+        "{user} created {} VMs in {:.1} s",
+        args.vms,
+        t.elapsed().as_secs_f64()
+    );
 
     let sun = start_sunstone(&endpoint)?;
     println!("sunstone at {}", sun.url);
     let s = Session::login(&sun.url, user, password).await?;
     let total = args.vms.max(1) as i64;
     let mut rng = rand::rng();
-    let offsets: Vec<i64> = (0..args.samples).map(|_| rng.random_range(0..total) / 50 * 50).collect();
-    let ids: Vec<i64> = (0..args.samples).map(|_| rng.random_range(0..total)).collect();
-    let names: Vec<i64> = (0..args.samples).map(|_| rng.random_range(0..total)).collect();
+    let offsets: Vec<i64> = (0..args.samples)
+        .map(|_| rng.random_range(0..total) / 50 * 50)
+        .collect();
+    let ids: Vec<i64> = (0..args.samples)
+        .map(|_| rng.random_range(0..total))
+        .collect();
+    let names: Vec<i64> = (0..args.samples)
+        .map(|_| rng.random_range(0..total))
+        .collect();
     // The hash an open first page polls with.
     let (_, _, _, first) = s.get("vms", false).await?;
     let since = first
@@ -258,13 +310,62 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let n = args.samples;
     let mut rows = vec![
-        page(&s, "VM list, first page (50 VMs)", n, |_| "vms".into(), false).await?,
-        page(&s, "VM list, a page anywhere in the pool", n, |i| format!("vms?offset={}", offsets[i]), false).await?,
-        page(&s, "VM list, name search (scans the pool)", n, |i| format!("vms?q=web-{:05}", names[i]), false).await?,
-        page(&s, "VM list, state filter matching nothing", n, |_| "vms?state=SUSPENDED".into(), false).await?,
-        page(&s, "poll of an open list, nothing changed (204)", n, |_| format!("vms/rows?since={since}"), true).await?,
-        page(&s, "a VM's page", n.min(500), |i| format!("vms/{}", ids[i]), false).await?,
-        page(&s, "dashboard (without the VM counts)", n.min(500), |_| String::new(), false).await?,
+        page(
+            &s,
+            "VM list, first page (50 VMs)",
+            n,
+            |_| "vms".into(),
+            false,
+        )
+        .await?,
+        page(
+            &s,
+            "VM list, a page anywhere in the pool",
+            n,
+            |i| format!("vms?offset={}", offsets[i]),
+            false,
+        )
+        .await?,
+        page(
+            &s,
+            "VM list, name search (scans the pool)",
+            n,
+            |i| format!("vms?q=web-{:05}", names[i]),
+            false,
+        )
+        .await?,
+        page(
+            &s,
+            "VM list, state filter matching nothing",
+            n,
+            |_| "vms?state=SUSPENDED".into(),
+            false,
+        )
+        .await?,
+        page(
+            &s,
+            "poll of an open list, nothing changed (204)",
+            n,
+            |_| format!("vms/rows?since={since}"),
+            true,
+        )
+        .await?,
+        page(
+            &s,
+            "a VM's page",
+            n.min(500),
+            |i| format!("vms/{}", ids[i]),
+            false,
+        )
+        .await?,
+        page(
+            &s,
+            "dashboard (without the VM counts)",
+            n.min(500),
+            |_| String::new(),
+            false,
+        )
+        .await?,
     ];
     // The dashboard's VM counts read the user's whole pool; sunstone keeps them 5 s, so
     // each sample waits that long to be a fresh read.
@@ -274,18 +375,42 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         if i > 0 {
             tokio::time::sleep(Duration::from_millis(5_100)).await;
         }
-        counts.push(page(&s, "dashboard VM counts (whole pool, not cached)", 1, fresh, true).await?);
+        counts.push(
+            page(
+                &s,
+                "dashboard VM counts (whole pool, not cached)",
+                1,
+                fresh,
+                true,
+            )
+            .await?,
+        );
     }
     let mut server: Vec<Duration> = counts.iter().map(|r| r.server.p50).collect();
     let mut seen: Vec<Duration> = counts.iter().map(|r| r.seen.p50).collect();
     server.sort();
     seen.sort();
     rows.push(Row {
-        server: Stats { name: counts[0].server.name.clone(), p50: percentile(&server, 0.5), p95: percentile(&server, 0.95), max: server[server.len() - 1], n: server.len() },
-        seen: Stats { name: String::new(), p50: percentile(&seen, 0.5), p95: percentile(&seen, 0.95), max: seen[seen.len() - 1], n: seen.len() },
+        server: Stats {
+            name: counts[0].server.name.clone(),
+            p50: percentile(&server, 0.5),
+            p95: percentile(&server, 0.95),
+            max: server[server.len() - 1],
+            n: server.len(),
+        },
+        seen: Stats {
+            name: String::new(),
+            p50: percentile(&seen, 0.5),
+            p95: percentile(&seen, 0.95),
+            max: seen[seen.len() - 1],
+            n: seen.len(),
+        },
     });
 
-    println!("\nsunstone with {} VMs of one user (server time from Server-Timing; client time over loopback, keep-alive)", args.vms);
+    println!(
+        "\nsunstone with {} VMs of one user (server time from Server-Timing; client time over loopback, keep-alive)",
+        args.vms
+    );
     println!("| page | server p50 | server p95 | client p95 | samples |");
     println!("|---|---|---|---|---|");
     for r in &rows {
@@ -302,18 +427,38 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "\nVM list page p95 {} (target < 50 ms): {}",
         ms(list_p95),
-        if list_p95 < Duration::from_millis(50) { "met" } else { "MISSED" }
+        if list_p95 < Duration::from_millis(50) {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
 
     // oneadmin's list sees the same pool through the admin path.
     let a = Session::login(&sun.url, "oneadmin", &admin_password).await?;
-    let r = page(&a, "VM list as oneadmin, first page", n, |_| "vms".into(), false).await?;
-    println!("| {} | {} | {} | {} | {} |", r.server.name, ms(r.server.p50), ms(r.server.p95), ms(r.seen.p95), n);
+    let r = page(
+        &a,
+        "VM list as oneadmin, first page",
+        n,
+        |_| "vms".into(),
+        false,
+    )
+    .await?;
+    println!(
+        "| {} | {} | {} | {} | {} |",
+        r.server.name,
+        ms(r.server.p50),
+        ms(r.server.p95),
+        ms(r.seen.p95),
+        n
+    );
 
     // The real browser.
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sunstone_browser.py");
     let Some(py) = venv_python() else {
-        println!("\nbrowser timing skipped: no Python virtual environment (scripts/install-deps.sh)");
+        println!(
+            "\nbrowser timing skipped: no Python virtual environment (scripts/install-deps.sh)"
+        );
         return Ok(());
     };
     if !std::path::Path::new("/usr/bin/chromium").exists() {
@@ -336,8 +481,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let f = |k: &str, p: &str| v["summary"][k][p].as_f64().unwrap_or(f64::NAN);
     println!("| measure | p50 | p95 |");
     println!("|---|---|---|");
-    println!("| submit -> dashboard drawn (first contentful paint) | {:.0} ms | {:.0} ms |", f("fcp", "p50"), f("fcp", "p95"));
-    println!("| submit -> dashboard loaded (load event) | {:.0} ms | {:.0} ms |", f("load", "p50"), f("load", "p95"));
-    println!("| submit -> VM counts of {} VMs shown | {:.0} ms | {:.0} ms |", args.vms, f("counts", "p50"), f("counts", "p95"));
+    println!(
+        "| submit -> dashboard drawn (first contentful paint) | {:.0} ms | {:.0} ms |",
+        f("fcp", "p50"),
+        f("fcp", "p95")
+    );
+    println!(
+        "| submit -> dashboard loaded (load event) | {:.0} ms | {:.0} ms |",
+        f("load", "p50"),
+        f("load", "p95")
+    );
+    println!(
+        "| submit -> VM counts of {} VMs shown | {:.0} ms | {:.0} ms |",
+        args.vms,
+        f("counts", "p50"),
+        f("counts", "p95")
+    );
     Ok(())
 }

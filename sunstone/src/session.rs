@@ -140,7 +140,11 @@ impl SessionStore {
 
     /// The token `user`'s live sessions use, if any (a new login refreshes and shares it).
     pub fn user_token(&self, user: &str) -> Option<String> {
-        self.tokens.lock().unwrap().get(user).map(|(t, _)| t.clone())
+        self.tokens
+            .lock()
+            .unwrap()
+            .get(user)
+            .map(|(t, _)| t.clone())
     }
 
     /// One session less on its token; true when it was the last (revoke the token then).

@@ -75,7 +75,42 @@ fn label(short: &str) -> &'static str {
 }
 
 /// Counts a VM pool document by short state, reading only STATE and LCM_STATE.
+///
+/// A pool of 20,000 VMs is an 8 MB document: building its tree takes longer than oned
+/// takes to write it, so this scans for each VM's `<STATE>n</STATE><LCM_STATE>m</LCM_STATE>`
+/// pair (adjacent in every VM body, vm_pool.xsd's order) and checks it found one per
+/// `<VM>`; a document written any other way is read the slow, sure way.
 pub fn count_states(xml: &str) -> Result<Counts, oca::OcaError> {
+    if let Some(c) = scan_states(xml) {
+        return Ok(c);
+    }
+    count_states_dom(xml)
+}
+
+fn scan_states(xml: &str) -> Option<Counts> {
+    let mut c = Counts::default();
+    let mut rest = xml;
+    while let Some(at) = rest.find("<STATE>") {
+        rest = &rest[at + "<STATE>".len()..];
+        let end = rest.find("</STATE>")?;
+        let state: i32 = rest[..end].trim().parse().ok()?;
+        rest = &rest[end + "</STATE>".len()..];
+        // MONITORING/STATE is not followed by LCM_STATE: not a VM's state.
+        let Some(after) = rest.strip_prefix("<LCM_STATE>") else {
+            continue;
+        };
+        let end = after.find("</LCM_STATE>")?;
+        let lcm: i32 = after[..end].trim().parse().ok()?;
+        rest = &after[end..];
+        let short = vm_short_state(state, lcm);
+        *c.by_state.entry((state_rank(short).0, short)).or_default() += 1;
+        c.total += 1;
+    }
+    (c.total as usize == xml.matches("<VM>").count()).then_some(c)
+}
+
+/// The same count through a parsed tree.
+fn count_states_dom(xml: &str) -> Result<Counts, oca::OcaError> {
     let doc = oca::dom::Document::parse(xml)?;
     let mut c = Counts::default();
     for vm in doc.root().children_named("VM") {
@@ -277,7 +312,23 @@ mod tests {
                    <VM><ID>3</ID><STATE>8</STATE><LCM_STATE>0</LCM_STATE></VM>\
                    <VM><ID>4</ID><STATE>1</STATE><LCM_STATE>0</LCM_STATE></VM></VM_POOL>";
         let c = count_states(xml).unwrap();
+        let slow = count_states_dom(xml).unwrap();
+        assert_eq!(c.by_state, slow.by_state, "the scan and the tree agree");
         assert_eq!(c.total, 4);
+        // MONITORING/STATE is not a VM state; an odd layout falls back to the tree.
+        let mon = "<VM_POOL><VM><ID>1</ID><STATE>3</STATE><LCM_STATE>3</LCM_STATE>\
+                   <MONITORING><STATE>a</STATE></MONITORING></VM></VM_POOL>";
+        assert!(
+            scan_states(mon).is_none(),
+            "a non-numeric STATE: not trusted"
+        );
+        let mon = "<VM_POOL><VM><ID>1</ID><STATE>3</STATE><LCM_STATE>3</LCM_STATE>\
+                   <MONITORING><STATE>1</STATE></MONITORING></VM></VM_POOL>";
+        assert_eq!(scan_states(mon).unwrap().total, 1);
+        let spaced =
+            "<VM_POOL>\n <VM>\n  <STATE>8</STATE>\n  <LCM_STATE>0</LCM_STATE>\n </VM>\n</VM_POOL>";
+        assert!(scan_states(spaced).is_none());
+        assert_eq!(count_states(spaced).unwrap().by_state[&(4, "poff")], 1);
         assert_eq!(c.by_state[&(0, "runn")], 2);
         assert_eq!(c.by_state[&(4, "poff")], 1);
         let first = c.by_state.keys().next().unwrap();

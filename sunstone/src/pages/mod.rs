@@ -10,6 +10,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 pub mod admin;
+pub mod console;
 pub mod dashboard;
 pub mod images;
 pub mod networks;
@@ -26,9 +27,12 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/vms/rows", get(vms::rows_fragment))
         .route("/vms/{id}", get(vm::show))
         .route("/vms/{id}/head", get(vm::head_fragment))
+        .route("/vms/{id}/console", get(console::page))
+        .route("/vms/{id}/console/ws", get(console::websocket))
         .route("/vms/{id}/action", post(vm::action))
         .route("/vms/{id}/{op}", post(vm::op))
         .route("/vms/{id}/disksnap/{disk}", post(vm::disk_snapshot_create))
+        .route("/vms/{id}/disksave/{disk}", post(vm::disk_saveas))
         .route(
             "/vms/{id}/disksnap/{disk}/{snap}/{op}",
             post(vm::disk_snapshot_op),

@@ -291,7 +291,14 @@ fn disks(ctx: &Ctx, vm: &Vm, images: &[Image]) -> Markup {
                                     button.small type="submit" { "Snapshot" }
                                 }
                             }
-                            td { (ctx.button(&format!("vms/{id}/disk/{did}/detach"), "Detach", &[], Some(&format!("Detach disk {did} from VM {id}?")), "small danger")) }
+                            td {
+                                (ctx.button(&format!("vms/{id}/disk/{did}/detach"), "Detach", &[], Some(&format!("Detach disk {did} from VM {id}?")), "small danger"))
+                                form.inline method="post" action=(format!("vms/{id}/disksave/{did}")) {
+                                    (ctx.csrf_field())
+                                    input.short type="text" name="name" placeholder="image name" aria-label="Name of the new image" required;
+                                    button.small type="submit" { "Save as image" }
+                                }
+                            }
                         }
                     }
                 }
@@ -507,6 +514,24 @@ pub async fn disk_snapshot_create(
         .disk_snapshot_create(id, disk, f.name.trim())
         .await
         .map(|s| format!("snapshot {s} of disk {disk} requested"));
+    Ok(done(&ctx, &format!("vms/{id}"), id, r))
+}
+
+/// `POST /vms/{id}/disksave/{disk}`: a new image from the disk (OpenNebula's disk-saveas;
+/// oned copies in the background, the page returns at once).
+pub async fn disk_saveas(
+    ctx: Ctx,
+    Path((id, disk)): Path<(String, String)>,
+    Form(f): Form<OpForm>,
+) -> PageResult {
+    let id = id_path(&id)?;
+    let disk: i64 = num("disk", &disk)?;
+    let r = ctx
+        .oned()
+        .vm()
+        .disk_saveas(id, disk, f.name.trim(), "", -1)
+        .await
+        .map(|img| format!("disk {disk} is being saved as image {img}"));
     Ok(done(&ctx, &format!("vms/{id}"), id, r))
 }
 
