@@ -38,7 +38,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="sunstone-shots-"))
     cfg = work / "oned.toml"
-    cfg.write_text("[monitoring]\ndummy_interval_seconds = 1\n")
+    cfg.write_text("[monitoring]\ndummy_interval_seconds = 1\nhistory_min_spacing_seconds = 1\n")
     oned = harness.Oned(work / "one", extra_args=["--config", str(cfg)])
     oned.start()
     sched = Scheduler(oned, work / "sched").start()
