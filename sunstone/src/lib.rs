@@ -122,10 +122,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         std::fs::write(&tmp, format!("{url}\n"))?;
         std::fs::rename(&tmp, f)?;
     }
-    if let Err(e) = app.base.system_version().await {
-        if matches!(e, oca::OcaError::Transport(_)) {
-            tracing::warn!("oned does not answer yet: {e}");
-        }
+    if let Err(e @ oca::OcaError::Transport(_)) = app.base.system_version().await {
+        tracing::warn!("oned does not answer yet: {e}");
     }
     let sweeper = app.clone();
     tokio::spawn(async move {

@@ -261,12 +261,12 @@ pub async fn submit(
 
 /// `POST /logout` (behind the session middleware, so its CSRF token is checked).
 pub async fn logout(ctx: Ctx, headers: HeaderMap) -> Response {
-    if let Some(c) = cookie(&headers, session::COOKIE) {
-        if let Some((s, last)) = ctx.app.sessions.remove(&c) {
-            tracing::info!(user = %s.who.username, uid = s.who.uid, "logout");
-            if last {
-                revoke(s);
-            }
+    if let Some((s, last)) =
+        cookie(&headers, session::COOKIE).and_then(|c| ctx.app.sessions.remove(&c))
+    {
+        tracing::info!(user = %s.who.username, uid = s.who.uid, "logout");
+        if last {
+            revoke(s);
         }
     }
     let mut r = ctx.redirect("login");

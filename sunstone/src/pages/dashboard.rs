@@ -129,10 +129,10 @@ fn count_states_dom(xml: &str) -> Result<Counts, oca::OcaError> {
 
 async fn counts(ctx: &Ctx) -> Result<Counts, oca::OcaError> {
     let uid = ctx.uid();
-    if let Some((t, c)) = ctx.app.cache.counts.lock().unwrap().get(&uid) {
-        if t.elapsed() < COUNTS_TTL {
-            return Ok(c.clone());
-        }
+    if let Some((t, c)) = ctx.app.cache.counts.lock().unwrap().get(&uid)
+        && t.elapsed() < COUNTS_TTL
+    {
+        return Ok(c.clone());
     }
     let q = oca::VmQuery {
         filter: oca::PoolFilter::Mine,
@@ -189,7 +189,8 @@ fn limit_of(mine: Option<&str>, default: Option<&str>) -> f64 {
     let parse = |s: Option<&str>| s.and_then(|v| v.trim().parse::<f64>().ok());
     match parse(mine) {
         Some(v) if v >= 0.0 => v,
-        Some(v) if v == -2.0 => -1.0,
+        // -2: no limit, whatever the default says.
+        Some(-2.0) => -1.0,
         _ => match parse(default) {
             Some(v) if v >= 0.0 => v,
             _ => -1.0,

@@ -215,7 +215,7 @@ fn body(
             @match &monitoring {
                 Ok(records) => div.charts {
                     (graph::line("CPU", &series(records, "CPU", 1.0), Some(vcpu * 100.0), |v| format!("{v:.0} %")))
-                    (graph::line("Memory", &series(records, "MEMORY", 1.0 / 1024.0), Some(vm.memory_mb().max(1) as f64), |v| mb(v)))
+                    (graph::line("Memory", &series(records, "MEMORY", 1.0 / 1024.0), Some(vm.memory_mb().max(1) as f64), mb))
                 },
                 Err(e) => p.flash.error { (e) },
             }

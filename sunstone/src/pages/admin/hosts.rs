@@ -226,7 +226,7 @@ pub async fn show(ctx: Ctx, Path(id): Path<String>) -> PageResult {
             @match &mon {
                 Ok(records) => div.charts {
                     (graph::line("CPU used", &series(records, "CAPACITY", "USED_CPU", 1.0), Some(h.share.total_cpu.max(1) as f64), |v| format!("{v:.0} %")))
-                    (graph::line("Memory used", &series(records, "CAPACITY", "USED_MEMORY", 1.0 / 1024.0), Some(total_mem_mb.max(1.0)), |v| mb(v)))
+                    (graph::line("Memory used", &series(records, "CAPACITY", "USED_MEMORY", 1.0 / 1024.0), Some(total_mem_mb.max(1.0)), mb))
                 },
                 Err(e) => p.flash.error { (e.to_string()) },
             }
