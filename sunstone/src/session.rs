@@ -237,6 +237,19 @@ impl SessionStore {
         Some((s, last))
     }
 
+    /// Ends `session` however it is named; returns whether its token is to be revoked, or
+    /// None when it had ended already.
+    pub fn remove_session(&self, session: &Arc<Session>) -> Option<bool> {
+        let mut map = self.map.write().unwrap();
+        let key = map
+            .iter()
+            .find(|(_, s)| Arc::ptr_eq(s, session))
+            .map(|(k, _)| *k)?;
+        map.remove(&key);
+        drop(map);
+        Some(self.release(session))
+    }
+
     /// Removes every expired session; returns them with whether each one's token is to be
     /// revoked.
     pub fn sweep(&self) -> Vec<(Arc<Session>, bool)> {

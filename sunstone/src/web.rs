@@ -211,7 +211,7 @@ pub async fn require_session(State(app): State<Arc<App>>, req: Request, next: Ne
         .filter_map(|v| v.to_str().ok())
         .find_map(|h| session::cookie_value(h, session::COOKIE))
         .map(str::to_owned);
-    let session = match cookie.map(|c| app.sessions.lookup(&c, !poll)) {
+    let session = match cookie.as_deref().map(|c| app.sessions.lookup(c, !poll)) {
         Some(session::Lookup::Live(s)) => s,
         Some(session::Lookup::Expired(s, last)) => {
             tracing::info!(user = %s.who.username, uid = s.who.uid, "session expired");
@@ -243,10 +243,20 @@ pub async fn require_session(State(app): State<Arc<App>>, req: Request, next: Ne
         }
     };
     parts.extensions.insert(session.clone());
+    parts
+        .extensions
+        .insert(SessionCookie(cookie.unwrap_or_default()));
     let path = parts.uri.path().to_owned();
+    let login_again = to_login(&parts, htmx);
     let mut resp = next.run(Request::from_parts(parts, body)).await;
     if let Some(f) = resp.extensions_mut().remove::<Arc<Failure>>() {
         tracing::info!(user = %session.who.username, %path, status = %f.status, "{}", f.message);
+        if f.status == StatusCode::UNAUTHORIZED {
+            // oned no longer takes the session's token (revoked, or the password changed
+            // elsewhere): the session is over, the user logs in again.
+            end_session(&app, &session);
+            return login_again;
+        }
         return crate::html::failure_page(&app, &session, &path, htmx, &f);
     }
     // Pages hold the user's data: never cache them.
@@ -254,6 +264,20 @@ pub async fn require_session(State(app): State<Arc<App>>, req: Request, next: Ne
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     resp
+}
+
+/// The browser's session cookie value, for handlers that replace the session.
+#[derive(Clone)]
+pub struct SessionCookie(pub String);
+
+/// Ends `session` (every cookie naming it) and revokes its token when it was the last.
+fn end_session(app: &App, session: &Arc<Session>) {
+    if let Some(last) = app.sessions.remove_session(session) {
+        tracing::info!(user = %session.who.username, uid = session.who.uid, "session ended: oned refused its token");
+        if last {
+            crate::login::revoke(session.clone());
+        }
+    }
 }
 
 fn to_login(parts: &Parts, htmx: bool) -> Response {

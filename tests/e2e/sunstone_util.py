@@ -213,9 +213,11 @@ def accept_confirm(driver, expect: str | None = None, timeout: float = 5.0) -> s
 
 
 def console_errors(driver) -> list[str]:
-    """Errors the page's scripts reported (CSP violations included)."""
+    """Errors the page's scripts reported (CSP violations included) since the last call;
+    HTTP error statuses the tests asked for ("Failed to load resource") are left out."""
     try:
-        return [e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+        return [e["message"] for e in driver.get_log("browser")
+                if e.get("level") == "SEVERE" and "Failed to load resource" not in e["message"]]
     except Exception:  # noqa: BLE001
         return []
 

@@ -1,8 +1,10 @@
 //! The user's settings: password and SSH public key.
 
 use crate::html;
-use crate::web::{Ctx, PageResult};
-use axum::Form;
+use crate::session::FlashKind;
+use crate::web::{Ctx, PageResult, SessionCookie};
+use axum::http::{HeaderValue, header};
+use axum::{Extension, Form};
 use maud::html;
 use oca::{Template, UpdateMode};
 use serde::Deserialize;
@@ -58,7 +60,12 @@ pub struct PasswordForm {
 }
 
 /// `POST /settings/password`: checks the current password with oned first.
-pub async fn password(ctx: Ctx, Form(f): Form<PasswordForm>) -> PageResult {
+pub async fn password(
+    ctx: Ctx,
+    old: Option<Extension<SessionCookie>>,
+    Form(f): Form<PasswordForm>,
+) -> PageResult {
+    let old = old.map(|Extension(c)| c);
     if f.new != f.again {
         return Ok(ctx.redirect_err("settings", "The two new passwords differ."));
     }
@@ -78,13 +85,49 @@ pub async fn password(ctx: Ctx, Form(f): Form<PasswordForm>) -> PageResult {
         };
         return Ok(ctx.redirect_err("settings", msg));
     }
-    Ok(match ctx.oned().user().passwd(who.uid, &f.new).await {
-        Ok(()) => {
-            tracing::info!(user = %who.username, "password changed");
-            ctx.redirect_ok("settings", "Password changed.")
+    if let Err(e) = ctx.oned().user().passwd(who.uid, &f.new).await {
+        return Ok(ctx.redirect_err("settings", e));
+    }
+    tracing::info!(user = %who.username, "password changed");
+    // oned drops the user's login tokens with the old password: this session goes on
+    // with a new token asked with the new one (the user's other sessions end).
+    let lifetime = ctx.app.sessions.lifetime().as_secs() as i64;
+    let fresh = ctx
+        .app
+        .base
+        .with_session(format!("{}:{}", who.username, f.new));
+    let token = match fresh
+        .user()
+        .login(&who.username, "", oca::TokenLife::Seconds(lifetime), -1)
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            return Ok(ctx.redirect_err(
+                "settings",
+                format!("Password changed, but a new session could not be opened: {e}"),
+            ));
         }
-        Err(e) => ctx.redirect_err("settings", e),
-    })
+    };
+    if let Some(SessionCookie(old)) = old {
+        ctx.app.sessions.remove(&old);
+    }
+    let client = ctx
+        .app
+        .base
+        .with_session(format!("{}:{token}", who.username));
+    let (cookie, s) = ctx.app.sessions.create(who.clone(), token, client);
+    s.push_flash(FlashKind::Ok, "Password changed.");
+    let mut r = ctx.redirect("settings");
+    if let Ok(v) = HeaderValue::from_str(&crate::session::set_cookie(
+        crate::session::COOKIE,
+        &cookie,
+        ctx.secure,
+        None,
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(r)
 }
 
 #[derive(Deserialize, Default)]
