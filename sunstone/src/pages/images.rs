@@ -1,5 +1,6 @@
-//! Images: the list, an image's page and its operations, new empty datablocks, and uploads
-//! from the browser (see upload.rs).
+//! Images: the list, an image's page and its operations, new empty datablocks. Uploads from
+//! the browser wait for oned's upload endpoint (app.js already sends forms marked
+//! `data-upload` with a progress bar).
 
 use super::id_path;
 use crate::html::{self, mb, template_text};
@@ -71,21 +72,6 @@ pub async fn list(ctx: Ctx) -> PageResult {
             }
         }
         section.cards {
-            div.card {
-                h2 { "Upload an image" }
-                form.stack #upload method="post" action="images/upload" enctype="multipart/form-data" data-upload {
-                    (ctx.csrf_field())
-                    label { "Name" input type="text" name="name" required; }
-                    label { "Type"
-                        select name="type" { option value="OS" { "OS disk" } option value="CDROM" { "CD-ROM" } option value="DATABLOCK" { "Data disk" } }
-                    }
-                    label { "Datastore" (ds_select) }
-                    label { "File" input type="file" name="file" required; }
-                    progress hidden value="0" max="1" {}
-                    span data-status aria-live="polite" {}
-                    button.primary type="submit" { "Upload" }
-                }
-            }
             div.card {
                 h2 { "New empty disk" }
                 form.stack method="post" action="images" {
