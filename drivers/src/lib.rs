@@ -19,6 +19,7 @@ pub mod cmd;
 pub mod context;
 pub mod ds;
 pub mod error;
+pub mod fault;
 pub mod paths;
 pub mod revert;
 pub mod tm;

@@ -50,7 +50,8 @@ pub async fn run(
         Err(why) => (without_driver(why, facts), None),
     };
     list.push(bridges(&cfg.bridges));
-    let dirs = cfg.datastores.clone();
+    // Shared datastores are never made here (capabilities say whether they are seen).
+    let dirs = cfg.local_datastores();
     list.push(
         tokio::task::spawn_blocking(move || datastores(&dirs))
             .await

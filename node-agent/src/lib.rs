@@ -5,16 +5,19 @@
 //! module), and pushes monitoring read from /proc and sysfs ([`host`], [`probe`]) and the
 //! onboarding checks ([`checks`]).
 
+pub mod capabilities;
 pub mod checks;
 pub mod driver;
+pub mod frontend;
 pub mod host;
 pub mod libvirt;
 pub mod outbox;
 pub mod probe;
 pub mod session;
 pub mod simulated;
+pub mod stream;
 
-pub use session::{Options, Outcome, SessionError};
+pub use session::{Options, Outcome, Role, SessionError};
 
 /// Exit codes, so that whoever started the agent (oned, through SSH) can tell why it ended.
 /// A clean end: stdin closed, a Shutdown request, SIGTERM / SIGINT.

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use one_node_agent::simulated::{SimOptions, parse_ops};
-use one_node_agent::{EXIT_ERROR, EXIT_OK, Options, driver, run_stdio};
+use one_node_agent::{EXIT_ERROR, EXIT_OK, Options, Role, driver, run_stdio};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,6 +21,14 @@ struct Args {
     /// Same as --driver simulated: domains in memory, no hypervisor.
     #[arg(long)]
     simulate: bool,
+    /// The frontend agent oned runs on its own machine: datastore operations and byte
+    /// streams, no hypervisor (docs/storage.md).
+    #[arg(long)]
+    frontend: bool,
+    /// The byte stream's socket, a file descriptor oned hands over (a local agent);
+    /// without it the agent listens on a Unix socket of its own (docs/node-agent.md).
+    #[arg(long)]
+    stream_fd: Option<i32>,
     /// Simulated driver: how long each operation takes, in ms.
     #[arg(long, env = "ONE_AGENT_SIM_DELAY_MS", default_value_t = 0)]
     sim_delay_ms: u64,
@@ -72,6 +80,12 @@ fn run(args: Args) -> anyhow::Result<i32> {
             state_file: args.sim_state,
         },
         welcome_timeout: Duration::from_millis(args.welcome_timeout_ms),
+        role: if args.frontend {
+            Role::Frontend
+        } else {
+            Role::Host
+        },
+        stream_fd: args.stream_fd,
     };
     // One thread: an agent is mostly idle, and a host may run many (the simulated benchmark
     // runs a thousand). Blocking calls (stdio, libvirt, statvfs) go to the blocking pool,

@@ -29,6 +29,17 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
+/// Which agent this is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// A hypervisor host's agent: domains, monitoring, transfers.
+    #[default]
+    Host,
+    /// oned's own agent on the frontend: datastore operations and byte streams only
+    /// ([`crate::frontend`]); no hypervisor.
+    Frontend,
+}
+
 /// How the agent runs (command line).
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -37,6 +48,10 @@ pub struct Options {
     pub sim: SimOptions,
     /// How long to wait for oned's Welcome after the Hello.
     pub welcome_timeout: Duration,
+    pub role: Role,
+    /// The byte stream's socket, handed over by oned (`--stream-fd`); without it the agent
+    /// listens on a Unix socket of its own and says where in its hello.
+    pub stream_fd: Option<i32>,
 }
 
 impl Default for Options {
@@ -45,6 +60,8 @@ impl Default for Options {
             driver: "libvirt".into(),
             sim: SimOptions::default(),
             welcome_timeout: Duration::from_secs(30),
+            role: Role::Host,
+            stream_fd: None,
         }
     }
 }
@@ -96,6 +113,9 @@ impl SessionError {
 /// configured shutdown timeout (the longest operation the agent itself waits for).
 const DRAIN_MARGIN: Duration = Duration::from_secs(30);
 
+/// How often capabilities with something missing are looked at again, in ms.
+const CAPABILITY_RECHECK_MS: u64 = 15_000;
+
 /// How long the queued frames may take to go out at the end.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
@@ -121,6 +141,7 @@ where
         tasks: JoinSet::new(),
         monitor: None,
         drain: DRAIN_MARGIN,
+        muxes: Arc::new(Mutex::new(Vec::new())),
     };
     let result = session(
         &mut reader,
@@ -137,6 +158,14 @@ where
     // Finish what was asked, then let the writer send everything queued.
     if let Some(m) = state.monitor.take() {
         m.abort();
+    }
+    for m in state
+        .muxes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain(..)
+    {
+        m.close();
     }
     let in_flight = state.tasks.len();
     if in_flight > 0 {
@@ -165,6 +194,8 @@ struct Running {
     tasks: JoinSet<()>,
     monitor: Option<tokio::task::JoinHandle<()>>,
     drain: Duration,
+    /// The byte stream connections: closed when the session ends.
+    muxes: Arc<Mutex<Vec<one_stream::Mux>>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -196,13 +227,27 @@ where
     let info = tokio::task::spawn_blocking(host::host_info)
         .await
         .unwrap_or_default();
-    let hello = Hello::new(
+    let mut hello = Hello::new(
         AgentVersion {
             version: host::AGENT_VERSION.into(),
             build,
         },
         info,
     );
+    // The byte stream: oned's socket, or one of our own that the hello names.
+    let listener = match opts.stream_fd {
+        Some(_) => None,
+        None => match crate::stream::Listener::bind() {
+            Ok(l) => {
+                hello.stream = Some(l.endpoint.clone());
+                Some(l)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no byte stream socket: streams are unavailable");
+                None
+            }
+        },
+    };
     if !outbox.send(FromAgent::Hello(hello)).await {
         return Err(SessionError::Write("output closed".into()));
     }
@@ -221,17 +266,24 @@ where
         driver = %opts.driver,
         "welcome from oned"
     );
-    let driver = driver::open(
-        &opts.driver,
-        DriverContext {
-            host_id: welcome.host_id,
-            host_name: welcome.host_name.clone(),
-            config: cfg.clone(),
-            log: outbox.clone(),
-            sim: opts.sim.clone(),
-        },
-    );
-    if let Err(why) = &driver {
+    let driver = match opts.role {
+        Role::Frontend => {
+            Err("this is the frontend agent: it serves datastores, not domains".to_string())
+        }
+        Role::Host => driver::open(
+            &opts.driver,
+            DriverContext {
+                host_id: welcome.host_id,
+                host_name: welcome.host_name.clone(),
+                config: cfg.clone(),
+                log: outbox.clone(),
+                sim: opts.sim.clone(),
+            },
+        ),
+    };
+    if opts.role == Role::Host
+        && let Err(why) = &driver
+    {
         tracing::error!(reason = %why, "no driver: every request will fail");
         outbox.log(LogLevel::Error, why.clone(), None);
     }
@@ -244,11 +296,36 @@ where
     let ctx = Ctx {
         outbox: outbox.clone(),
         driver,
+        live: Arc::new(Mutex::new(cfg.clone())),
         config: cfg,
         clock_ref,
         kick: Arc::new(Notify::new()),
+        push_host: Arc::new(Notify::new()),
+        role: opts.role,
     };
-    run.monitor = Some(tokio::spawn(monitor(ctx.clone(), hypervisor, usage)));
+    run.monitor = Some(match opts.role {
+        Role::Host => tokio::spawn(monitor(ctx.clone(), hypervisor, usage)),
+        Role::Frontend => tokio::spawn(frontend_monitor(ctx.clone())),
+    });
+    let live = ctx.live.clone();
+    let roots: crate::stream::Roots =
+        Arc::new(move || crate::stream::roots_of(&live.lock().unwrap_or_else(|p| p.into_inner())));
+    match (opts.stream_fd, listener) {
+        (Some(fd), _) => match crate::stream::from_fd(fd) {
+            Ok((mux, incoming)) => {
+                run.muxes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(mux);
+                tokio::spawn(crate::stream::serve(incoming, roots));
+            }
+            Err(e) => tracing::warn!(fd, error = %e, "the byte stream socket is unusable"),
+        },
+        (None, Some(l)) => {
+            tokio::spawn(l.serve(roots, run.muxes.clone()));
+        }
+        (None, None) => {}
+    }
     serve(reader, writer, clock, &ctx, stop, &mut run.tasks).await
 }
 
@@ -375,15 +452,36 @@ struct Ctx {
     outbox: Outbox,
     /// The driver, or why there is none.
     driver: Result<Arc<dyn AgentDriver>, String>,
+    /// The Welcome's configuration (what needs a new session to change).
     config: AgentConfig,
+    /// The configuration as the last Configure left it (datastores, shared datastores,
+    /// bridges, the frontend's datastores).
+    live: Arc<Mutex<AgentConfig>>,
     clock_ref: Arc<Mutex<ClockRef>>,
     /// Tells the monitor to look at domain states now (an operation finished).
     kick: Arc<Notify>,
+    /// Tells the monitor to push host usage (and capabilities) now (a Configure).
+    push_host: Arc<Notify>,
+    role: Role,
 }
 
 impl Ctx {
     fn driver(&self) -> Result<&Arc<dyn AgentDriver>, &str> {
         self.driver.as_ref().map_err(String::as_str)
+    }
+
+    /// The configuration now.
+    fn current(&self) -> AgentConfig {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Takes what a Configure may change.
+    fn reconfigure(&self, c: AgentConfig) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.datastores = c.datastores;
+        live.shared_datastores = c.shared_datastores;
+        live.bridges = c.bridges;
+        live.frontend = c.frontend;
     }
 
     fn clock_ref(&self) -> ClockRef {
@@ -505,9 +603,33 @@ fn start_request(ctx: &Ctx, queue: &VmQueue, tasks: &mut JoinSet<()>, id: Reques
         }
         Request::Probe => {
             tasks.spawn(async move {
-                let report = checks::run(ctx.driver(), &ctx.config, ctx.clock_ref()).await;
+                let report = onboarding(&ctx).await;
                 let reply = Reply::CheckReport(report);
                 ctx.outbox.send(FromAgent::Reply { id, reply }).await;
+            });
+        }
+        Request::Ds(req) => {
+            tasks.spawn(async move {
+                let reply = match ctx.role {
+                    Role::Frontend => crate::frontend::execute(req).await,
+                    Role::Host => Reply::Err(DriverError::new(
+                        "datastore operations run in the frontend agent, not on a host",
+                    )),
+                };
+                ctx.outbox.send(FromAgent::Reply { id, reply }).await;
+            });
+        }
+        Request::Configure(c) => {
+            ctx.reconfigure(c);
+            ctx.push_host.notify_one();
+            let outbox = ctx.outbox.clone();
+            tasks.spawn(async move {
+                outbox
+                    .send(FromAgent::Reply {
+                        id,
+                        reply: Reply::Configured,
+                    })
+                    .await;
             });
         }
         Request::ListDomains => {
@@ -631,8 +753,27 @@ fn every(ms: u64) -> tokio::time::Interval {
 
 /// The pushes: at connect the onboarding report, host monitoring with every part, a full
 /// domain report and the VMs' monitoring; then each at its own period.
+/// The onboarding checks of this agent's role.
+async fn onboarding(ctx: &Ctx) -> one_proto::agent::OnboardingReport {
+    let cfg = ctx.current();
+    match ctx.role {
+        Role::Host => checks::run(ctx.driver(), &cfg, ctx.clock_ref()).await,
+        Role::Frontend => crate::frontend::checks(&cfg).await,
+    }
+}
+
+/// The frontend agent's pushes: its onboarding report; nothing else is monitored here (oned
+/// asks for datastore capacity with a request).
+async fn frontend_monitor(ctx: Ctx) {
+    let report = onboarding(&ctx).await;
+    if let Some(msg) = report.failure_message() {
+        tracing::warn!(%msg, "frontend checks");
+    }
+    ctx.outbox.send(FromAgent::OnboardingReport(report)).await;
+}
+
 async fn monitor(ctx: Ctx, hypervisor: String, mut usage: UsageSampler) {
-    let report = checks::run(ctx.driver(), &ctx.config, ctx.clock_ref()).await;
+    let report = onboarding(&ctx).await;
     if let Some(msg) = report.failure_message() {
         tracing::warn!(%msg, "onboarding");
     }
@@ -641,7 +782,8 @@ async fn monitor(ctx: Ctx, hypervisor: String, mut usage: UsageSampler) {
     tokio::time::sleep(usage.wait_needed()).await;
     let system = Some(host::system(&hypervisor));
     let (u, ds) = (Some(usage.sample()), Some(datastores(&ctx).await));
-    push_host(&ctx, system, u, ds).await;
+    let first_caps = capabilities(&ctx).await;
+    push_host(&ctx, system, u, ds, Some(first_caps.clone())).await;
     let mut known = HashMap::new();
     domain_states(&ctx, &mut known, true).await;
     vm_monitoring(&ctx).await;
@@ -652,13 +794,30 @@ async fn monitor(ctx: Ctx, hypervisor: String, mut usage: UsageSampler) {
         every(m.host_usage_ms),
         every(m.vm_usage_ms),
     );
+    // What is missing is looked at again often (an admin mounts a shared datastore).
+    let mut recheck = every(CAPABILITY_RECHECK_MS.min(m.host_usage_ms));
+    let mut last_caps = Some(first_caps);
     let (mut state, mut sync) = (every(m.vm_state_ms), every(m.vm_state_sync_ms));
     loop {
         tokio::select! {
-            _ = sys.tick() => push_host(&ctx, Some(host::system(&hypervisor)), None, None).await,
+            _ = sys.tick() => push_host(&ctx, Some(host::system(&hypervisor)), None, None, None).await,
             _ = use_.tick() => {
                 let (u, ds) = (Some(usage.sample()), Some(datastores(&ctx).await));
-                push_host(&ctx, None, u, ds).await;
+                let caps = capabilities(&ctx).await;
+                last_caps = Some(caps.clone());
+                push_host(&ctx, None, u, ds, Some(caps)).await;
+            }
+            _ = ctx.push_host.notified() => {
+                let (ds, caps) = (Some(datastores(&ctx).await), capabilities(&ctx).await);
+                last_caps = Some(caps.clone());
+                push_host(&ctx, None, None, ds, Some(caps)).await;
+            }
+            _ = recheck.tick(), if last_caps.as_ref().is_some_and(|c| c.iter().any(|c| !c.missing.is_empty())) => {
+                let caps = capabilities(&ctx).await;
+                if last_caps.as_ref() != Some(&caps) {
+                    last_caps = Some(caps.clone());
+                    push_host(&ctx, None, None, None, Some(caps)).await;
+                }
             }
             _ = vm.tick() => vm_monitoring(&ctx).await,
             _ = sync.tick() => domain_states(&ctx, &mut known, true).await,
@@ -668,8 +827,13 @@ async fn monitor(ctx: Ctx, hypervisor: String, mut usage: UsageSampler) {
     }
 }
 
+async fn capabilities(ctx: &Ctx) -> Vec<one_proto::agent::Capability> {
+    crate::capabilities::probe(&ctx.current()).await
+}
+
 async fn datastores(ctx: &Ctx) -> Vec<one_proto::objects::host::HostDs> {
-    let dirs = ctx.config.datastores.clone();
+    // Shared datastores are measured once, by the frontend.
+    let dirs = ctx.current().local_datastores();
     // statvfs of a hung network file system blocks: not on the runtime's thread.
     tokio::task::spawn_blocking(move || host::datastores(&dirs))
         .await
@@ -681,12 +845,14 @@ async fn push_host(
     system: Option<one_proto::agent::HostSystem>,
     usage: Option<one_proto::agent::HostUsage>,
     datastores: Option<Vec<one_proto::objects::host::HostDs>>,
+    capabilities: Option<Vec<one_proto::agent::Capability>>,
 ) {
     let m = HostMonitoring {
         timestamp: now_secs(),
         system,
         usage,
         datastores,
+        capabilities,
     };
     ctx.outbox.send(FromAgent::HostMonitoring(m)).await;
 }

@@ -228,6 +228,20 @@ fn session_of(store: &Store, user: &User, egid: i64) -> Session {
     }
 }
 
+/// `user:secret` from the value of an `Authorization: Basic` header (`curl -u user:secret`),
+/// the session string of the XML-RPC API.
+pub fn basic_session(header: &str) -> Option<String> {
+    use base64::Engine;
+    let (scheme, b64) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    String::from_utf8(raw).ok().filter(|s| s.contains(':'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

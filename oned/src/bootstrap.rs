@@ -1,7 +1,6 @@
 //! First start: the objects OpenNebula creates in a new installation.
 
 use crate::auth::{hash_password, random_hex};
-use crate::datadir::DataDir;
 use crate::store::{Kind, Store, StoreError};
 use one_proto::acl::{AclRule, default_rules};
 use one_proto::objects::cluster::Cluster;
@@ -12,6 +11,7 @@ use one_proto::objects::user::User;
 use one_proto::objects::{Header, Permissions};
 use one_proto::state::{DatastoreState, DatastoreType, DiskType};
 use one_proto::template::Template;
+use std::path::Path;
 
 /// Marker row written with the bootstrap objects, so a crash halfway never leaves a
 /// half-bootstrapped database (it is all one transaction) and a restart never repeats it.
@@ -33,8 +33,8 @@ fn user(id: i64, gid: i64, gname: &str, name: &str, password: &str, driver: &str
     }
 }
 
-fn datastore(dir: &DataDir, id: i64, name: &str, ty: DatastoreType, ds_mad: &str) -> Datastore {
-    let base_path = dir.datastore_path(id).display().to_string();
+fn datastore(root: &Path, id: i64, name: &str, ty: DatastoreType, ds_mad: &str) -> Datastore {
+    let base_path = root.join(id.to_string()).display().to_string();
     let mut template = Template::new();
     template.set("TYPE", ty.name());
     template.set("TM_MAD", "shared");
@@ -76,9 +76,11 @@ fn datastore(dir: &DataDir, id: i64, name: &str, ty: DatastoreType, ds_mad: &str
 
 /// Creates the bootstrap objects unless the database already has them. Returns oneadmin's
 /// password when it was generated or taken from `ONE_AUTH` (so the caller writes `one_auth`).
+/// `datastores_root` is where the default datastores' directories go (the frontend agent
+/// makes them).
 pub async fn bootstrap(
     store: &Store,
-    dir: &DataDir,
+    datastores_root: &Path,
     oneadmin_password: Option<String>,
 ) -> Result<Option<String>, StoreError> {
     if store.db.load_system(BOOTSTRAP_MARK).await?.is_some() {
@@ -117,16 +119,12 @@ pub async fn bootstrap(
     ));
     tx.bump_next_id(Kind::User, 2);
 
+    let root = datastores_root;
     let datastores = [
-        datastore(dir, 0, "system", DatastoreType::System, "-"),
-        datastore(dir, 1, "default", DatastoreType::Image, "fs"),
-        datastore(dir, 2, "files", DatastoreType::File, "fs"),
+        datastore(root, 0, "system", DatastoreType::System, "-"),
+        datastore(root, 1, "default", DatastoreType::Image, "fs"),
+        datastore(root, 2, "files", DatastoreType::File, "fs"),
     ];
-    for ds in &datastores {
-        if let Err(e) = dir.create_dir(std::path::Path::new(&ds.base_path)) {
-            tracing::warn!(ds = ds.header.id, error = %e, "cannot create datastore directory");
-        }
-    }
     tx.put(Cluster {
         id: 0,
         name: "default".into(),

@@ -1,6 +1,7 @@
 //! oned's configuration: typed, with defaults in code; `etc/oned.toml` documents every option.
 
 use serde::Deserialize;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -44,7 +45,99 @@ pub struct Config {
     /// Hypervisor hosts reached through the node agent (IM_MAD / VM_MAD `kvm`).
     pub hosts: HostsConfig,
     /// Host failure recovery (docs/host-recovery.md).
-    pub recovery: crate::recovery::RecoveryConfig,
+    pub recovery: RecoveryConfig,
+    /// Datastores, images, uploads and the frontend agent (docs/storage.md).
+    pub storage: StorageConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Where new datastores live, as directories named by id (`/var/lib/one/datastores` in
+    /// a packaged install, where an NFS export is mounted); empty: `<data_dir>/datastores`.
+    pub datastores_root: PathBuf,
+    /// The upload staging area (`POST /upload`); empty: `<data_dir>/upload`.
+    pub upload_dir: PathBuf,
+    /// Largest upload accepted, in bytes (independent of `max_request_bytes`).
+    pub upload_max_bytes: u64,
+    /// Seconds an upload token stays valid when no image uses it.
+    pub upload_token_seconds: u64,
+    /// Largest image downloaded from a URL, in bytes.
+    pub url_max_bytes: u64,
+    /// Seconds to connect to a URL's server and get its answer's headers.
+    pub url_connect_timeout_seconds: u64,
+    /// A download that receives nothing for this many seconds has stalled and fails.
+    pub url_stall_timeout_seconds: u64,
+    /// Seconds a datastore operation (a copy of a large image) may take.
+    pub operation_timeout_seconds: u64,
+    /// RESTRICTED_DIRS of datastores that do not set it (OpenNebula's default).
+    pub restricted_dirs: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            datastores_root: PathBuf::new(),
+            upload_dir: PathBuf::new(),
+            upload_max_bytes: 64 << 30,
+            upload_token_seconds: 3600,
+            url_max_bytes: 64 << 30,
+            url_connect_timeout_seconds: 30,
+            url_stall_timeout_seconds: 60,
+            operation_timeout_seconds: 6 * 3600,
+            restricted_dirs: "/etc".into(),
+        }
+    }
+}
+
+impl StorageConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("upload_max_bytes", self.upload_max_bytes),
+            ("upload_token_seconds", self.upload_token_seconds),
+            ("url_max_bytes", self.url_max_bytes),
+            (
+                "url_connect_timeout_seconds",
+                self.url_connect_timeout_seconds,
+            ),
+            ("url_stall_timeout_seconds", self.url_stall_timeout_seconds),
+            ("operation_timeout_seconds", self.operation_timeout_seconds),
+        ] {
+            if v == 0 {
+                return Err(format!("storage.{name} must be above 0"));
+            }
+        }
+        for (name, p) in [
+            ("datastores_root", &self.datastores_root),
+            ("upload_dir", &self.upload_dir),
+        ] {
+            if !p.as_os_str().is_empty() && !p.is_absolute() {
+                return Err(format!(
+                    "storage.{name} must be an absolute path, not {}",
+                    p.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where new datastores live.
+    pub fn datastores_root(&self, data_dir: &Path) -> PathBuf {
+        if self.datastores_root.as_os_str().is_empty() {
+            data_dir.join("datastores")
+        } else {
+            self.datastores_root.clone()
+        }
+    }
+
+    /// The upload staging area.
+    pub fn upload_dir(&self, data_dir: &Path) -> PathBuf {
+        if self.upload_dir.as_os_str().is_empty() {
+            data_dir.join("upload")
+        } else {
+            self.upload_dir.clone()
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -327,7 +420,7 @@ impl HostsConfig {
                 self.vnc_port_start
             ));
         }
-        crate::hostmgr::vnc::parse_reserved(&self.vnc_ports_reserved)
+        parse_reserved(&self.vnc_ports_reserved)
             .map_err(|e| format!("hosts.vnc_ports_reserved: {e}"))?;
         if self.ssh_port == 0 {
             return Err("hosts.ssh_port must be a port, not 0".into());
@@ -373,6 +466,7 @@ impl Default for Config {
             hooks: HooksConfig::default(),
             hosts: HostsConfig::default(),
             recovery: Default::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -435,6 +529,7 @@ impl Config {
         }
         self.hosts.validate()?;
         self.recovery.validate()?;
+        self.storage.validate()?;
         Ok(())
     }
 
@@ -450,6 +545,84 @@ impl Config {
             self.db.clone()
         }
     }
+}
+
+/// `[recovery]` in oned.toml.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecoveryConfig {
+    /// false: no recovery at all, whatever templates say.
+    pub enabled: bool,
+    /// Seconds between two looks at the hosts.
+    pub check_interval_seconds: f64,
+    /// Default HOST_ERROR_GRACE: seconds a host stays in ERROR before it is recovered.
+    pub grace_seconds: f64,
+    /// Default FENCE_COMMAND ("" = hosts are not fenced).
+    pub fence_command: String,
+    /// Seconds the fence command may run before it is killed (and counts as failed).
+    pub fence_timeout_seconds: f64,
+    /// Recovery log records kept (the oldest go first).
+    pub log_retention: i64,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            enabled: true,
+            check_interval_seconds: 5.0,
+            grace_seconds: 120.0,
+            fence_command: String::new(),
+            fence_timeout_seconds: 60.0,
+            log_retention: 1000,
+        }
+    }
+}
+
+impl RecoveryConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v, min) in [
+            ("check_interval_seconds", self.check_interval_seconds, 0.01),
+            ("grace_seconds", self.grace_seconds, 0.0),
+            ("fence_timeout_seconds", self.fence_timeout_seconds, 0.01),
+        ] {
+            if !(v.is_finite() && v >= min && v <= 1e9) {
+                return Err(format!(
+                    "recovery.{name} must be a number of seconds >= {min}, not {v}"
+                ));
+            }
+        }
+        if self.log_retention < 1 {
+            return Err(format!(
+                "recovery.log_retention must be at least 1, not {}",
+                self.log_retention
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses reserved ranges: "a:b" (inclusive) or "p", separated by commas or blanks.
+pub fn parse_reserved(s: &str) -> Result<Vec<RangeInclusive<u32>>, String> {
+    let mut out = Vec::new();
+    for part in s.split([',', ' ']).map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{part:?} is not a port or a range of ports (a:b)"))
+        };
+        let r = match part.split_once(':') {
+            Some((a, b)) => num(a)?..=num(b)?,
+            None => {
+                let p = num(part)?;
+                p..=p
+            }
+        };
+        if r.start() > r.end() {
+            return Err(format!("{part:?}: the range ends before it starts"));
+        }
+        out.push(r);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -72,6 +72,24 @@ impl DataDir {
         self.root.join("vms").join(id.to_string())
     }
 
+    /// This installation's identity (made at the first start, kept in `cloud_id`): the
+    /// token files of shared datastores carry it, so a host tells this cloud's datastore
+    /// from another's.
+    pub fn cloud_id(&self) -> Result<String, DataDirError> {
+        let path = self.root.join("cloud_id");
+        if let Ok(s) = fs::read_to_string(&path) {
+            let id = s.trim();
+            if !id.is_empty() {
+                return Ok(id.to_string());
+            }
+        }
+        let mut b = [0u8; 16];
+        rand::fill(&mut b);
+        let id = hex::encode(b);
+        self.write_private("cloud_id", &format!("{id}\n"))?;
+        Ok(id)
+    }
+
     pub fn create_dir(&self, path: &Path) -> Result<(), DataDirError> {
         fs::create_dir_all(path).map_err(|source| DataDirError::Create {
             path: path.to_path_buf(),

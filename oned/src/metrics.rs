@@ -6,17 +6,15 @@
 //! credentials of a user of the oneadmin group (checked as an API session), unless
 //! `[metrics] public = true`. Host and VM names are not for everybody's eyes.
 
-use crate::server::Oned;
-use axum::extract::State;
+use crate::daemon::Oned;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use one_proto::state::VmState;
 use one_proto::template::Template;
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 /// API calls and failures per method, for the whole process.
 static API: Mutex<BTreeMap<&'static str, (u64, u64)>> = Mutex::new(BTreeMap::new());
@@ -94,26 +92,17 @@ pub fn loopback(listen: &str) -> bool {
         .is_some_and(|(host, _)| host == "localhost")
 }
 
-/// `user:password` from an `Authorization: Basic` header.
-fn basic_credentials(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, b64) = v.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
-    String::from_utf8(raw).ok().filter(|s| s.contains(':'))
-}
-
-pub async fn handler(State(oned): State<Arc<Oned>>, headers: HeaderMap) -> Response {
+pub async fn handler(oned: &Oned, headers: &HeaderMap) -> Response {
     let cfg = &oned.config.metrics;
     if !cfg.enabled {
         return StatusCode::NOT_FOUND.into_response();
     }
     if !cfg.public && !loopback(&oned.config.listen) {
-        let session = match basic_credentials(&headers) {
+        let session = match headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::auth::basic_session)
+        {
             Some(c) => oned.auth.authenticate(&oned.store, &c).await,
             None => None,
         };
@@ -132,7 +121,7 @@ pub async fn handler(State(oned): State<Arc<Oned>>, headers: HeaderMap) -> Respo
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render(&oned),
+        render(oned),
     )
         .into_response()
 }
@@ -509,16 +498,14 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_decoded() {
-        let mut h = HeaderMap::new();
-        assert_eq!(basic_credentials(&h), None);
+        use crate::auth::basic_session;
         // "oneadmin:pw"
-        h.insert(
-            header::AUTHORIZATION,
-            "Basic b25lYWRtaW46cHc=".parse().unwrap(),
+        assert_eq!(
+            basic_session("Basic b25lYWRtaW46cHc=").as_deref(),
+            Some("oneadmin:pw")
         );
-        assert_eq!(basic_credentials(&h).as_deref(), Some("oneadmin:pw"));
-        h.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
-        assert_eq!(basic_credentials(&h), None);
+        assert_eq!(basic_session("Bearer x"), None);
+        assert_eq!(basic_session("Basic !!!"), None);
     }
 
     #[test]

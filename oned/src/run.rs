@@ -3,9 +3,10 @@
 use crate::api::Registry;
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::daemon::Oned;
 use crate::datadir::{DataDir, read_auth_file};
 use crate::db::{Db, redact};
-use crate::server::{Oned, router};
+use crate::server::router;
 use crate::store::Store;
 use anyhow::Context;
 use std::path::PathBuf;
@@ -62,7 +63,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let db = Db::open(&url, cfg.db_sync_full).await?;
     let store = Store::load(db).await?;
-    if let Some(password) = crate::bootstrap::bootstrap(&store, &dir, initial_password()).await? {
+    let storage = crate::storage::Storage::new(&cfg, &dir)?;
+    if let Some(password) =
+        crate::bootstrap::bootstrap(&store, &storage.root, initial_password()).await?
+    {
         let path = dir.write_private("one_auth", &format!("oneadmin:{password}\n"))?;
         tracing::info!(file = %path.display(), "oneadmin credentials written");
     }
@@ -77,11 +81,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let oned = Arc::new(Oned {
         auth: Authenticator::new(Duration::from_secs(cfg.session_cache_seconds)),
-        registry: Registry::full(),
         lcm: crate::lcm::Lcm::new(&cfg),
         monitor: crate::monitor::Monitor::new(&cfg),
         hooks: crate::hooks::Hooks::new(&cfg),
         hostmgr: crate::hostmgr::HostMgr::new(&cfg),
+        storage,
         config: cfg,
         store,
         data_dir: dir,
@@ -90,13 +94,28 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     crate::lcm::start(&oned);
     crate::monitor::start(&oned);
     crate::recovery::start(&oned);
+    // Image operations a stop interrupted end in ERROR (their leftovers are removed once the
+    // frontend agent is up).
+    match crate::storage::image::recover(&oned).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            images = n,
+            "image operations interrupted by the last stop: images in ERROR"
+        ),
+        Err(e) => tracing::error!(error = %e, "cannot record interrupted image operations"),
+    }
+    // The frontend agent first: it makes the datastores' directories and token files that
+    // hosts check.
+    crate::storage::frontend::start(&oned);
+    crate::storage::capacity::start(&oned);
+    crate::upload::start_sweeper(&oned);
     let ssh = crate::hostmgr::ssh::SshTransport::new(&oned).context("oned's SSH key pair")?;
     oned.hostmgr.set_ssh(Arc::new(ssh));
     crate::hostmgr::start(&oned);
-    axum::serve(listener, router(oned.clone()))
+    axum::serve(listener, router(oned.clone(), Registry::full()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    crate::monitor::history::flush_now(&oned).await;
+    crate::monitor::flush_history(&oned).await;
     oned.store.db.close().await;
     tracing::info!("oned stopped");
     Ok(())

@@ -21,6 +21,7 @@
 //! bytes as they arrive and hands out whole frames. Neither panics on any input.
 
 use crate::driver::{DriverError, DriverReply, DriverRequest};
+use crate::ds::{DsReply, DsRequest};
 use crate::objects::host::{HostDs, HostMonitoring as HostMonitoringDoc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -121,6 +122,12 @@ pub enum Request {
     /// Finish the requests in flight, answer them, then exit; domains keep running →
     /// [`Reply::ShuttingDown`] at once.
     Shutdown,
+    /// A datastore operation (the frontend agent) → [`Reply::Ds`] or [`Reply::Err`].
+    Ds(DsRequest),
+    /// The parts of the configuration that change while a session lives (datastores,
+    /// shared datastores to verify, bridges, the frontend's datastores) → [`Reply::Configured`].
+    /// The agent pushes host monitoring at once, so what it reports follows.
+    Configure(AgentConfig),
 }
 
 /// The agent's answer to a [`Request`].
@@ -135,6 +142,8 @@ pub enum Reply {
         domains: Vec<Domain>,
     },
     ShuttingDown,
+    Ds(DsReply),
+    Configured,
 }
 
 /// Keepalive. Either side may send [`ToAgent::Ping`] / [`FromAgent::Ping`]; the other answers
@@ -158,6 +167,11 @@ pub struct Hello {
     pub agent: AgentVersion,
     #[serde(default)]
     pub host: HostInfo,
+    /// Where the agent serves its byte stream when oned did not hand it one (an agent
+    /// reached over SSH): a Unix socket on the host that oned reaches through a second
+    /// channel of the same SSH connection (docs/node-agent.md, "Byte stream").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamEndpoint>,
 }
 
 impl Hello {
@@ -166,8 +180,17 @@ impl Hello {
             protocol_version: PROTOCOL_VERSION,
             agent,
             host,
+            stream: None,
         }
     }
+}
+
+/// The agent's byte stream socket, and the key a connection must present first (so only
+/// the oned this hello went to can use it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamEndpoint {
+    pub socket: String,
+    pub key: String,
 }
 
 /// Which build of the agent runs. Hosts run the frontend's own build, so oned accepts exactly
@@ -228,6 +251,47 @@ pub struct AgentConfig {
     pub max_clock_skew_ms: u64,
     /// The least important [`Log`] frame the agent sends.
     pub log_level: LogLevel,
+    /// Shared datastores the host must see as the frontend's file system (their token
+    /// files are read back): the `SHARED_DS` capability. Never created nor measured by the
+    /// agent; a system datastore listed in `datastores` and here is such a one (the others
+    /// are the host's own disk: made when missing, measured).
+    #[serde(default)]
+    pub shared_datastores: Vec<SharedDatastore>,
+    /// Set for the frontend agent (oned's own, for image and file datastores).
+    #[serde(default)]
+    pub frontend: Option<FrontendConfig>,
+}
+
+/// A shared datastore a host must see: its directory and the token the frontend wrote in
+/// its [`crate::ds::TOKEN_FILE`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedDatastore {
+    pub id: i64,
+    pub path: String,
+    pub token: String,
+}
+
+/// The frontend agent's configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrontendConfig {
+    /// Where new datastores live, as directories named by id.
+    pub datastores_root: String,
+    /// The image and file datastores (byte streams may read and write in them).
+    pub datastores: Vec<crate::ds::DsDir>,
+    /// The upload staging area (byte streams write uploads there).
+    pub staging_dir: String,
+}
+
+impl AgentConfig {
+    /// The system datastores that are this host's own disk (not shared): made when missing,
+    /// checked writable and measured by the host.
+    pub fn local_datastores(&self) -> Vec<DatastoreDir> {
+        self.datastores
+            .iter()
+            .filter(|d| !self.shared_datastores.iter().any(|s| s.id == d.id))
+            .cloned()
+            .collect()
+    }
 }
 
 impl Default for AgentConfig {
@@ -244,6 +308,8 @@ impl Default for AgentConfig {
             bridges: Vec::new(),
             max_clock_skew_ms: 5_000,
             log_level: LogLevel::Info,
+            shared_datastores: Vec::new(),
+            frontend: None,
         }
     }
 }
@@ -389,6 +455,32 @@ pub struct HostMonitoring {
     pub usage: Option<HostUsage>,
     /// Space of the [`AgentConfig::datastores`] (HOST_SHARE/DATASTORES).
     pub datastores: Option<Vec<HostDs>>,
+    /// What the host can serve (with `usage`): each becomes host template attributes.
+    #[serde(default)]
+    pub capabilities: Option<Vec<Capability>>,
+}
+
+/// One host capability (docs/node-agent.md, "Host capabilities"): the items of kind `name`
+/// the host can serve, and those it cannot with the reason. oned writes them into the
+/// host's TEMPLATE as `NAME="a b"`, `NAME_MISSING="c"` and `NAME_ERROR="c: reason"`; the
+/// scheduler reads them there.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capability {
+    pub name: String,
+    pub available: Vec<String>,
+    pub missing: Vec<Missing>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Missing {
+    pub item: String,
+    pub reason: String,
+}
+
+/// The capability names, with what their items are.
+pub mod capabilities {
+    /// Shared datastores (ids) the host sees as the frontend's file system.
+    pub const SHARED_DS: &str = "SHARED_DS";
 }
 
 /// What the host is (probe attributes for HOST/TEMPLATE; TOTALCPU and TOTALMEMORY also set
@@ -611,6 +703,8 @@ pub mod checks {
     pub const DATASTORES: &str = "datastores";
     /// The host's clock is within `max_clock_skew_ms` of oned's.
     pub const CLOCK_SKEW: &str = "clock_skew";
+    /// The frontend agent: qemu-img answers.
+    pub const QEMU_IMG: &str = "qemu_img";
 }
 
 /// A message for oned's log (and the VM's log when `vm_id` is set).
@@ -857,6 +951,19 @@ mod tests {
             path: "/var/lib/one/datastores/0".into(),
         });
         config.bridges.push("br0".into());
+        config.shared_datastores.push(SharedDatastore {
+            id: 1,
+            path: "/var/lib/one/datastores/1".into(),
+            token: "one-rs datastore 1 cloud 0f3c".into(),
+        });
+        config.frontend = Some(FrontendConfig {
+            datastores_root: "/var/lib/one/datastores".into(),
+            datastores: vec![crate::ds::DsDir {
+                id: 1,
+                path: "/var/lib/one/datastores/1".into(),
+            }],
+            staging_dir: "/var/lib/one/upload".into(),
+        });
         let req = |id, request| ToAgent::Request { id, request };
         vec![
             ToAgent::Welcome(Welcome {
@@ -874,6 +981,20 @@ mod tests {
             req(2, Request::Probe),
             req(3, Request::ListDomains),
             req(u64::MAX, Request::Shutdown),
+            req(
+                4,
+                Request::Ds(crate::ds::DsRequest::Rm {
+                    leftovers_only: false,
+                    target: crate::ds::Target {
+                        ds: crate::ds::DsDir {
+                            id: 1,
+                            path: "/var/lib/one/datastores/1".into(),
+                        },
+                        source: "/var/lib/one/datastores/1/abc".into(),
+                    },
+                }),
+            ),
+            req(5, Request::Configure(AgentConfig::default())),
             ToAgent::Ping(Beat {
                 seq: 7,
                 time_ms: 1_700_000_000_000,
@@ -927,6 +1048,14 @@ mod tests {
                 },
             ),
             reply(6, Reply::ShuttingDown),
+            reply(
+                7,
+                Reply::Ds(crate::ds::DsReply::Stat {
+                    size_mb: 3,
+                    format: "qcow2".into(),
+                }),
+            ),
+            reply(8, Reply::Configured),
             FromAgent::HostMonitoring(HostMonitoring {
                 timestamp: 1_700_000_000,
                 system: Some(HostSystem {
@@ -952,6 +1081,14 @@ mod tests {
                     total_mb: 100_000,
                     free_mb: 60_000,
                     used_mb: 40_000,
+                }]),
+                capabilities: Some(vec![Capability {
+                    name: capabilities::SHARED_DS.into(),
+                    available: vec!["0".into(), "1".into()],
+                    missing: vec![Missing {
+                        item: "100".into(),
+                        reason: "/var/lib/one/datastores/100 does not exist".into(),
+                    }],
                 }]),
             }),
             FromAgent::HostMonitoring(HostMonitoring {
@@ -1011,6 +1148,8 @@ mod tests {
                 Request::Probe => "probe",
                 Request::ListDomains => "list_domains",
                 Request::Shutdown => "shutdown",
+                Request::Ds(_) => "ds",
+                Request::Configure(_) => "configure",
             },
             ToAgent::Ping(_) => "ping",
             ToAgent::Pong(_) => "pong",
@@ -1025,6 +1164,8 @@ mod tests {
                 Reply::CheckReport(_) => "check_report",
                 Reply::DomainList { .. } => "domain_list",
                 Reply::ShuttingDown => "shutting_down",
+                Reply::Ds(_) => "ds",
+                Reply::Configured => "configured",
             },
             other => other.kind(),
         }
@@ -1048,7 +1189,7 @@ mod tests {
     fn every_frame_round_trips() {
         let to = to_agent_samples();
         let kinds: std::collections::BTreeSet<_> = to.iter().map(to_agent_kind).collect();
-        assert_eq!(kinds.len(), 8, "a ToAgent kind has no sample: {kinds:?}");
+        assert_eq!(kinds.len(), 10, "a ToAgent kind has no sample: {kinds:?}");
         for m in &to {
             let bytes = encode(m).unwrap();
             let mut dec = FrameDecoder::new();
@@ -1059,7 +1200,7 @@ mod tests {
         }
         let from = from_agent_samples();
         let kinds: std::collections::BTreeSet<_> = from.iter().map(from_agent_kind).collect();
-        assert_eq!(kinds.len(), 14, "a FromAgent kind has no sample: {kinds:?}");
+        assert_eq!(kinds.len(), 16, "a FromAgent kind has no sample: {kinds:?}");
         for m in &from {
             let mut dec = FrameDecoder::new();
             dec.feed(&encode(m).unwrap());
@@ -1336,9 +1477,9 @@ mod tests {
         );
         let FromAgent::HostMonitoring(HostMonitoring {
             system: Some(sys), ..
-        }) = &from_agent_samples()[8]
+        }) = &from_agent_samples()[10]
         else {
-            panic!("sample 8 is the full host monitoring");
+            panic!("sample 10 is the full host monitoring");
         };
         let attrs = sys.probe_attributes();
         let get = |k: &str| attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());

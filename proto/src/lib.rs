@@ -3,9 +3,11 @@
 pub mod acl;
 pub mod agent;
 pub mod driver;
+pub mod ds;
 pub mod error;
 pub mod objects;
 pub mod state;
+pub mod stream;
 pub mod template;
 pub mod time;
 pub mod xml;

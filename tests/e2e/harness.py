@@ -118,8 +118,9 @@ def wait_for(what: str, check, timeout: float = 20.0, step: float = 0.1):
     pytest.fail(f"timed out after {timeout} s waiting for {what}; last value {last!r}", pytrace=False)
 
 
-def agent_children(oned_pid: int) -> list[int]:
-    """The one-node-agent processes an oned started through local pipes (its children)."""
+def agent_children(oned_pid: int, frontend: bool = False) -> list[int]:
+    """The one-node-agent processes an oned started through local pipes for its hosts (its
+    children), or with `frontend` its frontend agent (`--frontend`)."""
     pids = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -130,7 +131,7 @@ def agent_children(oned_pid: int) -> list[int]:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == oned_pid and cmd and cmd[0].endswith(b"one-node-agent"):
+        if ppid == oned_pid and cmd and cmd[0].endswith(b"one-node-agent") and (b"--frontend" in cmd) == frontend:
             pids.append(int(d.name))
     return pids
 

@@ -1,7 +1,8 @@
 """Images and VM templates: one.image.*, one.imagepool.info, one.template.*,
 one.templatepool.info through pyone, every body checked against the XSDs; allocation rules,
-image states (no storage driver yet: PATH images and clones stay LOCKED), clones, the
-common methods, recursive template operations, instantiation and the VM disk contract."""
+image states (LOCKED while the frontend agent copies or makes an image, READY after),
+clones, the common methods, recursive template operations, instantiation and the VM disk
+contract. The storage side itself (copies, URLs, uploads, faults) is test_storage_images.py."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pyone
 import pytest
 
 from harness import parse_xml, xsd_check
+from storage_util import HttpServer, wait_image
 
 IMAGE_DS = 1
 FILE_DS = 2
@@ -81,10 +83,37 @@ def ds_images(oned, ds_id):
     return [int(e.text) for e in root.findall("IMAGES/ID")]
 
 
-def datablock(one, name="db", size=10, extra="") -> int:
+def datablock(one, name="db", size=10, extra="", oned=None) -> int:
+    """An empty datablock, READY (the frontend agent makes it while it is LOCKED)."""
     iid = one.image.allocate(f'NAME="{name}"\nTYPE="DATABLOCK"\nSIZE="{size}"\n{extra}', IMAGE_DS)
     assert isinstance(iid, int) and iid >= 0
+    wait_image(oned or ONED[0], iid)
     return iid
+
+
+# The daemon of the running test, for helpers called with pyone clients only.
+ONED = [None]
+
+
+@pytest.fixture(autouse=True)
+def _current_oned(request):
+    if "oned" in request.fixturenames:
+        ONED[0] = request.getfixturevalue("oned")
+    yield
+    ONED[0] = None
+
+
+@pytest.fixture(scope="module")
+def http():
+    """A local HTTP server: `/stall/N` keeps an image LOCKED for the test's length."""
+    srv = HttpServer()
+    yield srv
+    srv.stop()
+
+
+def locked_image(one, http, name="l", ds=IMAGE_DS, extra=""):
+    """An image that stays LOCKED: its URL stalls after the headers."""
+    return one.image.allocate(f'NAME="{name}"\nPATH="{http.url}/stall/1"\n{extra}', ds)
 
 
 def state(oned, iid) -> int:
@@ -106,6 +135,8 @@ def vm_supported(oned) -> bool:
 
 def test_allocate_empty_datablock_is_ready(oned, one):
     iid = datablock(one, "data", 100, 'DESCRIPTION="scratch <disk>"\nFORMAT="qcow2"')
+    # The frontend agent made the file: a qcow2 image.
+    assert open(image(oned, iid).findtext("SOURCE"), "rb").read(4) == b"QFI\xfb"
     root = image(oned, iid)
     assert root.tag == "IMAGE"
     assert root.findtext("NAME") == "data"
@@ -137,47 +168,51 @@ def test_allocate_empty_datablock_is_ready(oned, one):
 
     # Defaults: OS type needs SIZE without PATH; PERSISTENT=YES; a DEV_PREFIX kept.
     os_id = one.image.allocate('NAME="os"\nSIZE="5"\nPERSISTENT="YES"\nDEV_PREFIX="vd"', IMAGE_DS)
-    r = image(oned, os_id)
+    r = wait_image(oned, os_id)
     assert r.findtext("TYPE") == "0" and r.findtext("PERSISTENT") == "1"
     assert r.findtext("TEMPLATE/DEV_PREFIX") == "vd"
     assert r.findtext("FORMAT") == "raw"
 
 
-def test_allocate_with_local_path_stays_locked(oned, one, tmp_path):
+def test_allocate_with_local_path_copies_it(oned, one, tmp_path, http):
     f = tmp_path / "disk.img"
-    f.write_bytes(b"\0" * (3 * 1024 * 1024 + 5))
+    data = b"\1" * (3 * 1024 * 1024 + 5)
+    f.write_bytes(data)
     iid = one.image.allocate(f'NAME="fromfile"\nPATH="{f}"', IMAGE_DS)
-    root = image(oned, iid)
-    # No storage driver copies the file yet: LOCKED until one does.
-    assert root.findtext("STATE") == str(LOCKED_ST)
+    root = wait_image(oned, iid)
     assert root.findtext("PATH") == str(f)
     assert root.findtext("SIZE") == "4"
-    assert root.findtext("FORMAT") in (None, "")
-    assert re.search(r"/[0-9a-f]{32}$", root.findtext("SOURCE"))
+    assert root.findtext("FORMAT") == "raw"
+    src = root.findtext("SOURCE")
+    assert re.search(r"/[0-9a-f]{32}$", src)
+    assert open(src, "rb").read() == data and f.read_bytes() == data
+    xsd_check(image_xml(oned, iid))
 
-    # A URL is not downloaded: SIZE comes from the template.
-    url = one.image.allocate('NAME="iso"\nTYPE="CDROM"\nPATH="https://example.com/a.iso"\nSIZE="7"', IMAGE_DS)
-    r = image(oned, url)
-    assert r.findtext("SIZE") == "7" and r.findtext("STATE") == str(LOCKED_ST)
+    # A URL is downloaded; CDROMs get no DEV_PREFIX.
+    http.files["a.iso"] = b"\0" * 4096
+    url = one.image.allocate(f'NAME="iso"\nTYPE="CDROM"\nPATH="{http.url}/f/a.iso"', IMAGE_DS)
+    r = wait_image(oned, url)
+    assert r.findtext("SIZE") == "1"
     assert r.find("TEMPLATE/DEV_PREFIX") is None
 
     # A local file that does not exist.
     with pytest.raises(pyone.OneInternalException, match=r"Cannot parse image SIZE: Cannot determine size for /nonexistent/x"):
         one.image.allocate('NAME="missing"\nPATH="/nonexistent/x"', IMAGE_DS)
 
-    # Nothing from oned's own data directory (credentials, other users' images).
-    inside = next(p for p in oned.data_dir.rglob("*") if p.is_file())
+    # Nothing from oned's own data directory (credentials, keys, other users' images) ...
+    inside = oned.data_dir / "one_auth"
     msg, code = error_of(oned, "one.image.allocate", f'NAME="steal"\nPATH="{inside}"', IMAGE_DS)
     assert code == ALLOCATE and "Not allowed to copy images from" in msg, msg
-    # ... unless the datastore lists it in SAFE_DIRS.
+    # ... not even when the datastore lists it in SAFE_DIRS.
     one.datastore.update(IMAGE_DS, f'SAFE_DIRS="{inside.parent}"', 1)
-    assert isinstance(one.image.allocate(f'NAME="safe"\nPATH="{inside}"', IMAGE_DS), int)
+    msg, code = error_of(oned, "one.image.allocate", f'NAME="safe"\nPATH="{inside}"', IMAGE_DS)
+    assert code == ALLOCATE and "Not allowed to copy images from" in msg, msg
 
     # Files in the files datastore.
     k = tmp_path / "vmlinuz"
     k.write_bytes(b"k")
     kid = one.image.allocate(f'NAME="kernel"\nTYPE="KERNEL"\nPATH="{k}"\nPERSISTENT="YES"', FILE_DS)
-    kr = image(oned, kid)
+    kr = wait_image(oned, kid)
     assert kr.findtext("TYPE") == "3" and kr.findtext("PERSISTENT") == "0"
     assert kr.findtext("SIZE") == "1"
     assert kid in ds_images(oned, FILE_DS)
@@ -267,15 +302,21 @@ def test_user_images_and_authorization(oned, one, make_user):
     # Making it readable by others lets bob use (info) it.
     alice.image.chmod(a, 1, 1, 0, 0, 0, 0, 1, 0, 0)
     assert image(oned, a, session=bob.session).findtext("PERMISSIONS/OTHER_U") == "1"
-    # The files datastore is not usable by a user without rights? It is (OTHER_U): allocate works.
-    assert isinstance(alice.image.allocate('NAME="ctx"\nTYPE="CONTEXT"\nPATH="https://x/y"', FILE_DS), int)
+    # The files datastore is usable by every user (OTHER_U): allocate works.
+    http = HttpServer()
+    http.files["ctx"] = b"context"
+    try:
+        ctx = alice.image.allocate(f'NAME="ctx"\nTYPE="CONTEXT"\nPATH="{http.url}/f/ctx"', FILE_DS)
+        wait_image(oned, ctx)
+    finally:
+        http.stop()
 
 
 # ---------------------------------------------------------------------------------------
 # state changes
 
 
-def test_enable_disable(oned, one):
+def test_enable_disable(oned, one, http):
     iid = datablock(one)
     assert one.image.enable(iid, False) == iid
     assert state(oned, iid) == DISABLED
@@ -284,7 +325,7 @@ def test_enable_disable(oned, one):
     one.image.enable(iid, True)
     assert state(oned, iid) == READY
 
-    locked = one.image.allocate('NAME="l"\nPATH="https://x/y.img"', IMAGE_DS)
+    locked = locked_image(one, http)
     with pytest.raises(pyone.OneInternalException, match=r"Could not disable image: Image cannot be in state LOCKED\."):
         one.image.enable(locked, False)
     with pytest.raises(pyone.OneNoExistsException):
@@ -302,6 +343,7 @@ def test_persistent_and_chtype(oned, one, tmp_path):
     k = tmp_path / "k"
     k.write_bytes(b"x")
     kid = one.image.allocate(f'NAME="k"\nTYPE="KERNEL"\nPATH="{k}"', FILE_DS)
+    wait_image(oned, kid)
     with pytest.raises(pyone.OneActionException, match="KERNEL, RAMDISK and CONTEXT must be non-persistent"):
         one.image.persistent(kid, True)
 
@@ -325,51 +367,45 @@ def test_persistent_and_chtype(oned, one, tmp_path):
 # clone / delete
 
 
-def test_clone_states_and_delete(oned, one):
+def test_clone_states_and_delete(oned, one, http):
     src = datablock(one, "base", 8)
     c = one.image.clone(src, "copy")
     cr = image(oned, c)
-    # The copy is pending (no storage driver): LOCKED, tied to its source.
-    assert cr.findtext("STATE") == str(LOCKED_ST)
-    assert cr.findtext("CLONING_ID") == str(src)
+    # LOCKED while the frontend agent copies, tied to its source.
+    assert cr.findtext("STATE") in (str(LOCKED_ST), str(READY))
     assert cr.findtext("SIZE") == "8"
     assert cr.findtext("TYPE") == "2"
     assert cr.findtext("PATH") == image(oned, src).findtext("SOURCE")
     assert c in ds_images(oned, IMAGE_DS)
-    sr = image(oned, src)
-    assert sr.findtext("STATE") == str(USED)  # non-persistent source
-    assert sr.findtext("CLONING_OPS") == "1"
-    assert [e.text for e in sr.findall("CLONES/ID")] == [str(c)]
-
-    # The source cannot go while a clone depends on it.
-    with pytest.raises(pyone.OneActionException, match="Cannot delete image. There are 1 active clone operations."):
-        one.image.delete(src)
-    # A LOCKED image needs force.
-    with pytest.raises(pyone.OneInternalException, match="Image locked, use --force flag"):
-        one.image.delete(c)
-    assert one.image.delete(c, True) == c
-    with pytest.raises(pyone.OneNoExistsException):
-        one.image.info(c)
+    cr = wait_image(oned, c)
+    assert cr.findtext("SOURCE") != image(oned, src).findtext("SOURCE")
+    assert open(cr.findtext("SOURCE"), "rb").read() == open(image(oned, src).findtext("SOURCE"), "rb").read()
+    # The clone is done: the source is free again.
     sr = image(oned, src)
     assert sr.findtext("STATE") == str(READY) and sr.findtext("CLONING_OPS") == "0"
     assert sr.find("CLONES/ID") is None
+    assert one.image.delete(c) == c
+    with pytest.raises(pyone.OneNoExistsException):
+        one.image.info(c)
     assert c not in ds_images(oned, IMAGE_DS)
 
-    # A persistent source goes to CLONE.
+    # A persistent source keeps its persistence in the clone.
     one.image.persistent(src, True)
     c2 = one.image.clone(src, "copy2", IMAGE_DS)
     assert image(oned, c2).findtext("PERSISTENT") == "1"
-    assert state(oned, src) == CLONE
-    with pytest.raises(pyone.OneActionException, match="active clone operations"):
-        one.image.delete(src)
+    wait_image(oned, c2)
+    assert state(oned, src) == READY
     # Cloning twice: name taken.
     msg, code = error_of(oned, "one.image.clone", src, "copy2")
     assert code == ALLOCATE and "NAME is already taken by IMAGE" in msg
-    # A LOCKED image cannot be cloned.
-    msg, code = error_of(oned, "one.image.clone", c2, "copy3")
+    # A LOCKED image cannot be cloned, nor deleted without force.
+    l = locked_image(one, http)
+    msg, code = error_of(oned, "one.image.clone", l, "copy3")
     assert code == ALLOCATE and msg.endswith("Cannot clone image in state: LOCKED")
-    one.image.delete(c2, True)
-    assert state(oned, src) == READY
+    with pytest.raises(pyone.OneInternalException, match="Image locked, use --force flag"):
+        one.image.delete(l)
+    assert one.image.delete(l, True) == l
+    one.image.delete(c2)
     assert one.image.delete(src) == src
     assert src not in ds_images(oned, IMAGE_DS)
 
@@ -385,6 +421,7 @@ def test_clone_errors(oned, one, tmp_path):
     k = tmp_path / "k"
     k.write_bytes(b"x")
     kid = one.image.allocate(f'NAME="k"\nTYPE="KERNEL"\nPATH="{k}"', FILE_DS)
+    wait_image(oned, kid)
     with pytest.raises(pyone.OneActionException, match="KERNEL images cannot be cloned."):
         one.image.clone(kid, "kk")
     one.image.enable(src, False)
@@ -392,7 +429,7 @@ def test_clone_errors(oned, one, tmp_path):
     assert code == ALLOCATE and msg.endswith("Cannot clone image in state: DISABLED")
 
 
-def test_delete_errors(oned, one, make_user):
+def test_delete_errors(oned, one, make_user, http):
     with pytest.raises(pyone.OneNoExistsException, match=r"\[one.image.delete\] Error getting image \[31\]"):
         one.image.delete(31)
     iid = datablock(one)
@@ -404,7 +441,7 @@ def test_delete_errors(oned, one, make_user):
 
     # A user may not force-delete his own LOCKED image (needs ADMIN), as in OpenNebula.
     alice = make_user("alice", "pw")
-    l = alice.image.allocate('NAME="l"\nTYPE="DATABLOCK"\nPATH="https://x/y"', IMAGE_DS)
+    l = locked_image(alice, http, extra='TYPE="DATABLOCK"')
     with pytest.raises(pyone.OneAuthorizationException, match=rf"ADMIN IMAGE \[{l}\]"):
         alice.image.delete(l, True)
     one.image.delete(l, True)
@@ -423,6 +460,7 @@ def test_snapshot_calls_and_restore(oned, one, tmp_path):
     k = tmp_path / "k"
     k.write_bytes(b"x")
     kid = one.image.allocate(f'NAME="k"\nTYPE="CONTEXT"\nPATH="{k}"', FILE_DS)
+    wait_image(oned, kid)
     with pytest.raises(pyone.OneActionException, match="does not have snapshots"):
         one.image.snapshotrevert(kid, 1)
     with pytest.raises(pyone.OneActionException, match="Can only restore images of type BACKUP"):
@@ -551,7 +589,7 @@ def test_template_common_methods(oned, one, make_user):
         one.template.info(tid)
 
 
-def test_template_clone(oned, one, make_user):
+def test_template_clone(oned, one, make_user, http):
     base = datablock(one, "base")
     tid = one.template.allocate(f'NAME="t"\nMEMORY="64"\nDISK=[IMAGE_ID="{base}"]\nDISK=[TYPE="swap", SIZE="10"]')
     c = one.template.clone(tid, "t-copy")
@@ -572,7 +610,8 @@ def test_template_clone(oned, one, make_user):
     assert disks[1].findtext("TYPE") == "swap"
     ni = image(oned, new_img)
     assert ni.findtext("NAME") == "deep-disk-0"
-    assert ni.findtext("STATE") == str(LOCKED_ST) and ni.findtext("CLONING_ID") == str(base)
+    ni = wait_image(oned, new_img)
+    assert state(oned, base) == READY
 
     # By name, with IMAGE_UNAME: resolved, then replaced by IMAGE_ID.
     alice = make_user("alice", "pw")
@@ -588,7 +627,9 @@ def test_template_clone(oned, one, make_user):
     # A failing image clone fails the whole call and leaves nothing behind.
     before_t = len(tpool(oned).findall("VMTEMPLATE"))
     before_i = len(ipool(oned).findall("IMAGE"))
-    bad = one.template.allocate(f'NAME="bad"\nDISK=[IMAGE_ID="{new_img}"]')  # a LOCKED image
+    locked = locked_image(one, http, "stuck")
+    before_i += 1
+    bad = one.template.allocate(f'NAME="bad"\nDISK=[IMAGE_ID="{locked}"]')  # a LOCKED image
     with pytest.raises(pyone.OneActionException, match="Failed to clone images: .*Cannot clone image in state: LOCKED"):
         one.template.clone(bad, "bad-copy", True)
     assert len(tpool(oned).findall("VMTEMPLATE")) == before_t + 1
@@ -600,9 +641,9 @@ def test_template_clone(oned, one, make_user):
         alice.template.clone(private, "mine")
 
 
-def test_template_delete_recursive(oned, one):
+def test_template_delete_recursive(oned, one, http):
     a = datablock(one, "a")
-    b = one.image.allocate('NAME="b"\nPATH="https://x/b.img"', IMAGE_DS)  # LOCKED: kept
+    b = locked_image(one, http, "b")  # LOCKED: kept
     tid = one.template.allocate(f'NAME="t"\nDISK=[IMAGE_ID="{a}"]\nDISK=[IMAGE="b"]\nDISK=[TYPE="fs", SIZE="1"]')
     plain = one.template.allocate(f'NAME="plain"\nDISK=[IMAGE_ID="{a}"]')
     assert one.template.delete(plain) == plain
@@ -665,6 +706,7 @@ def test_instantiate_uses_images(oned, one, make_user):
         pytest.skip("one.vm.allocate is not implemented yet")
     img = datablock(one, "disk", 16)
     pers = one.image.allocate('NAME="pers"\nTYPE="DATABLOCK"\nSIZE="4"\nPERSISTENT="YES"', IMAGE_DS)
+    wait_image(oned, pers)
     tid = one.template.allocate(
         f'NAME="web"\nCPU="0.1"\nMEMORY="32"\nDISK=[IMAGE_ID="{img}"]\nDISK=[IMAGE="pers"]')
     vid = one.template.instantiate(tid, "", True, 'MEMORY="64"', False)
@@ -736,6 +778,7 @@ def test_instantiate_uses_images(oned, one, make_user):
 def test_images_and_templates_survive_restart(oned, one):
     iid = datablock(one, "keep", 3, 'LABEL="x"')
     c = one.image.clone(iid, "keep-copy")
+    wait_image(oned, c)
     tid = one.template.allocate(f'NAME="t"\nMEMORY="32"\nDISK=[IMAGE_ID="{iid}"]')
     one.image.lock(iid, 2)
     before = [image_xml(oned, i) for i in (iid, c)] + [oned.admin_xml("one.template.info", tid)]

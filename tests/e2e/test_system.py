@@ -11,7 +11,7 @@ import pyone
 import pytest
 from pyone.bindings import supbind
 
-from harness import parse_xml, rpc_fault, xsd_check
+from harness import parse_xml, rpc_fault, wait_for, xsd_check
 
 VERSION = "7.4.0"
 
@@ -314,8 +314,10 @@ def test_data_dir_layout(oned, db_backend):
     assert endpoint.strip() == oned.endpoint
     assert endpoint.count("\n") <= 1
     assert oned.endpoint.startswith("http://127.0.0.1:") and oned.endpoint.endswith("/RPC2")
+    # The frontend agent makes the datastores' directories (and the token files of the
+    # shared ones) as soon as it is up.
     for ds_id in (0, 1, 2):
-        assert (d / "datastores" / str(ds_id)).is_dir()
+        wait_for(f"datastore {ds_id}'s directory", lambda: (d / "datastores" / str(ds_id) / ".one-rs-datastore").is_file())
     assert (d / "vms").is_dir()
     assert (d / "ssh").is_dir()
     assert (d / "oned.log").is_file()

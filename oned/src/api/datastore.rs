@@ -11,16 +11,12 @@ use one_proto::objects::user::User;
 use one_proto::objects::{Header, Permissions};
 use one_proto::state::{DatastoreState, DatastoreType, DiskType};
 use one_proto::template::Template;
-use one_proto::xml::XmlWriter;
 
 impl ApiObject for Datastore {
     const OBJNAME: &'static str = "datastore";
     const POOL_ROOT: &'static str = "DATASTORE_POOL";
     const ACL_TYPE: ObjectType = ObjectType::Datastore;
 
-    fn write_xml(&self, w: &mut XmlWriter) {
-        Datastore::write_xml(self, w)
-    }
     crate::owned_header!();
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template
@@ -113,7 +109,7 @@ async fn allocate_ds(call: &Call, text: &str, cluster: i64) -> ApiResult {
             }
             p.trim_end_matches('/').to_string()
         }
-        _ => call.oned.data_dir.datastore_path(id).display().to_string(),
+        _ => call.oned.storage.datastore_dir(id).display().to_string(),
     };
     let disk_type = match template.get("DISK_TYPE") {
         Some(t) if !t.is_empty() => {

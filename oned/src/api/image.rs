@@ -1,27 +1,28 @@
 //! one.image.* / one.imagepool.info, and the image side of VM disks.
 //!
-//! This registers images and keeps their states as OpenNebula does; moving bytes belongs to
-//! the storage drivers, which do not exist yet. What that means, state by state:
-//! * `SOURCE` given (already in the datastore): READY, as in OpenNebula.
-//! * empty DATABLOCK/OS (only SIZE): READY with a planned `SOURCE` (`<BASE_PATH>/<hash>`).
-//!   OpenNebula would run the driver's mkfs first; the file is not created here.
-//! * `PATH` (file or URL to copy): LOCKED, with the planned `SOURCE`. OpenNebula leaves it
-//!   LOCKED until the driver's copy answers; no copy runs here, so it stays LOCKED (deleting
-//!   it needs `force`, as in OpenNebula).
-//! * clone: the new image is LOCKED (waiting for a copy that never runs) and the source is in
-//!   CLONE (persistent) or USED (non-persistent) with CLONING_OPS until the clone is deleted.
-//! * delete removes the record at once; files in the datastore are left alone.
-//! * local PATHs are checked now (they must exist; none inside oned's data directory or the
-//!   datastore's RESTRICTED_DIRS unless under SAFE_DIRS), so the future copy cannot leak
-//!   oned's own files.
-//! * images have no snapshots yet, so the snapshot calls answer "Snapshot does not exist".
+//! Images keep OpenNebula's states; their bytes are the frontend agent's work
+//! (`storage::image`, docs/storage.md):
+//! * `SOURCE` given (already in the datastore, administrators only): READY at once.
+//! * `PATH` (a file on the frontend, an http(s) URL, or `upload://TOKEN`): the path rules
+//!   and the size are checked by the agent first (`stat`), the quota and the datastore's
+//!   space after; then LOCKED while the agent copies it in; READY with FORMAT and SIZE read
+//!   by `qemu-img info`, or ERROR with the reason.
+//! * empty DATABLOCK/OS (only SIZE, optional FS): LOCKED while the agent makes it.
+//! * clone: the new image LOCKED while the agent copies the source's file; the source is in
+//!   CLONE (persistent) or USED (non-persistent) with CLONING_OPS until then.
+//! * delete removes the record, gives back the quota, and has the agent remove the file.
+//! * snapshots: the internal snapshots of a qcow2 image (revert, delete, flatten), and
+//!   `one.image.resize` (our extension) grows an image.
 
 use super::common::{self, ApiObject, authorize, authorize_create, check_lock, commit};
 use super::{ApiResult, Call, Params, Registry, errors::*, ok_id};
-use crate::quota::{self, QuotaUsage};
+use crate::ops::{self, quota};
+use crate::storage::image::{OriginError, lacks_space, origin_for, target_of};
+use crate::storage::upload::Upload;
 use crate::store::{Kind, Txn};
 use one_proto::ApiError;
 use one_proto::acl::{AuthOp, ObjectType};
+use one_proto::ds::{DsReply, DsRequest, FILE_SYSTEMS, SnapshotAction};
 use one_proto::objects::datastore::Datastore;
 use one_proto::objects::group::Group;
 use one_proto::objects::image::{Image, ImageSnapshots};
@@ -29,17 +30,13 @@ use one_proto::objects::user::User;
 use one_proto::objects::{Header, Permissions};
 use one_proto::state::{DatastoreType, DiskType, ImageState, ImageType};
 use one_proto::template::{Template, Vector};
-use one_proto::xml::XmlWriter;
-use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 impl ApiObject for Image {
     const OBJNAME: &'static str = "image";
     const POOL_ROOT: &'static str = "IMAGE_POOL";
     const ACL_TYPE: ObjectType = ObjectType::Image;
 
-    fn write_xml(&self, w: &mut XmlWriter) {
-        Image::write_xml(self, w)
-    }
     crate::owned_header!();
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template
@@ -99,21 +96,25 @@ pub fn register(r: &mut Registry) {
     r.add(
         "one.image.snapshotdelete",
         |call: Call, p: Params| async move {
-            snapshot_op(&call, p.int32(0)?, p.int32(1)?, "delete snapshot").await
+            snapshot_op(&call, p.int32(0)?, p.int32(1)?, SnapshotAction::Delete).await
         },
     );
     r.add(
         "one.image.snapshotrevert",
         |call: Call, p: Params| async move {
-            snapshot_op(&call, p.int32(0)?, p.int32(1)?, "revert to snapshot").await
+            snapshot_op(&call, p.int32(0)?, p.int32(1)?, SnapshotAction::Revert).await
         },
     );
     r.add(
         "one.image.snapshotflatten",
         |call: Call, p: Params| async move {
-            snapshot_op(&call, p.int32(0)?, p.int32(1)?, "flatten snapshot").await
+            snapshot_op(&call, p.int32(0)?, p.int32(1)?, SnapshotAction::Flatten).await
         },
     );
+    // Our extension: grow an image (docs/api-compatibility.md).
+    r.add("one.image.resize", |call: Call, p: Params| async move {
+        resize(&call, p.int32(0)?, p.int32(1)?).await
+    });
     r.add("one.image.restore", |call: Call, p: Params| async move {
         restore(&call, p.int32(0)?, p.int32(1)?, p.opt_str(2, "")?).await
     });
@@ -316,68 +317,26 @@ pub fn image_spec(
     })
 }
 
-/// Whether a PATH names something on this machine (a path or a `file://` URL).
-fn is_local_path(path: &str) -> bool {
-    path.starts_with("file://") || !path.contains("://")
+/// How long the frontend agent may take to look at a PATH before registration.
+const STAT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// An upload token taken for a registration: given back unless the image is recorded.
+struct TakenUpload<'a> {
+    call: &'a Call,
+    held: Option<(String, Upload)>,
 }
 
-/// The datastore fs driver's RESTRICTED_DIRS / SAFE_DIRS rule: a path under a safe dir is
-/// allowed, else a path under a restricted dir is refused.
-fn path_allowed(path: &Path, restricted: &[PathBuf], safe: &[PathBuf]) -> bool {
-    safe.iter().any(|d| path.starts_with(d)) || !restricted.iter().any(|d| path.starts_with(d))
-}
-
-/// Refuses local PATHs inside oned's data directory (credentials, other users' images) and
-/// the datastore's RESTRICTED_DIRS, unless under its SAFE_DIRS; symlinks are resolved first.
-async fn check_path_allowed(call: &Call, ds: &Datastore, path: &str) -> Result<(), ApiError> {
-    let m = call.method;
-    let p = path.strip_prefix("file://").unwrap_or(path);
-    let Ok(real) = tokio::fs::canonicalize(p).await else {
-        return Err(internal(
-            m,
-            &format!("Cannot parse image SIZE: Cannot determine size for {path}"),
-        ));
-    };
-    let dirs = |attr: &str| -> Vec<PathBuf> {
-        ds.template
-            .get(attr)
-            .unwrap_or("")
-            .split_whitespace()
-            .map(PathBuf::from)
-            .collect()
-    };
-    let mut restricted = dirs("RESTRICTED_DIRS");
-    let data_dir = &call.oned.data_dir.root;
-    restricted.push(
-        tokio::fs::canonicalize(data_dir)
-            .await
-            .unwrap_or_else(|_| data_dir.clone()),
-    );
-    if path_allowed(&real, &restricted, &dirs("SAFE_DIRS")) {
-        Ok(())
-    } else {
-        tracing::warn!(
-            datastore = ds.header.id,
-            uid = call.session.uid,
-            path,
-            "image PATH refused"
-        );
-        let list: Vec<String> = restricted.iter().map(|d| d.display().to_string()).collect();
-        Err(allocate(
-            m,
-            Image::OBJNAME,
-            &format!("Not allowed to copy images from {}", list.join(" ")),
-        ))
+impl TakenUpload<'_> {
+    fn consume(mut self) {
+        self.held = None;
     }
 }
 
-/// Size in MB of a local file, rounded up, as the datastore driver's `stat` reports it.
-async fn stat_mb(path: &str) -> Result<i64, String> {
-    let p = path.strip_prefix("file://").unwrap_or(path);
-    match tokio::fs::metadata(p).await {
-        Ok(m) if m.is_dir() => Ok(0),
-        Ok(m) => Ok(m.len().div_ceil(1024 * 1024) as i64),
-        Err(_) => Err(format!("Cannot determine size for {path}")),
+impl Drop for TakenUpload<'_> {
+    fn drop(&mut self) {
+        if let Some((token, up)) = self.held.take() {
+            self.call.oned.storage.uploads.give_back(&token, up);
+        }
     }
 }
 
@@ -404,20 +363,8 @@ fn new_source(ds: &Datastore) -> String {
     )
 }
 
-/// Whether the datastore reports its capacity (monitored) and has less than `size_mb` free.
-fn lacks_space(ds: &Datastore, size_mb: i64) -> bool {
-    ds.total_mb > 0 && size_mb > ds.free_mb
-}
-
 fn find_by_name_owner(tx: &Txn<'_>, name: &str, uid: i64, except: i64) -> Option<i64> {
     common::name_taken_by_owner::<Image>(tx, name, uid, except)
-}
-
-fn usage(ds_id: i64, size_mb: i64) -> QuotaUsage {
-    QuotaUsage {
-        datastore: vec![(ds_id, 1, size_mb)],
-        ..QuotaUsage::default()
-    }
 }
 
 /// Strips the `[method] ` prefix of an error to embed its text in another message.
@@ -466,18 +413,57 @@ async fn allocate_image(call: &Call, text: &str, ds_id: i64, no_capacity_check: 
         authorize_create(call, &state, ObjectType::Image)?;
         authorize(call, &state, &*ds, AuthOp::Use)?;
     }
-    // The driver's `stat`, done here before the transaction (file I/O must not hold the lock).
-    let size_mb = match &spec.origin {
-        Origin::Path(p) if is_local_path(p) => {
-            check_path_allowed(call, &ds, p).await?;
-            stat_mb(p)
-                .await
-                .map_err(|e| internal(m, &format!("Cannot parse image SIZE: {e}")))?
+    // Where the bytes come from and how large they are: the frontend agent's `stat` (the
+    // path rules are applied to the file it opens), before the transaction.
+    let mut upload = TakenUpload { call, held: None };
+    let (size_mb, origin) = match &spec.origin {
+        Origin::Path(p) => {
+            let (origin, up) =
+                origin_for(&call.oned, &ds, &call.session, p).map_err(|e| match e {
+                    OriginError::Refused(msg) => alloc_err(&msg),
+                    OriginError::Unusable(msg) => {
+                        internal(m, &format!("Cannot parse image SIZE: {msg}"))
+                    }
+                })?;
+            upload.held = up;
+            let stat = DsRequest::Stat {
+                origin: origin.clone(),
+            };
+            let size = match call.oned.storage.call(stat, STAT_TIMEOUT).await {
+                Ok(DsReply::Stat { size_mb, .. }) => size_mb as i64,
+                Ok(other) => {
+                    return Err(internal(m, &format!("unexpected stat answer: {other:?}")));
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    tracing::info!(datastore = ds_id, uid = call.session.uid, path = %p, error = %msg, "image PATH refused");
+                    return Err(if msg.starts_with("Not allowed") {
+                        alloc_err(&msg)
+                    } else {
+                        internal(m, &format!("Cannot parse image SIZE: {msg}"))
+                    });
+                }
+            };
+            // A URL that does not say its length: the template's SIZE until it is copied.
+            let size = if size == 0 {
+                spec.size_mb.unwrap_or(0)
+            } else {
+                size
+            };
+            (size, Some(origin))
         }
-        // A URL: no download here, so trust SIZE when given.
-        Origin::Path(_) => spec.size_mb.unwrap_or(0),
-        Origin::Source(_) | Origin::Empty => spec.size_mb.unwrap_or(0),
+        Origin::Source(_) | Origin::Empty => (spec.size_mb.unwrap_or(0), None),
     };
+    if !spec.fs.is_empty() && !FILE_SYSTEMS.contains(&spec.fs.to_ascii_lowercase().as_str()) {
+        return Err(internal(
+            m,
+            &format!(
+                "FS {:?} is not supported: use one of {}",
+                spec.fs,
+                FILE_SYSTEMS.join(", ")
+            ),
+        ));
+    }
     if !skip_capacity && lacks_space(&ds, size_mb) {
         return Err(action(m, "Not enough space in datastore"));
     }
@@ -511,16 +497,47 @@ async fn allocate_image(call: &Call, text: &str, ds_id: i64, no_capacity_check: 
     if yes(ds.template.get("PERSISTENT_ONLY").unwrap_or("")) && !persistent {
         return Err(alloc_err("This Datastore only accepts persistent images."));
     }
-    quota::charge(&mut tx, m, uid, gid, &usage(ds_id, size_mb))?;
+    quota::charge(
+        &mut tx,
+        m,
+        uid,
+        gid,
+        &ops::image::datastore_usage(ds_id, size_mb),
+    )?;
 
     let id = tx.next_id(Kind::Image);
     let now = crate::auth::now_secs();
-    let (state, source, path) = match spec.origin {
-        Origin::Source(s) => (ImageState::Ready, s, String::new()),
-        // No mkfs driver yet: the empty disk is usable as soon as it is registered.
-        Origin::Empty => (ImageState::Ready, new_source(&ds), String::new()),
-        // Waits for a copy that no driver performs yet (see the module comment).
-        Origin::Path(p) => (ImageState::Locked, new_source(&ds), p),
+    // What the copy or mkfs may write at most: the datastore's space (LIMIT_MB included).
+    let max_bytes = match crate::storage::image::avail_mb(&ds) {
+        Some(mb) if !skip_capacity => (mb.max(0) as u64).saturating_mul(1024 * 1024),
+        _ => u64::MAX,
+    };
+    let disk = matches!(
+        spec.image_type,
+        ImageType::Os | ImageType::Datablock | ImageType::Cdrom | ImageType::Filesystem
+    );
+    let (state, source, path, op) = match spec.origin {
+        Origin::Source(s) => (ImageState::Ready, s, String::new(), None),
+        Origin::Empty => {
+            let source = new_source(&ds);
+            let op = DsRequest::Mkfs {
+                to: target_of(&ds, &source),
+                size_mb: size_mb as u64,
+                format: spec.format.clone(),
+                fs: spec.fs.to_ascii_lowercase(),
+            };
+            (ImageState::Locked, source, String::new(), Some(op))
+        }
+        Origin::Path(p) => {
+            let source = new_source(&ds);
+            let op = DsRequest::CopyIn {
+                origin: origin.expect("a PATH has an origin"),
+                to: target_of(&ds, &source),
+                max_bytes,
+                disk,
+            };
+            (ImageState::Locked, source, p, Some(op))
+        }
     };
     let uname = tx
         .get::<User>(uid)
@@ -560,14 +577,20 @@ async fn allocate_image(call: &Call, text: &str, ds_id: i64, no_capacity_check: 
         app_clones: Vec::new(),
         template: spec.template,
         snapshots: ImageSnapshots::default(),
+        op,
     };
+    let runs = img.op.is_some();
     tx.put(img);
     if !ds.images.contains(&id) {
         ds.images.push(id);
     }
     tx.put(ds);
     commit(call, tx).await?;
+    upload.consume();
     tracing::info!(image = id, datastore = ds_id, state = %state, size_mb, "image allocated");
+    if runs {
+        crate::storage::image::run(&call.oned, id);
+    }
     ok_id(id)
 }
 
@@ -576,20 +599,35 @@ async fn allocate_image(call: &Call, text: &str, ds_id: i64, no_capacity_check: 
 
 async fn delete(call: &Call, id: i64, force: bool) -> ApiResult {
     let mut tx = call.oned.store.begin().await;
-    delete_in(&mut tx, call, id, force)?;
+    let files = delete_in(&mut tx, call, id, force)?;
     commit(call, tx).await?;
     tracing::info!(image = id, force, "image deleted");
+    remove_files(call, files);
     ok_id(id)
 }
 
+/// Has the frontend agent remove deleted images' files (after the deletes committed).
+pub(crate) fn remove_files(call: &Call, files: impl IntoIterator<Item = one_proto::ds::Target>) {
+    let mut any = false;
+    for t in files {
+        call.oned.storage.cleanup_later(t);
+        any = true;
+    }
+    if any {
+        let o = call.oned.clone();
+        tokio::spawn(async move { o.storage.run_cleanups().await });
+    }
+}
+
 /// Deletes an image inside `tx`: every check comes before the first change, so a refused
-/// delete leaves `tx` untouched (one.template.delete with recursive relies on it).
+/// delete leaves `tx` untouched (one.template.delete with recursive relies on it). Answers
+/// the image's file, for the agent to remove once `tx` commits.
 pub(crate) fn delete_in(
     tx: &mut Txn<'_>,
     call: &Call,
     id: i64,
     force: bool,
-) -> Result<(), ApiError> {
+) -> Result<Option<one_proto::ds::Target>, ApiError> {
     let m = call.method;
     let img: Image = tx.get(id).ok_or_else(|| no_exists(m, Image::OBJNAME, id))?;
     authorize(call, &tx.committed(), &img, AuthOp::Manage)?;
@@ -642,42 +680,24 @@ pub(crate) fn delete_in(
 
     tx.delete::<Image>(id);
     super::group::drop_rules_of(tx, ObjectType::Image, id);
+    let mut files = None;
     if let Some(mut ds) = tx.get::<Datastore>(img.datastore_id) {
         ds.images.retain(|i| *i != id);
+        if !img.source.is_empty() {
+            files = Some(target_of(&ds, &img.source));
+        }
         tx.put(ds);
     }
     quota::release(
         tx,
         img.header.uid,
         img.header.gid,
-        &usage(img.datastore_id, img.size_mb),
+        &ops::image::datastore_usage(img.datastore_id, img.size_mb),
     );
     if img.cloning_id >= 0 {
-        release_cloning(tx, img.cloning_id, id);
+        ops::image::release_cloning(tx, img.cloning_id, id);
     }
-    Ok(())
-}
-
-/// Ends a clone operation on image `src` (the clone `clone_id` is gone or done).
-fn release_cloning(tx: &mut Txn<'_>, src: i64, clone_id: i64) {
-    let Some(mut img) = tx.get::<Image>(src) else {
-        return;
-    };
-    match img.state {
-        ImageState::Used | ImageState::Clone => {
-            if img.clones.contains(&clone_id) {
-                img.clones.retain(|i| *i != clone_id);
-                img.cloning_ops = (img.cloning_ops - 1).max(0);
-            }
-            if img.cloning_ops == 0 && img.running_vms == 0 {
-                img.set_state(ImageState::Ready);
-            }
-            tx.put(img);
-        }
-        other => {
-            tracing::error!(image = src, clone = clone_id, state = %other, "release cloning image in wrong state");
-        }
-    }
+    Ok(files)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -901,7 +921,7 @@ async fn chown(call: &Call, id: i64, uid: i64, gid: i64) -> ApiResult {
     }
     let (new_uid, new_gid) = (img.header.uid, img.header.gid);
     if (new_uid, new_gid) != (old_uid, old_gid) {
-        let u = usage(img.datastore_id, img.size_mb);
+        let u = ops::image::datastore_usage(img.datastore_id, img.size_mb);
         quota::charge(&mut tx, m, new_uid, new_gid, &u)?;
         quota::release(&mut tx, old_uid, old_gid, &u);
     }
@@ -923,11 +943,8 @@ async fn clone(call: &Call, id: i64, name: &str, ds_id: i64) -> ApiResult {
     let mut tx = call.oned.store.begin().await;
     let new_id = clone_in(&mut tx, call, id, name, ds_id, None)?;
     commit(call, tx).await?;
-    tracing::info!(
-        image = new_id,
-        source = id,
-        "image cloned (copy pending, image LOCKED)"
-    );
+    tracing::info!(image = new_id, source = id, "image clone started");
+    crate::storage::image::run(&call.oned, new_id);
     ok_id(new_id)
 }
 
@@ -1003,9 +1020,20 @@ pub(crate) fn clone_in(
         ImageState::Ready | ImageState::Used | ImageState::Clone => {}
         s => return Err(alloc_err(&format!("Cannot clone image in state: {s}"))),
     }
-    quota::charge(tx, m, uid, gid, &usage(target_id, src.size_mb))?;
+    quota::charge(
+        tx,
+        m,
+        uid,
+        gid,
+        &ops::image::datastore_usage(target_id, src.size_mb),
+    )?;
 
     let new_id = tx.next_id(Kind::Image);
+    let new_file = new_source(&target);
+    let op = DsRequest::Clone {
+        from: src.source.clone(),
+        to: target_of(&target, &new_file),
+    };
     let now = crate::auth::now_secs();
     let persistent = match src.image_type {
         ImageType::Cdrom => false,
@@ -1031,8 +1059,7 @@ pub(crate) fn clone_in(
         persistent,
         regtime: now,
         modtime: now,
-        // The planned destination of a copy that no driver performs yet.
-        source: new_source(&target),
+        source: new_file,
         path: src.source.clone(),
         format: src.format.clone(),
         fs: String::new(),
@@ -1050,6 +1077,7 @@ pub(crate) fn clone_in(
         app_clones: Vec::new(),
         template: src.template.clone(),
         snapshots: ImageSnapshots::default(),
+        op: Some(op),
     };
     tx.put(img);
     if !target.images.contains(&new_id) {
@@ -1073,10 +1101,17 @@ pub(crate) fn clone_in(
 // ------------------------------------------------------------------------------------------
 // snapshots and restore
 
-async fn snapshot_op(call: &Call, id: i64, snap_id: i64, what: &str) -> ApiResult {
+/// The internal snapshot `snap_id` of a qcow2 image: revert to it, delete it, or flatten
+/// the image to it. The image is LOCKED while the frontend agent works, READY after.
+async fn snapshot_op(call: &Call, id: i64, snap_id: i64, op: SnapshotAction) -> ApiResult {
     let m = call.method;
-    let tx = call.oned.store.begin().await;
-    let img: Image = common::get_for_change(call, &tx, id, AuthOp::Manage)?;
+    let what = match op {
+        SnapshotAction::Revert => "revert to snapshot",
+        SnapshotAction::Delete => "delete snapshot",
+        SnapshotAction::Flatten => "flatten snapshot",
+    };
+    let mut tx = call.oned.store.begin().await;
+    let mut img: Image = common::get_for_change(call, &tx, id, AuthOp::Manage)?;
     if !matches!(img.image_type, ImageType::Os | ImageType::Datablock) {
         return Err(action(
             m,
@@ -1087,14 +1122,84 @@ async fn snapshot_op(call: &Call, id: i64, snap_id: i64, what: &str) -> ApiResul
     if img.state != ImageState::Ready {
         return Err(action(m, &format!("Cannot {what} in state {}", img.state)));
     }
-    if img.snapshots.get(snap_id).is_none() {
+    let Some(snap) = img.snapshots.get(snap_id) else {
         return Err(action(m, "Snapshot does not exist"));
+    };
+    let name = snap.name.clone().unwrap_or_else(|| snap_id.to_string());
+    let ds: Datastore = tx
+        .get(img.datastore_id)
+        .ok_or_else(|| internal(m, "Datastore no longer exists."))?;
+    img.op = Some(DsRequest::Snapshot {
+        target: target_of(&ds, &img.source),
+        action: op,
+        name,
+    });
+    img.set_state(ImageState::Locked);
+    tx.put(img);
+    commit(call, tx).await?;
+    tracing::info!(
+        image = id,
+        snapshot = snap_id,
+        what,
+        "image snapshot operation started"
+    );
+    crate::storage::image::run(&call.oned, id);
+    ok_id(id)
+}
+
+/// `one.image.resize(id, size_mb)` (our extension; OpenNebula grows images only through a
+/// VM's disk): grows a READY OS or DATABLOCK image. The DATASTORE quota is charged for the
+/// growth now, given back if the resize fails.
+async fn resize(call: &Call, id: i64, size_mb: i64) -> ApiResult {
+    let m = call.method;
+    if size_mb <= 0 {
+        return Err(action(
+            m,
+            &format!("Wrong size {size_mb}: a number of MB above 0"),
+        ));
     }
-    // Unreachable until snapshots can be taken: they need the storage driver.
-    Err(action(
-        m,
-        "Image snapshot operations need the datastore driver, which is not available yet",
-    ))
+    let mut tx = call.oned.store.begin().await;
+    let mut img: Image = common::get_for_change(call, &tx, id, AuthOp::Manage)?;
+    if !matches!(img.image_type, ImageType::Os | ImageType::Datablock) {
+        return Err(action(m, "Only OS and DATABLOCK images can be resized."));
+    }
+    if img.state != ImageState::Ready {
+        return Err(action(
+            m,
+            &format!("Cannot resize image in state {}", img.state),
+        ));
+    }
+    if size_mb < img.size_mb {
+        return Err(action(
+            m,
+            &format!("An image cannot shrink: it has {} MB", img.size_mb),
+        ));
+    }
+    if size_mb == img.size_mb {
+        return ok_id(id);
+    }
+    let ds: Datastore = tx
+        .get(img.datastore_id)
+        .ok_or_else(|| internal(m, "Datastore no longer exists."))?;
+    if lacks_space(&ds, size_mb - img.size_mb) {
+        return Err(action(m, "Not enough space in datastore"));
+    }
+    let grow = quota::QuotaUsage {
+        datastore: vec![(img.datastore_id, 0, size_mb - img.size_mb)],
+        ..quota::QuotaUsage::default()
+    };
+    quota::charge(&mut tx, m, img.header.uid, img.header.gid, &grow)?;
+    img.op = Some(DsRequest::Resize {
+        target: target_of(&ds, &img.source),
+        format: img.format.clone(),
+        size_mb: size_mb as u64,
+    });
+    img.set_state(ImageState::Locked);
+    tx.put(img);
+    commit(call, tx).await?;
+    tracing::info!(image = id, size_mb, "image resize started");
+    crate::storage::image::run(&call.oned, id);
+    ok_id(id)
 }
 
 async fn restore(call: &Call, id: i64, ds_id: i64, _opts: &str) -> ApiResult {
@@ -1434,58 +1539,6 @@ fn fill_disk(call: &Call, disk: &mut Vector, img: &Image, ds: &Datastore, ptype:
     }
 }
 
-/// Releases a DISK's image (VM ended or disk detached); idempotent.
-pub fn release_disk(tx: &mut Txn<'_>, disk: &Vector, vmid: i64) {
-    let Some(iid) = disk
-        .get("IMAGE_ID")
-        .and_then(|v| v.trim().parse::<i64>().ok())
-    else {
-        return;
-    };
-    let Some(mut img) = tx.get::<Image>(iid) else {
-        return;
-    };
-    if !img.vms.contains(&vmid) {
-        return;
-    }
-    if matches!(
-        img.image_type,
-        ImageType::Kernel | ImageType::Ramdisk | ImageType::Context | ImageType::Backup
-    ) {
-        tracing::error!(
-            image = iid,
-            vm = vmid,
-            "trying to release a KERNEL, RAMDISK, BACKUP or CONTEXT image"
-        );
-        return;
-    }
-    img.vms.retain(|v| *v != vmid);
-    img.running_vms = (img.running_vms - 1).max(0);
-    let idle = img.running_vms == 0;
-    match img.state {
-        ImageState::UsedPers => {
-            img.modtime = crate::auth::now_secs();
-            if idle {
-                img.set_state(ImageState::Ready);
-            }
-        }
-        ImageState::LockedUsedPers => {
-            img.modtime = crate::auth::now_secs();
-            if idle {
-                img.set_state(ImageState::Locked);
-            }
-        }
-        ImageState::Used if idle && img.cloning_ops == 0 => img.set_state(ImageState::Ready),
-        ImageState::LockedUsed if idle && img.cloning_ops == 0 => img.set_state(ImageState::Locked),
-        ImageState::Used | ImageState::LockedUsed => {}
-        other => {
-            tracing::error!(image = iid, vm = vmid, state = %other, "releasing image in wrong state");
-        }
-    }
-    tracing::debug!(image = iid, vm = vmid, state = %img.state, "image released by VM disk");
-    tx.put(img);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1684,39 +1737,8 @@ mod tests {
     }
 
     #[test]
-    fn local_paths_and_detail() {
-        assert!(is_local_path("/var/tmp/x"));
-        assert!(is_local_path("file:///var/tmp/x"));
-        assert!(is_local_path("relative/x"));
-        let r = [PathBuf::from("/var/lib/one"), PathBuf::from("/etc")];
-        let s = [PathBuf::from("/var/lib/one/tmp")];
-        assert!(path_allowed(Path::new("/var/tmp/x"), &r, &s));
-        assert!(!path_allowed(Path::new("/var/lib/one/one_auth"), &r, &s));
-        assert!(!path_allowed(Path::new("/etc/shadow"), &r, &s));
-        assert!(path_allowed(Path::new("/var/lib/one/tmp/up.img"), &r, &s));
-        assert!(
-            path_allowed(Path::new("/var/lib/oneX/y"), &r, &s),
-            "whole components only"
-        );
-        assert!(!is_local_path("https://example.com/x.img"));
+    fn detail_strips_the_method() {
         let e = action("one.image.clone", "Cannot clone images with snapshots");
         assert_eq!(detail(&e), "Cannot clone images with snapshots");
-    }
-
-    #[tokio::test]
-    async fn stat_rounds_up_to_megabytes() {
-        let dir = std::env::temp_dir().join(format!("oned-img-stat-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("one.img");
-        std::fs::write(&f, vec![0u8; 1024 * 1024 + 1]).unwrap();
-        assert_eq!(stat_mb(f.to_str().unwrap()).await.unwrap(), 2);
-        std::fs::write(&f, b"").unwrap();
-        assert_eq!(stat_mb(f.to_str().unwrap()).await.unwrap(), 0);
-        let missing = dir.join("nope");
-        assert_eq!(
-            stat_mb(missing.to_str().unwrap()).await.unwrap_err(),
-            format!("Cannot determine size for {}", missing.display())
-        );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -8,7 +8,7 @@ use super::vm_lifecycle::log_state;
 use super::{ApiResult, Call, Params, Registry, errors::*, ok_id};
 use crate::auth::now_secs;
 use crate::lcm::{self, effects};
-use crate::quota;
+use crate::ops::quota;
 use crate::store::Txn;
 use one_proto::ApiError;
 use one_proto::acl::AuthOp;
@@ -190,8 +190,8 @@ fn free_target(vm: &Vm, prefix: &str) -> String {
 /// Moves the quota charge from what `before` used to what `after` uses.
 fn requota(call: &Call, tx: &mut Txn<'_>, before: &Vm, after: &Vm) -> Result<(), ApiError> {
     let (u, g) = (after.header.uid, after.header.gid);
-    quota::release(tx, u, g, &super::vm::quota_usage(before));
-    quota::charge(tx, call.method, u, g, &super::vm::quota_usage(after))
+    quota::release(tx, u, g, &crate::ops::vm::quota_usage(before));
+    quota::charge(tx, call.method, u, g, &crate::ops::vm::quota_usage(after))
 }
 
 async fn attach_disk(call: &Call, id: i64, text: &str) -> ApiResult {

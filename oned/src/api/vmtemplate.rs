@@ -11,7 +11,6 @@ use one_proto::objects::user::User;
 use one_proto::objects::vmtemplate::VmTemplate;
 use one_proto::objects::{Header, Permissions};
 use one_proto::template::{AttrValue, Template};
-use one_proto::xml::XmlWriter;
 use std::collections::BTreeSet;
 
 impl ApiObject for VmTemplate {
@@ -19,9 +18,6 @@ impl ApiObject for VmTemplate {
     const POOL_ROOT: &'static str = "VMTEMPLATE_POOL";
     const ACL_TYPE: ObjectType = ObjectType::Template;
 
-    fn write_xml(&self, w: &mut XmlWriter) {
-        VmTemplate::write_xml(self, w)
-    }
     crate::owned_header!();
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template
@@ -175,11 +171,11 @@ async fn clone(call: &Call, id: i64, name: &str, recursive: bool) -> ApiResult {
     let mut template = src.template.clone();
     template.remove("NAME");
 
+    let mut cloned = Vec::new();
     if recursive {
         // Every DISK counts in the new images' names, as in OpenNebula ("<name>-disk-<n>").
         let uid = call.session.uid;
         let mut ndisk = 0;
-        let mut cloned = Vec::new();
         for attr in template.attrs.iter_mut() {
             if !attr.name.eq_ignore_ascii_case("DISK") {
                 continue;
@@ -199,7 +195,7 @@ async fn clone(call: &Call, id: i64, name: &str, recursive: bool) -> ApiResult {
             }
             ndisk += 1;
         }
-        tracing::info!(template = new_id, images = ?cloned, "template images cloned (copies pending, images LOCKED)");
+        tracing::info!(template = new_id, images = ?cloned, "template images being cloned");
     }
 
     let t = VmTemplate {
@@ -209,6 +205,9 @@ async fn clone(call: &Call, id: i64, name: &str, recursive: bool) -> ApiResult {
     };
     tx.put(t);
     commit(call, tx).await?;
+    for img in cloned {
+        crate::storage::image::run(&call.oned, img);
+    }
     tracing::info!(
         template = new_id,
         source = id,
@@ -230,13 +229,18 @@ async fn delete(call: &Call, id: i64, recursive: bool) -> ApiResult {
     super::group::drop_rules_of(&mut tx, ObjectType::Template, id);
     // OpenNebula deletes the template even when some of its images cannot be deleted.
     let mut failed = Vec::new();
+    let mut files = Vec::new();
     for iid in images {
-        if let Err(e) = delete_in(&mut tx, call, iid, false) {
-            tracing::warn!(template = id, image = iid, error = %e.message, "cannot delete template image");
-            failed.push(iid);
+        match delete_in(&mut tx, call, iid, false) {
+            Ok(f) => files.extend(f),
+            Err(e) => {
+                tracing::warn!(template = id, image = iid, error = %e.message, "cannot delete template image");
+                failed.push(iid);
+            }
         }
     }
     commit(call, tx).await?;
+    super::image::remove_files(call, files);
     tracing::info!(template = id, recursive, failed_images = ?failed, "VM template deleted");
     ok_id(id)
 }

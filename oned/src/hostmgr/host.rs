@@ -8,10 +8,12 @@
 use super::session::{FrameReader, Link, SessionError, handshake, start_link};
 use super::transport::{AgentStream, StderrTail, Target, TransportError};
 use super::{Inner, Timing, ingest};
-use crate::server::Oned;
+use crate::daemon::Oned;
+use crate::ops::datastore::is_shared;
 use one_proto::agent::{
     AgentConfig, Beat, DatastoreDir, DomainType, FromAgent, Keepalive, LogLevel, MonitoringPeriods,
-    OnboardingReport, PROTOCOL_VERSION, Reply, Request, RequestId, ToAgent, Welcome,
+    OnboardingReport, PROTOCOL_VERSION, Reply, Request, RequestId, SharedDatastore, ToAgent,
+    Welcome,
 };
 use one_proto::objects::host::Host;
 use one_proto::state::DatastoreType;
@@ -33,6 +35,8 @@ pub(super) struct HostTask {
     pub target: Target,
     pub stop: watch::Receiver<bool>,
     pub link: watch::Sender<Option<Link>>,
+    /// The session's byte stream (None while it has none).
+    pub mux: watch::Sender<Option<one_stream::Mux>>,
     /// Why the host has no session (for "not connected" messages); empty while connected.
     pub status: Arc<Mutex<String>>,
 }
@@ -56,6 +60,8 @@ struct Connected {
     stderr: StderrTail,
     /// The configuration the welcome carried.
     config: AgentConfig,
+    /// The byte stream beside the session.
+    mux: Option<one_stream::Mux>,
     /// The agent process (or channel): dropped when the session ends.
     _keep: Option<Box<dyn Send>>,
 }
@@ -71,6 +77,41 @@ struct SessionState {
     /// VMs whose operation was just answered: a full report may predate it.
     fresh: HashMap<i64, Instant>,
     ping_seq: u64,
+    /// The configuration the agent has (welcome, then the last Configure).
+    sent: Option<AgentConfig>,
+    /// The documents that configuration was made from ([`config_key`]).
+    sent_key: Vec<usize>,
+}
+
+/// Where the documents a host's agent configuration is made from live: a transaction
+/// replaces the documents it changes, so an unchanged key means an unchanged configuration
+/// (and nothing to compute, once a second for each of a thousand hosts).
+fn config_key(oned: &Oned, id: i64) -> Vec<usize> {
+    let st = oned.store.read();
+    let Some(h) = st.hosts.map.get(&id) else {
+        return Vec::new();
+    };
+    let mut key = vec![std::sync::Arc::as_ptr(h) as usize];
+    if let Some(cl) = st.clusters.map.get(&h.cluster_id) {
+        key.push(std::sync::Arc::as_ptr(cl) as usize);
+        for d in &cl.datastores {
+            key.extend(
+                st.datastores
+                    .map
+                    .get(d)
+                    .map(|x| std::sync::Arc::as_ptr(x) as usize),
+            );
+        }
+        for v in &cl.vnets {
+            key.extend(
+                st.vnets
+                    .map
+                    .get(v)
+                    .map(|x| std::sync::Arc::as_ptr(x) as usize),
+            );
+        }
+    }
+    key
 }
 
 fn now_ms() -> i64 {
@@ -85,8 +126,11 @@ fn ms(secs: f64) -> u64 {
 }
 
 /// The configuration a host's agent gets in its welcome: `[hosts]` settings, the host's
-/// DOMAIN_TYPE, its cluster's system datastores, and the bridges its networks expect to
-/// exist (those of `dummy` networks, which oned does not create).
+/// DOMAIN_TYPE, its cluster's system datastores (where VM directories go), its cluster's
+/// shared datastores with their tokens (verified, never made nor measured by the host: the
+/// `SHARED_DS` capability; the other system datastores are the host's own disk, made when
+/// missing and measured there), and the bridges its networks expect to exist (those of
+/// `dummy` networks, which oned does not create).
 pub fn agent_config(oned: &Oned, host: &Host) -> AgentConfig {
     let c = &oned.config.hosts;
     let domain_type = |v: &str| match v.trim().to_ascii_lowercase().as_str() {
@@ -100,22 +144,34 @@ pub fn agent_config(oned: &Oned, host: &Host) -> AgentConfig {
         "debug" => LogLevel::Debug,
         _ => LogLevel::Info,
     };
-    let (datastores, bridges) = {
+    let (datastores, shared_datastores, bridges) = {
         let st = oned.store.read();
         let cluster = st.clusters.get(host.cluster_id);
-        let datastores = cluster
+        let in_cluster: Vec<&std::sync::Arc<one_proto::objects::datastore::Datastore>> = cluster
             .map(|cl| {
                 cl.datastores
                     .iter()
                     .filter_map(|id| st.datastores.get(*id))
-                    .filter(|d| d.ds_type == DatastoreType::System)
-                    .map(|d| DatastoreDir {
-                        id: d.header.id,
-                        path: d.base_path.clone(),
-                    })
                     .collect()
             })
             .unwrap_or_default();
+        let datastores = in_cluster
+            .iter()
+            .filter(|d| d.ds_type == DatastoreType::System)
+            .map(|d| DatastoreDir {
+                id: d.header.id,
+                path: d.base_path.clone(),
+            })
+            .collect();
+        let shared = in_cluster
+            .iter()
+            .filter(|d| is_shared(d))
+            .map(|d| SharedDatastore {
+                id: d.header.id,
+                path: d.base_path.clone(),
+                token: oned.storage.token(d.header.id),
+            })
+            .collect();
         let bridges: BTreeSet<String> = cluster
             .map(|cl| {
                 cl.vnets
@@ -126,7 +182,7 @@ pub fn agent_config(oned: &Oned, host: &Host) -> AgentConfig {
                     .collect()
             })
             .unwrap_or_default();
-        (datastores, bridges.into_iter().collect())
+        (datastores, shared, bridges.into_iter().collect())
     };
     AgentConfig {
         monitoring: MonitoringPeriods {
@@ -161,6 +217,8 @@ pub fn agent_config(oned: &Oned, host: &Host) -> AgentConfig {
         bridges,
         max_clock_skew_ms: ms(c.max_clock_skew_seconds),
         log_level,
+        shared_datastores,
+        frontend: None,
     }
 }
 
@@ -287,6 +345,7 @@ impl HostTask {
             mut writer,
             stderr,
             keep,
+            stream,
         } = transport.connect(&self.target).await.map_err(|e| Failure {
             at_once: !matches!(e, TransportError::Unreachable(_)),
             reason: e.to_string(),
@@ -318,12 +377,15 @@ impl HostTask {
             Ok(hello) => {
                 tracing::debug!(host = self.id(), via = transport.name(), agent = %hello.agent.version, hostname = %hello.host.hostname, "agent welcomed");
                 let (link, writer) = start_link(self.id(), writer);
+                let mux =
+                    super::transport::start_stream(stream, &hello, &self.target.host_name).await;
                 Ok(Connected {
                     reader,
                     link,
                     writer,
                     stderr,
                     config,
+                    mux,
                     _keep: keep,
                 })
             }
@@ -347,7 +409,12 @@ impl HostTask {
         let id = self.id();
         let t = self.timing().clone();
         self.link.send_replace(Some(c.link.clone()));
-        let mut st = SessionState::default();
+        self.mux.send_replace(c.mux.clone());
+        let mut st = SessionState {
+            sent: Some(c.config.clone()),
+            sent_key: config_key(&self.oned, id),
+            ..SessionState::default()
+        };
         let mut last_rx = Instant::now();
         let tick_every =
             (t.keepalive_interval / 2).clamp(Duration::from_millis(20), Duration::from_secs(1));
@@ -392,6 +459,18 @@ impl HostTask {
                         st.ping_seq += 1;
                         c.link.send(&ToAgent::Ping(Beat { seq: st.ping_seq, time_ms: now_ms() }));
                     }
+                    // Datastores or bridges changed (a datastore added to the cluster, its
+                    // token known): the agent takes them without a new session.
+                    let key = config_key(&self.oned, id);
+                    if st.onboarding_ok != Some(false) && key != st.sent_key {
+                        st.sent_key = key;
+                        if let Some(now) = self.oned.store.get::<Host>(id).map(|h| agent_config(&self.oned, &h))
+                            && st.sent.as_ref() != Some(&now)
+                        {
+                            c.link.send_request(Request::Configure(now.clone()));
+                            st.sent = Some(now);
+                        }
+                    }
                     if st.onboarding_ok == Some(false)
                         && st.next_probe.is_none_or(|n| Instant::now() >= n)
                     {
@@ -412,6 +491,10 @@ impl HostTask {
         };
         c.link.close();
         c.writer.abort();
+        self.mux.send_replace(None);
+        if let Some(m) = &c.mux {
+            m.close();
+        }
         tracing::debug!(host = id, "agent session closed");
         end
     }

@@ -156,6 +156,19 @@ pub fn apply_system(
     changed
 }
 
+/// Writes the capabilities an agent reported into the host's TEMPLATE; answers whether
+/// anything changed.
+pub fn apply_capabilities(h: &mut Host, caps: Option<&[one_proto::agent::Capability]>) -> bool {
+    let mut changed = false;
+    for c in caps.unwrap_or_default() {
+        if crate::ops::capability::write(&mut h.template, c) {
+            tracing::info!(host = h.id, capability = %c.name, available = ?c.available, missing = ?c.missing, "host capability");
+            changed = true;
+        }
+    }
+    changed
+}
+
 /// A `host_monitoring` push (or, with every part `None`, the news that the session is
 /// healthy). `healthy`: the session passed its onboarding checks.
 pub async fn host_monitoring(
@@ -176,7 +189,8 @@ pub async fn host_monitoring(
         // Decided on a copy of the part that changes; hosts rarely differ, so this is cheap
         // next to a transaction.
         let mut probe = Host::clone(h);
-        apply_system(&mut probe, m.system.as_ref(), cluster, healthy)
+        let sys = apply_system(&mut probe, m.system.as_ref(), cluster, healthy);
+        apply_capabilities(&mut probe, m.capabilities.as_deref()) || sys
     };
     if needs_txn {
         let mut tx = store.begin().await;
@@ -189,7 +203,8 @@ pub async fn host_monitoring(
                 .get(h.cluster_id)
                 .map(|c| c.template.clone());
             let from = h.state;
-            if apply_system(&mut h, m.system.as_ref(), cluster.as_ref(), healthy) {
+            let sys = apply_system(&mut h, m.system.as_ref(), cluster.as_ref(), healthy);
+            if apply_capabilities(&mut h, m.capabilities.as_deref()) || sys {
                 let to = h.state;
                 tx.put(h);
                 tx.commit().await?;
@@ -521,6 +536,7 @@ pub(crate) mod tests {
         tx.commit().await.unwrap();
 
         let push = HostMonitoring {
+            capabilities: None,
             timestamp: 1000,
             system: Some(system()),
             usage: Some(HostUsage {

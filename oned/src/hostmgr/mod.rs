@@ -22,8 +22,8 @@ pub mod transport;
 pub mod vnc;
 
 use crate::config::{Config, HostsConfig};
+use crate::daemon::Oned;
 use crate::driver::{DriverFuture, HostDriver};
-use crate::server::Oned;
 use one_proto::agent::{AgentVersion, Reply, Request};
 use one_proto::driver::DriverError;
 use one_proto::objects::host::Host;
@@ -102,6 +102,7 @@ struct Entry {
     target: Target,
     stop: watch::Sender<bool>,
     link: LinkWatch,
+    mux: watch::Receiver<Option<one_stream::Mux>>,
     status: Arc<Mutex<String>>,
 }
 
@@ -178,9 +179,28 @@ impl HostMgr {
         &self.inner.agent_path
     }
 
+    /// The build oned expects agents to run (that of [`Self::agent_path`]).
+    pub async fn own_build(&self) -> Result<AgentVersion, String> {
+        self.inner.own_build(&self.inner.agent_path).await
+    }
+
+    /// The session periods of `[hosts]`.
+    pub fn timing(&self) -> &Timing {
+        &self.inner.timing
+    }
+
     /// The live session of host `id`, if it has one.
     pub fn link(&self, id: i64) -> Option<Link> {
         self.inner.watch(id).and_then(|(w, _)| w.borrow().clone())
+    }
+
+    /// The byte stream of host `id`'s session, if it has one (docs/node-agent.md, "Byte
+    /// stream"): open streams on it with [`one_stream::Mux::open`] — a file read or
+    /// write inside the host's datastores, or a TCP connection to its loopback.
+    pub fn stream(&self, id: i64) -> Option<one_stream::Mux> {
+        let hosts = self.inner.hosts.lock().ok()?;
+        let m = hosts.get(&id)?.mux.borrow().clone();
+        m.filter(|m| !m.is_closed())
     }
 
     /// Hosts with a session task (connected or not).
@@ -194,6 +214,22 @@ impl HostMgr {
             inner: self.inner.clone(),
             host_id: host.id,
             host_name: host.name.clone(),
+        }
+    }
+
+    /// Asks every connected agent to look at its capabilities again now (the frontend just
+    /// wrote the token files of shared datastores): each answers with a host monitoring push.
+    pub fn refresh_capabilities(&self, oned: &Oned) {
+        let ids: Vec<i64> = self
+            .inner
+            .hosts
+            .lock()
+            .map(|h| h.keys().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            if let (Some(link), Some(h)) = (self.link(id), oned.store.get::<Host>(id)) {
+                link.send_request(Request::Configure(host::agent_config(oned, &h)));
+            }
         }
     }
 
@@ -311,6 +347,12 @@ fn target_of(inner: &Inner, h: &Host) -> Target {
         host_name: h.name.clone(),
         agent_path: inner.agent_path.clone(),
         simulate,
+        ssh_port: h
+            .template
+            .get(ssh::ATTR_PORT)
+            .unwrap_or("")
+            .trim()
+            .to_string(),
     }
 }
 
@@ -344,6 +386,7 @@ pub fn reconcile(oned: &Arc<Oned>) {
         tracing::info!(host = id, name = %target.host_name, simulate = target.simulate, "starting the agent session");
         let (stop_tx, stop_rx) = watch::channel(false);
         let (link_tx, link_rx) = watch::channel(None);
+        let (mux_tx, mux_rx) = watch::channel(None);
         let status = Arc::new(Mutex::new(String::new()));
         let task = host::HostTask {
             oned: oned.clone(),
@@ -351,6 +394,7 @@ pub fn reconcile(oned: &Arc<Oned>) {
             target: target.clone(),
             stop: stop_rx,
             link: link_tx,
+            mux: mux_tx,
             status: status.clone(),
         };
         tokio::spawn(task.run());
@@ -360,6 +404,7 @@ pub fn reconcile(oned: &Arc<Oned>) {
                 target,
                 stop: stop_tx,
                 link: link_rx,
+                mux: mux_rx,
                 status,
             },
         );

@@ -12,9 +12,12 @@
 //! stdout/stdin become the [`AgentStream`] and whose stderr goes to its [`StderrTail`]. The
 //! handshake and everything after it are the same as for the local pipe (`host.rs`).
 
-use super::transport::{AgentStream, ConnectFuture, StderrTail, Target, Transport, TransportError};
+use super::transport::{
+    AgentReader, AgentStream, AgentWriter, ConnectFuture, DialFuture, StderrTail, StreamDial,
+    StreamLink, Target, Transport, TransportError,
+};
 use crate::config::HostsConfig;
-use crate::server::Oned;
+use crate::daemon::Oned;
 use one_proto::objects::host::Host;
 use russh::ChannelMsg;
 use russh::client::{self, Handle};
@@ -619,7 +622,7 @@ fn parse_sha(stdout: &[u8]) -> Option<String> {
 /// What a session holds: the connection and the task pumping the agent's channel. Dropping
 /// it closes both (the agent then reads EOF and exits).
 struct Keep {
-    handle: Option<Handle<Client>>,
+    handle: Option<Arc<Handle<Client>>>,
     pump: tokio::task::JoinHandle<()>,
 }
 
@@ -633,6 +636,40 @@ impl Drop for Keep {
                     .await;
             });
         }
+    }
+}
+
+/// The byte stream of an agent reached over SSH: a `direct-streamlocal` channel of the
+/// session's own connection to the agent's socket (no second handshake), the key first.
+struct SshStreamDial {
+    handle: Arc<Handle<Client>>,
+    host: String,
+}
+
+impl StreamDial for SshStreamDial {
+    fn dial<'a>(&'a self, ep: &'a one_proto::agent::StreamEndpoint) -> DialFuture<'a> {
+        Box::pin(async move {
+            let ch = self
+                .handle
+                .channel_open_direct_streamlocal(ep.socket.clone())
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot open the byte stream channel to {} on {} (does its sshd allow \
+                         stream-local forwarding?): {}",
+                        ep.socket,
+                        self.host,
+                        describe(&e)
+                    )
+                })?;
+            let mut stream = ch.into_stream();
+            stream
+                .write_all(format!("{}\n", ep.key).as_bytes())
+                .await
+                .map_err(|e| format!("cannot write to the byte stream channel: {e}"))?;
+            let (r, w) = tokio::io::split(stream);
+            Ok((Box::pin(r) as AgentReader, Box::pin(w) as AgentWriter))
+        })
     }
 }
 
@@ -787,13 +824,18 @@ impl SshTransport {
             // Dropping `out` ends the session's reader.
         });
         tracing::debug!(host = id, name = %host, path, "agent started over SSH");
+        let h = Arc::new(h);
         Ok(AgentStream {
             reader: Box::pin(reader),
             writer: Box::pin(writer),
             stderr: tail,
             keep: Some(Box::new(Keep {
-                handle: Some(h),
+                handle: Some(h.clone()),
                 pump,
+            })),
+            stream: StreamLink::Dial(Box::new(SshStreamDial {
+                handle: h,
+                host: host.to_string(),
             })),
         })
     }
@@ -1000,6 +1042,7 @@ mod tests {
             host_name: "h".into(),
             agent_path: "/x".into(),
             simulate: true,
+            ssh_port: String::new(),
         };
         assert_eq!(
             agent_command("/o p/a", &t),

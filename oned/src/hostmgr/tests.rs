@@ -5,7 +5,6 @@
 use super::ingest::tests::{host, system, vm_on};
 use super::transport::{AgentStream, ConnectFuture, StderrTail, Target, Transport};
 use super::*;
-use crate::api::Registry;
 use crate::auth::Authenticator;
 use crate::datadir::DataDir;
 use crate::db::Db;
@@ -88,6 +87,7 @@ impl FakeAgent {
         }))
         .await;
         self.send(&FromAgent::HostMonitoring(HostMonitoring {
+            capabilities: None,
             timestamp: 1000,
             system: Some(system()),
             usage: Some(HostUsage {
@@ -166,6 +166,7 @@ impl Transport for Duplex {
                 writer: Box::pin(ow),
                 stderr: StderrTail::default(),
                 keep: None,
+                stream: crate::hostmgr::transport::StreamLink::None,
             })
         })
     }
@@ -219,11 +220,11 @@ impl World {
         });
         let oned = Arc::new(Oned {
             auth: Authenticator::new(Duration::from_secs(60)),
-            registry: Registry::default(),
             lcm: crate::lcm::Lcm::new(&cfg),
             monitor: crate::monitor::Monitor::new(&cfg),
             hooks: crate::hooks::Hooks::new(&cfg),
             hostmgr: HostMgr::with_local_transport(&cfg, transport.clone()),
+            storage: crate::storage::Storage::new(&cfg, &data_dir).unwrap(),
             config: cfg,
             store,
             data_dir,

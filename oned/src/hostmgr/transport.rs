@@ -32,6 +32,9 @@ pub struct Target {
     pub agent_path: PathBuf,
     /// Start the agent with `--simulate` (a test facility: no libvirt).
     pub simulate: bool,
+    /// The host's SSH_PORT as its template says it ("" when unset): a change starts a new
+    /// session on the new port.
+    pub ssh_port: String,
 }
 
 impl Target {
@@ -88,6 +91,96 @@ pub struct AgentStream {
     /// Held as long as the session lives (the child process, an SSH channel, ...); dropping
     /// it ends the agent's side.
     pub keep: Option<Box<dyn Send>>,
+    /// How the byte stream beside the session is reached.
+    pub stream: StreamLink,
+}
+
+/// The connection of an agent's byte stream (docs/node-agent.md, "Byte stream").
+pub enum StreamLink {
+    None,
+    /// A socket handed to the agent when it was started (a local pipe).
+    Socket(tokio::net::UnixStream),
+    /// Reached once the agent's hello says where its socket is (SSH: a second channel of
+    /// the same connection).
+    Dial(Box<dyn StreamDial>),
+}
+
+pub type DialFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(AgentReader, AgentWriter), String>> + Send + 'a>>;
+
+/// Opens the byte stream connection to an agent's socket, presenting its key.
+pub trait StreamDial: Send + Sync {
+    fn dial<'a>(&'a self, ep: &'a one_proto::agent::StreamEndpoint) -> DialFuture<'a>;
+}
+
+/// Starts the byte stream of a welcomed agent: over the socket it was handed, or dialed to
+/// the socket its hello names. None (logged) when it has none: sessions work without.
+pub async fn start_stream(
+    link: StreamLink,
+    hello: &one_proto::agent::Hello,
+    who: &str,
+) -> Option<one_stream::Mux> {
+    let (mux, incoming) = match link {
+        StreamLink::None => return None,
+        StreamLink::Socket(s) => {
+            let (r, w) = s.into_split();
+            one_stream::Mux::start(r, w, one_stream::Side::Oned)
+        }
+        StreamLink::Dial(d) => {
+            let Some(ep) = &hello.stream else {
+                tracing::warn!(agent = who, "the agent offers no byte stream");
+                return None;
+            };
+            match d.dial(ep).await {
+                Ok((r, w)) => one_stream::Mux::start(r, w, one_stream::Side::Oned),
+                Err(e) => {
+                    tracing::warn!(agent = who, error = %e, "no byte stream");
+                    return None;
+                }
+            }
+        }
+    };
+    // Agents open no streams to oned yet (the `local` transfers will): refused, saying so.
+    let mut incoming = incoming;
+    tokio::spawn(async move {
+        while let Some(s) = incoming.recv().await {
+            s.reject("oned serves no streams to agents yet");
+        }
+    });
+    tracing::debug!(agent = who, "byte stream open");
+    Some(mux)
+}
+
+/// The descriptor a local agent finds its byte stream socket on (`--stream-fd 3`).
+pub const STREAM_FD: i32 = 3;
+
+/// A socket pair for a local agent's byte stream: `cmd` is set to hand the agent its end as
+/// [`STREAM_FD`]; answers oned's end, and the agent's, to be dropped once `cmd` spawned.
+pub fn stream_pair(
+    cmd: &mut tokio::process::Command,
+) -> std::io::Result<(tokio::net::UnixStream, std::os::unix::net::UnixStream)> {
+    use std::os::unix::io::AsRawFd;
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    ours.set_nonblocking(true)?;
+    let fd = theirs.as_raw_fd();
+    // SAFETY: the closure runs in the child between fork and exec, where it only calls
+    // dup2 and fcntl (async-signal-safe) on descriptors this process owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == STREAM_FD {
+                // dup2 onto itself keeps close-on-exec: clear it instead.
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, STREAM_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.arg("--stream-fd").arg(STREAM_FD.to_string());
+    Ok((tokio::net::UnixStream::from_std(ours)?, theirs))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +239,14 @@ impl Transport for LocalPipe {
                 .stderr(Stdio::piped())
                 // Domains do not depend on the agent: killing it when the session ends is safe.
                 .kill_on_drop(true);
-            let mut child = cmd.spawn().map_err(|source| TransportError::Spawn {
+            let (stream, theirs) =
+                stream_pair(&mut cmd).map_err(|source| TransportError::Spawn {
+                    path: target.agent_path.display().to_string(),
+                    source,
+                })?;
+            let spawned = cmd.spawn();
+            drop(theirs);
+            let mut child = spawned.map_err(|source| TransportError::Spawn {
                 path: target.agent_path.display().to_string(),
                 source,
             })?;
@@ -174,6 +274,7 @@ impl Transport for LocalPipe {
                 writer: Box::pin(stdin),
                 stderr: tail,
                 keep: Some(Box::new(child)),
+                stream: StreamLink::Socket(stream),
             })
         })
     }
@@ -235,6 +336,7 @@ mod tests {
             host_name: "localhost".into(),
             agent_path: "/bin/sh".into(),
             simulate: false,
+            ssh_port: String::new(),
         };
         // `sh --stdio` fails at once, printing to stderr: the tail keeps it.
         let mut s = LocalPipe.connect(&target).await.unwrap();

@@ -64,12 +64,10 @@ fn drop_device(tx: &mut Txn<'_>, vm: &mut Vm, name: &str, key: &str, id: Option<
     let vmid = vm.header.id;
     if let Some(v) = take(vm, name, key, id) {
         if name == "NIC" {
-            crate::api::vnet::release_nic(tx, &v, vmid);
+            crate::ops::lease::release_nic(tx, &v, vmid);
         } else {
-            crate::api::image::release_disk(tx, &v, vmid);
-            let (u, g) = (vm.header.uid, vm.header.gid);
-            crate::quota::release(tx, u, g, &crate::api::vm::quota_usage(&before));
-            crate::quota::release(tx, u, g, &crate::api::vm::quota_usage(vm).negated());
+            crate::ops::image::release_disk(tx, &v, vmid);
+            crate::ops::vm::release_change(tx, &before, vm);
         }
     }
 }
@@ -142,9 +140,7 @@ pub fn conclude(tx: &mut Txn<'_>, vm: &mut Vm, op: &VmOperation, success: bool, 
                         d.set("SIZE", old.clone());
                     }
                 }
-                let (u, g) = (vm.header.uid, vm.header.gid);
-                crate::quota::release(tx, u, g, &crate::api::vm::quota_usage(&before));
-                crate::quota::release(tx, u, g, &crate::api::vm::quota_usage(vm).negated());
+                crate::ops::vm::release_change(tx, &before, vm);
             }
         }
         ("resize", false) => {
@@ -163,9 +159,7 @@ pub fn conclude(tx: &mut Txn<'_>, vm: &mut Vm, op: &VmOperation, success: bool, 
                 }
             }
             effects::recharge_host(tx, &before, vm);
-            let (u, g) = (vm.header.uid, vm.header.gid);
-            crate::quota::release(tx, u, g, &crate::api::vm::quota_usage(&before));
-            crate::quota::release(tx, u, g, &crate::api::vm::quota_usage(vm).negated());
+            crate::ops::vm::release_change(tx, &before, vm);
         }
         _ => {}
     }

@@ -42,7 +42,7 @@ pub mod vmlog;
 
 use crate::auth::now_secs;
 use crate::config::Config;
-use crate::server::Oned;
+use crate::daemon::Oned;
 use crate::store::Txn;
 use one_proto::driver::{DriverError, DriverOp, DriverReply, DriverRequest};
 use one_proto::objects::host::Host;

@@ -1,6 +1,5 @@
-//! Host and datastore monitoring (docs/monitoring.md).
-//!
-//! Two background tasks:
+//! Host monitoring (docs/monitoring.md); datastores are measured by the frontend agent
+//! (`storage::capacity`).
 //!
 //! * **dummy hosts** (IM_MAD "dummy"), every `monitoring.dummy_interval_seconds` and at once
 //!   when [`Monitor::wake`] is called (a host was allocated). A round has three steps:
@@ -12,21 +11,19 @@
 //!      and LAST_POLL) in memory only, with [`Store::update_volatile`](crate::store::Store):
 //!      they change every round and are cheap to lose, so they reach the database with the
 //!      object's next real change instead of costing 10,000 row writes per round.
-//! * **datastores**, every `monitoring.datastore_interval_seconds` ([`datastore`]).
 
-pub mod datastore;
 pub mod dummy;
 pub mod history;
 pub mod sample;
 
 use crate::auth::now_secs;
 use crate::config::{Config, DummyConfig};
+use crate::daemon::Oned;
 use crate::lcm::{self, Seen};
-use crate::server::Oned;
 use crate::store::{State, Store, StoreError};
 use one_proto::objects::host::{Host, HostDs};
 use one_proto::state::{DatastoreType, HostState, LcmState, VmState};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -64,9 +61,7 @@ impl Monitor {
 pub fn start(oned: &Arc<Oned>) {
     let o = oned.clone();
     tokio::spawn(async move { dummy_loop(o).await });
-    let o = oned.clone();
-    tokio::spawn(async move { datastore_loop(o).await });
-    history::start(oned);
+    start_history(oned);
 }
 
 /// A configured period, or `default` when it is not a positive finite number of seconds.
@@ -119,34 +114,6 @@ async fn dummy_loop(oned: Arc<Oned>) {
             _ = tokio::time::sleep_until(next_full) => {}
             _ = oned.monitor.wake.notified() => tokio::time::sleep(WAKE_DELAY).await,
         }
-    }
-}
-
-async fn datastore_loop(oned: Arc<Oned>) {
-    let m = &oned.config.monitoring;
-    let every = period(
-        m.datastore_interval_seconds,
-        300.0,
-        "monitoring.datastore_interval_seconds",
-    );
-    // Datastores never measured yet (just created) are looked at more often.
-    let check = period(
-        m.dummy_interval_seconds,
-        5.0,
-        "monitoring.dummy_interval_seconds",
-    )
-    .min(every);
-    let mut next_full = Instant::now();
-    loop {
-        let full = Instant::now() >= next_full;
-        if full {
-            next_full = Instant::now() + every;
-        }
-        match datastore::round(&oned.store, full).await {
-            Ok(n) => tracing::debug!(full, changed = n, "datastore monitoring round"),
-            Err(e) => tracing::warn!(error = %e, "datastore monitoring round failed"),
-        }
-        tokio::time::sleep_until(next_full.min(Instant::now() + check)).await;
     }
 }
 
@@ -481,6 +448,46 @@ fn sample_hosts(
     (ids.len(), n)
 }
 
+/// Configures the history, loads it, then flushes it every `history_flush_seconds`.
+fn start_history(oned: &Arc<Oned>) {
+    let oned = oned.clone();
+    tokio::spawn(async move {
+        let h = &oned.store.history;
+        h.configure(history::Retention::from_config(&oned.config.monitoring));
+        match h.load(&oned.store.db, now_secs()).await {
+            Ok((hosts, vms)) => tracing::info!(hosts, vms, "monitoring history loaded"),
+            Err(e) => tracing::warn!(error = %e, "monitoring history not loaded"),
+        }
+        let every = period(
+            oned.config.monitoring.history_flush_seconds,
+            30.0,
+            "monitoring.history_flush_seconds",
+        );
+        loop {
+            tokio::time::sleep(every).await;
+            flush_history(&oned).await;
+        }
+    });
+}
+
+/// Prunes and flushes the history now (also called at shutdown).
+pub async fn flush_history(oned: &Oned) {
+    let h = &oned.store.history;
+    let now = now_secs();
+    let (hosts, vms): (HashSet<i64>, HashSet<i64>) = {
+        let st = oned.store.read();
+        (
+            st.hosts.map.keys().copied().collect(),
+            st.vms.map.keys().copied().collect(),
+        )
+    };
+    h.prune(now, &hosts, &vms);
+    match h.flush(&oned.store.db, now).await {
+        Ok(n) => tracing::debug!(rows = n, "monitoring history flushed"),
+        Err(e) => tracing::warn!(error = %e, "monitoring history flush failed; retried next time"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,31 +663,5 @@ mod tests {
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e300] {
             assert_eq!(period(bad, 5.0, "x"), Duration::from_secs(5), "{bad}");
         }
-    }
-
-    #[tokio::test]
-    async fn datastore_round_measures_existing_paths() {
-        let dir = std::env::temp_dir().join(format!("oned-monitor-ds-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = open(&dir).await;
-        let mut tx = store.begin().await;
-        tx.put(datastore(
-            0,
-            &dir.display().to_string(),
-            DatastoreType::System,
-            0,
-        ));
-        tx.put(datastore(1, "/nonexistent/one-rs", DatastoreType::Image, 0));
-        tx.commit().await.unwrap();
-        assert_eq!(datastore::round(&store, true).await.unwrap(), 1);
-        let d0 = store.get::<Datastore>(0).unwrap();
-        assert!(d0.total_mb > 0 && d0.free_mb <= d0.total_mb);
-        assert_eq!(store.get::<Datastore>(1).unwrap().total_mb, 0);
-        // A non-full round looks only at datastores never measured.
-        assert_eq!(datastore::round(&store, false).await.unwrap(), 0);
-        drop(d0);
-        store.db.close().await;
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

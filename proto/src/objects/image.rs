@@ -31,9 +31,14 @@ pub struct Image {
     pub clones: Vec<i64>,
     pub app_clones: Vec<i64>,
     pub template: Template,
-    /// Image snapshots (none can be taken yet: they come with the storage drivers).
+    /// Image snapshots: the internal snapshots of a qcow2 image.
     #[serde(default)]
     pub snapshots: ImageSnapshots,
+    /// The datastore operation this image waits for while LOCKED (not in the document).
+    /// Stored with the LOCKED state, so a stop of oned in the middle is seen at the next
+    /// start: the image goes to ERROR and what the operation left is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<crate::ds::DsRequest>,
 }
 
 /// The SNAPSHOTS element of an image.
@@ -212,6 +217,7 @@ pub(crate) mod tests {
             app_clones: vec![],
             template,
             snapshots: ImageSnapshots::default(),
+            op: None,
         }
     }
 
