@@ -6,10 +6,162 @@
 //!
 //! Tokens live in memory only: a restart of oned invalidates them (clients ask for another).
 
+use crate::api::common::get_authorized;
+use crate::api::errors::action;
+use crate::api::{ApiResult, Call, Params, Registry};
+use crate::daemon::Oned;
+use crate::store::Stored;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use one_proto::acl::AuthOp;
+use one_proto::objects::vm::Vm;
+use one_proto::state::VmState;
+use one_proto::stream::Open;
+use one_proto::xmlrpc::Value;
 use rand::RngCore;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
+
+/// The tokens of this process (they are never written anywhere).
+pub static TOKENS: LazyLock<ConsoleTokens> = LazyLock::new(ConsoleTokens::default);
+
+pub fn register(r: &mut Registry) {
+    r.add("one.vm.vnc", |c: Call, p: Params| async move {
+        issue(&c, p.int32(0)?.into())
+    });
+}
+
+/// `one.vm.vnc(id)`: a token for the VM's screen; USE on the VM, and a screen to show.
+fn issue(call: &Call, id: i64) -> ApiResult {
+    let vm = get_authorized::<Vm>(call, id, AuthOp::Use)?;
+    screen_of(&vm).map_err(|m| action(call.method, &m))?;
+    let ttl = Duration::from_secs(call.oned.config.hosts.vnc_token_seconds.max(1));
+    let token = TOKENS.issue(call.session.uid, id, ttl);
+    tracing::info!(vm = id, uid = call.session.uid, "screen token issued");
+    Ok(Value::String(token))
+}
+
+/// The host and port of a VM's VNC screen, or why it has none now.
+pub fn screen_of(vm: &Vm) -> Result<(i64, u16), String> {
+    let id = vm.header.id;
+    let g = vm
+        .template
+        .vector("GRAPHICS")
+        .filter(|g| g.get("TYPE").is_some_and(|t| t.eq_ignore_ascii_case("vnc")))
+        .ok_or_else(|| format!("VM [{id}] has no VNC screen (GRAPHICS TYPE=VNC)."))?;
+    if vm.state != VmState::Active {
+        return Err(format!(
+            "VM [{id}] has no screen in state {}: it is not on a host.",
+            vm.state_str()
+        ));
+    }
+    let port = g
+        .get("PORT")
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .ok_or_else(|| format!("VM [{id}] has no VNC port yet."))?;
+    let host = vm
+        .history
+        .last()
+        .map(|h| h.hid)
+        .ok_or_else(|| format!("VM [{id}] is on no host."))?;
+    Ok((host, port))
+}
+
+/// `GET /vnc/{vm}?token=`: redeems the token, connects to the VM's VNC server on its host's
+/// loopback through the host's byte stream, and carries the bytes as binary websocket
+/// messages. Every refusal is an HTTP error before the upgrade.
+pub async fn websocket(
+    oned: Arc<Oned>,
+    vm_id: i64,
+    token: String,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let refuse = |status: StatusCode, msg: String| {
+        tracing::info!(vm = vm_id, %status, "screen refused: {msg}");
+        (status, msg).into_response()
+    };
+    let grant = match TOKENS.redeem(&token, vm_id) {
+        Ok(g) => g,
+        Err(r) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                format!("Screen of VM [{vm_id}] refused: {r}."),
+            );
+        }
+    };
+    let vm = {
+        let st = oned.store.read();
+        Vm::pool(&st).get(vm_id).cloned()
+    };
+    let Some(vm) = vm else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            format!("VM [{vm_id}] does not exist."),
+        );
+    };
+    let (host, port) = match screen_of(&vm) {
+        Ok(s) => s,
+        Err(m) => return refuse(StatusCode::CONFLICT, m),
+    };
+    let Some(mux) = oned.hostmgr.stream(host) else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "Host [{host}] of VM [{vm_id}] has no byte stream now (no node agent session)."
+            ),
+        );
+    };
+    let stream = match mux.open(&Open::Tcp { port }).await {
+        Ok((s, _)) => s,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_GATEWAY,
+                format!("VNC server of VM [{vm_id}] (host [{host}], port {port}): {e}"),
+            );
+        }
+    };
+    tracing::info!(vm = vm_id, uid = grant.uid, host, port, "screen opened");
+    ws.protocols(["binary"])
+        .on_upgrade(move |socket| async move {
+            pipe(socket, stream).await;
+            tracing::info!(vm = vm_id, uid = grant.uid, "screen closed");
+        })
+}
+
+/// Copies bytes both ways until either side ends.
+async fn pipe(mut socket: WebSocket, stream: one_stream::Stream) {
+    let (mut reader, mut writer) = stream.split();
+    loop {
+        tokio::select! {
+            m = socket.recv() => match m {
+                Some(Ok(Message::Binary(b))) => {
+                    if writer.write(&b).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Text(t))) => {
+                    if writer.write(t.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                _ => break,
+            },
+            d = reader.read() => match d {
+                Ok(Some(bytes)) => {
+                    if socket.send(Message::Binary(bytes.into())).await.is_err() {
+                        break;
+                    }
+                }
+                _ => break,
+            },
+        }
+    }
+    let _ = writer.finish().await;
+    let _ = socket.send(Message::Close(None)).await;
+}
 
 /// Tokens issued and not yet redeemed are capped, so a client asking in a loop cannot grow
 /// memory without end; past the cap the oldest are dropped.
