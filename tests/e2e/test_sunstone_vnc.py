@@ -64,9 +64,12 @@ class Ws:
         head, _, self.buf = head.partition(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
         if status != 101:
+            # The refusal is an ordinary HTTP answer on a kept-alive connection: read its
+            # Content-Length, not until a close that would only come at the socket timeout.
+            m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
             body = self.buf
             try:
-                while True:
+                while (m is None or len(body) < int(m.group(1))):
                     chunk = self.sock.recv(4096)
                     if not chunk:
                         break
