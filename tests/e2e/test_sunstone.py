@@ -17,6 +17,8 @@ from __future__ import annotations
 import gzip
 import http.client
 import re
+import shlex
+import subprocess
 import time
 import urllib.parse
 
@@ -25,7 +27,7 @@ import pytest
 from harness import Oned, wait_for
 from sched_harness import Scheduler
 from sunstone_util import (Http, Sunstone, accept_confirm, chrome, console_errors, css, css_all,
-                           login, shot, wait_until)
+                           login, shot, sunstone_binary, wait_until)
 
 pytestmark = pytest.mark.db_independent
 
@@ -118,6 +120,34 @@ def test_anonymous_visitors_are_sent_to_the_login_form(cloud):
     assert "Content-Security-Policy" in headers
     # No absolute URL anywhere: it works behind a reverse proxy under any prefix.
     assert not re.search(r'(href|src|action)="(/|https?:)', page), page
+
+
+def test_the_documented_command_line_serves_the_console(cloud, tmp_path):
+    """docs/sunstone.md's "run" example as typed, but for the built binary, a free port
+    (tests never take a fixed one) and the test's oned: its flags exist and the console it
+    serves logs users in against that oned."""
+    doc_examples = pytest.importorskip(
+        "doc_examples", reason="tests/e2e/doc_examples.py (the documentation examples' helpers) is not in this tree")
+    ex = doc_examples.doc_example("docs/sunstone.md", "run")
+    args = shlex.split(doc_examples.localize(ex.text, cloud.oned.endpoint))
+    assert args[0] == "sunstone" and "--listen" in args, args
+    assert cloud.oned.endpoint in args, f"the example does not use the default endpoint: {args}"
+    args[0] = str(sunstone_binary())
+    args[args.index("--listen") + 1] = "127.0.0.1:0"
+    url_file = tmp_path / "url"
+    with open(tmp_path / "sunstone.log", "wb") as log:
+        proc = subprocess.Popen([*args, "--url-file", str(url_file)], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, start_new_session=True)
+    try:
+        wait_for("the example's sunstone listening",
+                 lambda: proc.poll() is None and url_file.is_file() and url_file.read_text().strip(),
+                 timeout=30)
+        h = Http(url_file.read_text().strip())
+        status, headers, _ = h.login(*ALICE)
+        assert (status, headers["Location"]) == (303, "./"), (status, headers)
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_login_without_scripts_and_the_session_cookie(cloud):
