@@ -29,7 +29,7 @@ pub static TOKENS: LazyLock<ConsoleTokens> = LazyLock::new(ConsoleTokens::defaul
 
 pub fn register(r: &mut Registry) {
     r.add("one.vm.vnc", |c: Call, p: Params| async move {
-        issue(&c, p.int32(0)?.into())
+        issue(&c, p.int32(0)?)
     });
 }
 
