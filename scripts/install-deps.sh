@@ -16,7 +16,11 @@
 # tests/guest/build-guest.sh), iproute2, nftables (security groups and anti-spoofing on the
 # hosts), iputils-ping (network tests). libvirtd is not started here: there is no
 # systemd; tests/hostenv/start-libvirtd.sh starts it.
-# Python: pyone, pytest, pytest-timeout (pinned in tests/requirements.txt) in a virtual
+# Web console (sunstone): nodejs and npm (when no node/npm is on PATH) to fetch its browser
+# code with `npm ci` from sunstone/web/package-lock.json into sunstone/web/node_modules
+# (never committed; cargo build embeds it), chromium and chromium-driver for the browser
+# tests (tests/e2e/test_sunstone*.py drive Debian's browser; nothing downloads one).
+# Python: pyone, pytest, pytest-timeout, selenium (pinned in tests/requirements.txt) in a virtual
 # environment outside the clone: /var/tmp/one-rs-venv for root, ~/.cache/one-rs-venv
 # otherwise, or $ONE_VENV.
 set -euo pipefail
@@ -28,7 +32,7 @@ case "${1:-}" in
 --check) check_only=1 ;;
 "") ;;
 -h | --help)
-    sed -n '2,20p' "$0"
+    sed -n '2,25p' "$0"
     exit 0
     ;;
 *) die "unknown argument $1 (try --help)" ;;
@@ -115,6 +119,46 @@ if command -v virsh >/dev/null 2>&1; then
         say "install-deps: libvirtd answers on qemu:///system"
     else
         say "install-deps: libvirtd not running (tests/hostenv/start-libvirtd.sh starts it)"
+    fi
+fi
+
+# --- Web console: browser for its tests, Node.js + npm for its browser code --------------
+WEB_PACKAGES=(chromium chromium-driver)
+if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+    WEB_PACKAGES+=(nodejs npm)
+fi
+web_need=()
+for p in "${WEB_PACKAGES[@]}"; do
+    apt_installed "$p" || web_need+=("$p")
+done
+if [ ${#web_need[@]} -eq 0 ]; then
+    say "install-deps: web console packages present: ${WEB_PACKAGES[*]}"
+elif [ $check_only -eq 1 ] || ! is_root; then
+    say "install-deps: missing web console packages: ${web_need[*]}"
+    say "  install them as root: apt-get install -y --no-install-recommends ${web_need[*]}"
+    missing=1
+else
+    say "install-deps: installing web console packages: ${web_need[*]}"
+    apt-get update
+    apt-get install -y --no-install-recommends "${web_need[@]}" || die "apt-get install ${web_need[*]} failed"
+fi
+# sunstone's browser code: npm ci when node_modules is missing or older than the lockfile.
+WEB_DIR="$REPO/sunstone/web"
+if [ -f "$WEB_DIR/package-lock.json" ]; then
+    stamp="$WEB_DIR/node_modules/.package-lock.json"
+    if [ -f "$stamp" ] && [ ! "$WEB_DIR/package-lock.json" -nt "$stamp" ]; then
+        say "install-deps: sunstone browser code present (sunstone/web/node_modules)"
+    elif [ $check_only -eq 1 ]; then
+        say "install-deps: sunstone browser code missing or out of date (npm ci in sunstone/web)"
+        missing=1
+    elif ! command -v npm >/dev/null 2>&1; then
+        say "install-deps: npm not found: cannot fetch sunstone's browser code"
+        missing=1
+    else
+        say "install-deps: fetching sunstone's browser code (npm ci in sunstone/web)"
+        (cd "$WEB_DIR" && npm ci --no-audit --no-fund --ignore-scripts) || die "npm ci in sunstone/web failed"
+        # So that cargo notices the new files even when the lockfile did not change.
+        touch "$stamp"
     fi
 fi
 

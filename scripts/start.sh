@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Starts the cloud on this machine, from the repo: installs what is missing, starts libvirtd,
-# builds oned, one-scheduler, one-node-agent and the CLI (release), puts the CLI's commands
-# (onevm, onehost, ...) on the PATH with their completions and man pages (symlinks in
-# /usr/local/bin as root, in ~/.local/bin otherwise), starts oned and the scheduler in the
-# background with their data in var/, registers this machine as the KVM host `localhost`
-# (its agent runs through a local pipe), and prints how to reach it all.
+# builds oned, one-scheduler, one-node-agent, the CLI and sunstone (release), puts the CLI's
+# commands (onevm, onehost, ...) on the PATH with their completions and man pages (symlinks
+# in /usr/local/bin as root, in ~/.local/bin otherwise), starts oned, the scheduler and the
+# web console in the background with their data in var/, registers this machine as the KVM
+# host `localhost` (its agent runs through a local pipe), and prints how to reach it all.
 #
 #   sudo scripts/start.sh        (or, as root, scripts/start.sh)
 #
@@ -21,6 +21,7 @@
 #                 (default: a generated one, written to DATA/one_auth)
 #   ONE_BUILD_PROFILE  cargo profile to build and run (default release; the test of the
 #                 README runs this script with the debug build the test suite uses)
+#   SUNSTONE_LISTEN  address of the web console (default 127.0.0.1:9869)
 # Stop everything with scripts/stop.sh (with the same ONED_DATA_DIR).
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -36,6 +37,7 @@ case "$PROFILE" in
 release | debug) ;;
 *) die "ONE_BUILD_PROFILE must be release or debug, not '$PROFILE'" ;;
 esac
+SUNSTONE_LISTEN="${SUNSTONE_LISTEN:-127.0.0.1:9869}"
 PIDFILE="$DATA/oned.pid"
 
 # Run a command as the user who called sudo (as is otherwise), with their login PATH so
@@ -82,6 +84,29 @@ launch() {
     done
 }
 
+sunstone_running() {
+    local spid
+    spid="$(cat "$DATA/sunstone.pid" 2>/dev/null)" || return 1
+    [ -n "$spid" ] && [ "$(cat "/proc/$spid/comm" 2>/dev/null)" = "sunstone" ]
+}
+
+# start_sunstone BIN: the web console for the oned serving var/ (it holds no credentials:
+# every browser session logs in as an oned user).
+start_sunstone() {
+    step "starting the web console (sunstone) on $SUNSTONE_LISTEN"
+    rm -f "$DATA/sunstone_url"
+    launch sunstone "$DATA/sunstone.log" "$1" --listen "$SUNSTONE_LISTEN" \
+        --endpoint "$(cat "$DATA/one_endpoint")" --url-file "$DATA/sunstone_url"
+    echo "$LAUNCHED" >"$DATA/sunstone.pid"
+    for _ in $(seq 1 100); do
+        [ -s "$DATA/sunstone_url" ] && return 0
+        kill -0 "$LAUNCHED" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$DATA/sunstone.log" 2>/dev/null || true
+    warn "sunstone did not start (see var/sunstone.log)"
+}
+
 scheduler_running() {
     local spid
     spid="$(cat "$DATA/scheduler.pid" 2>/dev/null)" || return 1
@@ -121,7 +146,8 @@ print_usage_info() {
 
   endpoint:     $endpoint   (also in $SHOWN/one_endpoint)
   credentials:  $SHOWN/one_auth   (oneadmin:PASSWORD, mode 0600)
-  logs:         $SHOWN/oned.log, $SHOWN/scheduler.log
+  web console:  $(cat "$DATA/sunstone_url" 2>/dev/null || echo "not running")   (log in as oneadmin with the password in $SHOWN/one_auth)
+  logs:         $SHOWN/oned.log, $SHOWN/scheduler.log, $SHOWN/sunstone.log
   CLI:          export ONE_XMLRPC=$endpoint ONE_AUTH=$DATA/one_auth; onevm list   (commands in $CLI_BIN_DIR)
   try it:       ONE_XMLRPC=$endpoint ONE_AUTH=$SHOWN/one_auth ${py:-python3} -c 'import os, pyone; one = pyone.OneServer(os.environ["ONE_XMLRPC"], session=open(os.environ["ONE_AUTH"]).read().strip()); print(one.system.version(), [u.NAME for u in one.userpool.info().USER])'
   stop it:      scripts/stop.sh
@@ -231,6 +257,15 @@ if pid="$(oned_pid)"; then
             warn "one-scheduler is not running and not built: stop oned (scripts/stop.sh) and start again"
         fi
     fi
+    if ! sunstone_running; then
+        sun="$(as_invoker bash -c 'echo "${CARGO_TARGET_DIR:-target}"')/release/sunstone"
+        case "$sun" in /*) ;; *) sun="$REPO/$sun" ;; esac
+        if [ -x "$sun" ]; then
+            start_sunstone "$sun"
+        else
+            warn "sunstone is not running and not built: stop oned (scripts/stop.sh) and start again"
+        fi
+    fi
     print_usage_info
     exit 0
 fi
@@ -243,7 +278,7 @@ if [ -f "$DATA/oned.lock" ] && command -v flock >/dev/null && ! flock -n "$DATA/
 fi
 
 # --- 3. build ---------------------------------------------------------------------------
-build_args=(-p oned -p one-scheduler -p one-node-agent -p one-cli)
+build_args=(-p oned -p one-scheduler -p one-node-agent -p one-cli -p sunstone)
 [ "$PROFILE" = release ] && build_args=(--release "${build_args[@]}")
 step "building (cargo build ${build_args[*]})"
 as_invoker cargo build "${build_args[@]}"
@@ -255,6 +290,7 @@ SCHED_BIN="$RELEASE/one-scheduler"
 [ -x "$BIN" ] || die "the build did not produce $BIN"
 [ -x "$SCHED_BIN" ] || die "the build did not produce $SCHED_BIN"
 [ -x "$RELEASE/one-node-agent" ] || die "the build did not produce $RELEASE/one-node-agent"
+[ -x "$RELEASE/sunstone" ] || die "the build did not produce $RELEASE/sunstone"
 install_cli "$RELEASE"
 
 # --- 4. oned ----------------------------------------------------------------------------
@@ -345,6 +381,10 @@ EOF
 )" || HOST_LINE="registering localhost failed (see $SHOWN/oned.log)"
 say "$HOST_LINE"
 
+# [web console]
+start_sunstone "$RELEASE/sunstone"
+
 say ""
 say "oned is running (pid $pid), data in $SHOWN/; one-scheduler (pid $(cat "$DATA/scheduler.pid")) places pending VMs"
+sunstone_running && say "the web console is at $(cat "$DATA/sunstone_url")"
 print_usage_info

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stops what scripts/start.sh started: one-scheduler, then the oned whose pid is in
+# Stops what scripts/start.sh started: the web console, one-scheduler, then the oned whose pid is in
 # var/oned.pid (SIGTERM, then SIGKILL after 30 s). The data in var/ stays; scripts/start.sh starts it again.
 # ONED_DATA_DIR: the data directory scripts/start.sh was given (default var/ in the repo).
 set -euo pipefail
@@ -28,10 +28,17 @@ stop_pid() {
 }
 
 # --- later components, stopped before oned (reverse order of scripts/start.sh) -----------
-#   [web console]
+#   [web console] sunstone
 #   [local host]  nothing to stop: its agent is oned's child and ends with it; its
 #                 domains keep running, as VMs do when OpenNebula's oned stops
 #   [scheduler]
+if [ -f "$DATA/sunstone.pid" ]; then
+    wpid="$(cat "$DATA/sunstone.pid")"
+    if [ -n "$wpid" ] && [ "$(cat "/proc/$wpid/comm" 2>/dev/null)" = "sunstone" ]; then
+        stop_pid sunstone "$wpid"
+    fi
+    rm -f "$DATA/sunstone.pid" "$DATA/sunstone_url"
+fi
 if [ -f "$DATA/scheduler.pid" ]; then
     spid="$(cat "$DATA/scheduler.pid")"
     if [ -n "$spid" ] && [ "$(cat "/proc/$spid/comm" 2>/dev/null)" = "one-scheduler" ]; then

@@ -20,6 +20,9 @@
 //! (`--help`, `list`, `show`) against the third-party Python `onevm` on the same cloud.
 //! Scenario `vnm` (`--scenario vnm --samples 50`, root) measures the host side of virtual
 //! networks in a throwaway network namespace (see `vnm.rs`).
+//! Scenario `sunstone` (`--scenario sunstone --vms 20000 --samples 500`, with
+//! `cargo build --release -p sunstone` first) measures the web console's pages with a large
+//! pool and, in headless chromium, login -> dashboard drawn.
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -37,6 +40,7 @@ mod kvm_deploy;
 mod lifecycle;
 mod tm_prolog;
 mod vnm;
+mod sunstone;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
@@ -61,6 +65,9 @@ enum Scenario {
     /// an existing bridge, the first NIC of a new VXLAN network, a security-group change
     /// reaching 200 NICs. Needs root.
     Vnm,
+    /// The web console with `--vms` VMs of one user: page server times, and login ->
+    /// dashboard in headless chromium (needs the sunstone binary next to this one).
+    Sunstone,
 }
 
 #[derive(Parser, Debug)]
@@ -304,6 +311,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::TmProlog => tm_prolog::run(args).await,
         Scenario::Cli => cli::run(args).await,
         Scenario::Vnm => vnm::run(args).await,
+        Scenario::Sunstone => sunstone::run(args).await,
     }
 }
 

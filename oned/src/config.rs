@@ -436,6 +436,12 @@ pub struct HostsConfig {
     /// first guess, as OpenNebula's VNC_PORTS START), skipping `vnc_ports_reserved` ("a:b,c").
     pub vnc_port_start: u32,
     pub vnc_ports_reserved: String,
+    /// The address every VM's VNC server listens on, whatever its template says: the
+    /// host's loopback, reached only through the node agent's byte stream (`one.vm.vnc`).
+    /// An administrator may choose another address (then VNC ports are on the network).
+    pub vnc_listen: String,
+    /// Seconds a screen token (`one.vm.vnc`) may wait to be used.
+    pub vnc_token_seconds: u64,
     /// SSH (hosts that are not this machine): the remote user; empty: the user oned runs as.
     pub ssh_user: String,
     /// SSH port of hosts whose template has no SSH_PORT.
@@ -473,6 +479,8 @@ impl Default for HostsConfig {
             max_clock_skew_seconds: 5.0,
             agent_log_level: "info".into(),
             vnc_port_start: 5900,
+            vnc_listen: "127.0.0.1".into(),
+            vnc_token_seconds: 60,
             vnc_ports_reserved: "32768:65536".into(),
             ssh_user: String::new(),
             ssh_port: 22,

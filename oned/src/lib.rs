@@ -8,6 +8,7 @@ pub mod auth;
 pub mod authz;
 pub mod bootstrap;
 pub mod config;
+pub mod console;
 pub mod context;
 pub mod daemon;
 pub mod datadir;

@@ -31,6 +31,7 @@ pub fn router(oned: Arc<Oned>, registry: Registry) -> Router {
         .route("/metrics", axum::routing::get(metrics))
         // POST, or PUT as `curl -T` sends it.
         .route("/upload", post(upload).put(upload))
+        .route("/vnc/{vm}", axum::routing::get(vnc))
         .with_state(Arc::new(Http { oned, registry }))
 }
 
@@ -40,6 +41,22 @@ async fn upload(
     body: Body,
 ) -> Response {
     crate::upload::handler(http.oned.clone(), headers, body).await
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct VncQuery {
+    token: String,
+}
+
+/// `GET /vnc/{vm}?token=`: the VM's screen (crate::console).
+async fn vnc(
+    State(http): State<Arc<Http>>,
+    axum::extract::Path(vm): axum::extract::Path<i64>,
+    axum::extract::Query(q): axum::extract::Query<VncQuery>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    crate::console::websocket(http.oned.clone(), vm, q.token, ws).await
 }
 
 async fn metrics(State(http): State<Arc<Http>>, headers: axum::http::HeaderMap) -> Response {

@@ -9,6 +9,7 @@ use crate::{Client, OcaError, Value};
 
 pub mod acl;
 pub mod cluster;
+pub mod console;
 pub mod datastore;
 pub mod group;
 pub mod hook;

@@ -98,6 +98,7 @@ impl Registry {
         vm_lifecycle::register(&mut r);
         vm_hotplug::register(&mut r);
         monitoring::register(&mut r);
+        crate::console::register(&mut r);
         r
     }
 }

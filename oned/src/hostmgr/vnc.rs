@@ -52,6 +52,14 @@ pub fn assign(cfg: &HostsConfig, st: &State, vm: &mut Vm, cluster_id: i64) -> Re
     if kind != "VNC" && kind != "SPICE" {
         return Ok(());
     }
+    // The screen listens where the administrator says (the host's loopback by default),
+    // never where a template asks.
+    if let Some(g) = vm.template.vector_mut("GRAPHICS") {
+        g.set("LISTEN", cfg.vnc_listen.clone());
+    }
+    let Some(g) = vm.template.vector("GRAPHICS") else {
+        return Ok(());
+    };
     let used = used_ports(st, cluster_id, vm.header.id);
     let current = g.get("PORT").and_then(|p| p.trim().parse::<u32>().ok());
     if current.is_some_and(|p| p > 0 && p <= MAX_PORT && !used.contains(&p)) {
@@ -92,6 +100,11 @@ mod tests {
         assert_eq!(
             vm.template.vector("GRAPHICS").unwrap().get("PORT"),
             Some("5903")
+        );
+        // LISTEN="0.0.0.0" in the template: the host's loopback all the same.
+        assert_eq!(
+            vm.template.vector("GRAPHICS").unwrap().get("LISTEN"),
+            Some("127.0.0.1")
         );
         let mut given = vm_with_graphics(4, Some("6000"));
         assign(&cfg, &st, &mut given, 0).unwrap();
