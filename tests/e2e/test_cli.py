@@ -486,8 +486,15 @@ def test_oneimage_verbs(cloud):
     img = one.image.info(iid)
     assert (img.SIZE, img.TEMPLATE["DESCRIPTION"]) == (20, "test disk")
     # --path registers a file of the front-end (copied by the datastore driver).
-    pid = c.new_id("oneimage", "create", "-d", 1, "--name", "cli-path", "--path", "/etc/hostname")
-    assert one.image.info(pid).PATH == "/etc/hostname"
+    src = cloud.files / "cli-path.img"
+    src.write_bytes(b"cli-path disk\n")
+    pid = c.new_id("oneimage", "create", "-d", 1, "--name", "cli-path", "--path", src)
+    assert one.image.info(pid).PATH == str(src)
+    wait_for("image READY", lambda: one.image.info(pid).STATE == 1)
+    assert Path(one.image.info(pid).SOURCE).read_bytes() == b"cli-path disk\n"
+    # Paths under the datastore's RESTRICTED_DIRS (/etc by default) are refused.
+    r = c.fail("oneimage", "create", "-d", 1, "--name", "cli-etc", "--path", "/etc/hostname")
+    assert "RESTRICTED_DIRS" in r.err
     c.ok("oneimage", "persistent", iid)
     assert one.image.info(iid).PERSISTENT == 1
     c.ok("oneimage", "nonpersistent", iid)

@@ -262,7 +262,8 @@ def test_bootstrap_datastores(oned, one):
         base = ds.findtext("BASE_PATH")
         assert os.path.isabs(base), base
         assert base == os.path.join(data_dir, "datastores", str(ds_id))
-        assert os.path.isdir(base)
+        # The frontend agent makes the directory (with its token file) once it is up.
+        wait_for(f"datastore {ds_id}'s directory", lambda: os.path.isfile(os.path.join(base, ".one-rs-datastore")))
         assert 0 in {int(i.text) for i in ds.findall("CLUSTERS/ID")}
         info = oned.admin_xml("one.datastore.info", ds_id)
         xsd_check(info)
