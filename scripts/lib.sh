@@ -73,6 +73,17 @@ apt_installed() {
     [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
 }
 
+# The data directory of scripts/start.sh and stop.sh: $ONED_DATA_DIR (absolute, or relative
+# to the repo), else var/ in the repo.
+data_dir() {
+    local d="${ONED_DATA_DIR:-$REPO/var}"
+    case "$d" in
+    /*) ;;
+    *) d="$REPO/$d" ;;
+    esac
+    printf '%s\n' "$d"
+}
+
 # Where cargo puts its output (honours CARGO_TARGET_DIR, relative to the repo).
 target_dir() {
     local t="${CARGO_TARGET_DIR:-$REPO/target}"

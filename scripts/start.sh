@@ -9,18 +9,31 @@
 # Run with sudo, the Debian packages are installed as root and the build and oned run as
 # the user who called sudo (so target/ and var/ stay theirs and var/one_auth is readable
 # by them). Environment (pass through sudo as `sudo ONED_LISTEN=... scripts/start.sh`):
-#   ONED_LISTEN   address of the XML-RPC API (default 127.0.0.1:2633)
-#   ONED_DB       database URL (default: SQLite at var/one.db)
+#   ONED_LISTEN   address of the XML-RPC API (default 127.0.0.1:2633; port 0 picks a free
+#                 one, written to DATA/one_endpoint)
+#   ONED_DATA_DIR the data directory, "DATA" here (default var/ in the repo)
+#   ONED_CONFIG   oned's configuration file (default: none, every option at its default;
+#                 etc/oned.toml documents them)
+#   ONED_DB       database URL (default: SQLite at DATA/one.db)
 #   ONE_AUTH      file with `oneadmin:PASSWORD`: oneadmin's password on the first start
-#                 (default: a generated one, written to var/one_auth)
-# Stop everything with scripts/stop.sh.
+#                 (default: a generated one, written to DATA/one_auth)
+#   ONE_BUILD_PROFILE  cargo profile to build and run (default release; the test of the
+#                 README runs this script with the debug build the test suite uses)
+# Stop everything with scripts/stop.sh (with the same ONED_DATA_DIR).
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO"
 
-DATA="$REPO/var"
+DATA="$(data_dir)"
+# The data directory as messages show it: var when it is the repo's own.
+SHOWN="${DATA#"$REPO"/}"
 LISTEN="${ONED_LISTEN:-127.0.0.1:2633}"
+PROFILE="${ONE_BUILD_PROFILE:-release}"
+case "$PROFILE" in
+release | debug) ;;
+*) die "ONE_BUILD_PROFILE must be release or debug, not '$PROFILE'" ;;
+esac
 PIDFILE="$DATA/oned.pid"
 
 # Run a command as the user who called sudo (as is otherwise), with their login PATH so
@@ -82,7 +95,7 @@ start_scheduler() {
     sleep 0.3
     kill -0 "$LAUNCHED" 2>/dev/null || {
         tail -n 20 "$DATA/scheduler.log" 2>/dev/null || true
-        die "one-scheduler exited at once (see var/scheduler.log)"
+        die "one-scheduler exited at once (see $SHOWN/scheduler.log)"
     }
 }
 
@@ -104,10 +117,10 @@ print_usage_info() {
     py="$(python_with_pyone)" || py=""
     cat <<EOF
 
-  endpoint:     $endpoint   (also in var/one_endpoint)
-  credentials:  var/one_auth   (oneadmin:PASSWORD, mode 0600)
-  logs:         var/oned.log, var/scheduler.log
-  try it:       ONE_XMLRPC=$endpoint ONE_AUTH=var/one_auth ${py:-python3} -c 'import os, pyone; one = pyone.OneServer(os.environ["ONE_XMLRPC"], session=open(os.environ["ONE_AUTH"]).read().strip()); print(one.system.version(), [u.NAME for u in one.userpool.info().USER])'
+  endpoint:     $endpoint   (also in $SHOWN/one_endpoint)
+  credentials:  $SHOWN/one_auth   (oneadmin:PASSWORD, mode 0600)
+  logs:         $SHOWN/oned.log, $SHOWN/scheduler.log
+  try it:       ONE_XMLRPC=$endpoint ONE_AUTH=$SHOWN/one_auth ${py:-python3} -c 'import os, pyone; one = pyone.OneServer(os.environ["ONE_XMLRPC"], session=open(os.environ["ONE_AUTH"]).read().strip()); print(one.system.version(), [u.NAME for u in one.userpool.info().USER])'
   stop it:      scripts/stop.sh
 EOF
     [ -n "$py" ] || say "  (pyone is not installed yet: sudo scripts/install-deps.sh puts it in $(one_venv_dir))"
@@ -134,9 +147,9 @@ command -v cargo >/dev/null || as_invoker bash -c 'command -v cargo' >/dev/null 
 # --- 2. already running? ----------------------------------------------------------------
 if pid="$(oned_pid)"; then
     say ""
-    say "oned is already running (pid $pid) with its data in var/; not starting a second one."
+    say "oned is already running (pid $pid) with its data in $SHOWN/; not starting a second one."
     if ! scheduler_running; then
-        sched="$(as_invoker bash -c 'echo "${CARGO_TARGET_DIR:-target}"')/release/one-scheduler"
+        sched="$(as_invoker bash -c 'echo "${CARGO_TARGET_DIR:-target}"')/$PROFILE/one-scheduler"
         case "$sched" in /*) ;; *) sched="$REPO/$sched" ;; esac
         if [ -x "$sched" ]; then
             start_scheduler "$sched"
@@ -149,18 +162,20 @@ if pid="$(oned_pid)"; then
 fi
 if [ -f "$DATA/oned.lock" ] && command -v flock >/dev/null && ! flock -n "$DATA/oned.lock" true; then
     say ""
-    say "An oned that this script did not start holds var/oned.lock (it is using var/);"
+    say "An oned that this script did not start holds $SHOWN/oned.lock (it is using $SHOWN/);"
     say "not starting a second one. Stop that one first."
     print_usage_info
     exit 0
 fi
 
 # --- 3. build ---------------------------------------------------------------------------
-step "building (cargo build --release -p oned -p one-scheduler -p one-node-agent)"
-as_invoker cargo build --release -p oned -p one-scheduler -p one-node-agent
+build_args=(-p oned -p one-scheduler -p one-node-agent)
+[ "$PROFILE" = release ] && build_args=(--release "${build_args[@]}")
+step "building (cargo build ${build_args[*]})"
+as_invoker cargo build "${build_args[@]}"
 RELEASE="$(as_invoker bash -c 'echo "${CARGO_TARGET_DIR:-target}"')"
 case "$RELEASE" in /*) ;; *) RELEASE="$REPO/$RELEASE" ;; esac
-RELEASE="$RELEASE/release"
+RELEASE="$RELEASE/$PROFILE"
 BIN="$RELEASE/oned"
 SCHED_BIN="$RELEASE/one-scheduler"
 [ -x "$BIN" ] || die "the build did not produce $BIN"
@@ -168,11 +183,15 @@ SCHED_BIN="$RELEASE/one-scheduler"
 [ -x "$RELEASE/one-node-agent" ] || die "the build did not produce $RELEASE/one-node-agent"
 
 # --- 4. oned ----------------------------------------------------------------------------
-step "starting oned on $LISTEN, data in var/"
+step "starting oned on $LISTEN, data in $DATA"
 as_invoker mkdir -p "$DATA"
 rm -f "$DATA/one_endpoint"
 args=(--data-dir "$DATA" --listen "$LISTEN")
 [ -n "${ONED_DB:-}" ] && args+=(--db "$ONED_DB")
+if [ -n "${ONED_CONFIG:-}" ]; then
+    [ -f "$ONED_CONFIG" ] || die "ONED_CONFIG names no file: $ONED_CONFIG"
+    args+=(--config "$(cd "$(dirname "$ONED_CONFIG")" && pwd)/$(basename "$ONED_CONFIG")")
+fi
 launch oned "$DATA/oned.out" "$BIN" "${args[@]}"
 pid=$LAUNCHED
 echo "$pid" >"$PIDFILE"
@@ -188,7 +207,7 @@ for _ in $(seq 1 600); do
     fi
     sleep 0.1
 done
-[ -s "$DATA/one_endpoint" ] || die "oned did not write var/one_endpoint within 60 s (see var/oned.log)"
+[ -s "$DATA/one_endpoint" ] || die "oned did not write $SHOWN/one_endpoint within 60 s (see $SHOWN/oned.log)"
 
 # A first call, with the credentials from var/one_auth.
 if command -v python3 >/dev/null; then
@@ -201,7 +220,7 @@ if not r[0]:
 print(f"one.system.version answers {r[1]}")
 EOF
     then
-        warn "oned runs but the first API call failed (see var/oned.log)"
+        warn "oned runs but the first API call failed (see $SHOWN/oned.log)"
     fi
 fi
 
@@ -248,9 +267,9 @@ if state == 3 and err:
     line += f": {err.group(1)}"
 print(line)
 EOF
-)" || HOST_LINE="registering localhost failed (see var/oned.log)"
+)" || HOST_LINE="registering localhost failed (see $SHOWN/oned.log)"
 say "$HOST_LINE"
 
 say ""
-say "oned is running (pid $pid), data in var/; one-scheduler (pid $(cat "$DATA/scheduler.pid")) places pending VMs"
+say "oned is running (pid $pid), data in $SHOWN/; one-scheduler (pid $(cat "$DATA/scheduler.pid")) places pending VMs"
 print_usage_info

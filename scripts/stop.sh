@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Stops what scripts/start.sh started: one-scheduler, then the oned whose pid is in
 # var/oned.pid (SIGTERM, then SIGKILL after 30 s). The data in var/ stays; scripts/start.sh starts it again.
+# ONED_DATA_DIR: the data directory scripts/start.sh was given (default var/ in the repo).
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO"
 
-DATA="$REPO/var"
+DATA="$(data_dir)"
+# The data directory as messages show it: var when it is the repo's own.
+SHOWN="${DATA#"$REPO"/}"
 PIDFILE="$DATA/oned.pid"
 
 # stop_pid NAME PID: SIGTERM, wait up to 30 s, then SIGKILL.
@@ -39,13 +42,13 @@ fi
 
 # --- oned -------------------------------------------------------------------------------
 if [ ! -f "$PIDFILE" ]; then
-    say "oned is not running (no var/oned.pid)"
+    say "oned is not running (no $SHOWN/oned.pid)"
     exit 0
 fi
 pid="$(cat "$PIDFILE")"
 if [ -n "$pid" ] && [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "oned" ]; then
     stop_pid oned "$pid"
 else
-    say "oned is not running (pid ${pid:-?} from var/oned.pid is gone)"
+    say "oned is not running (pid ${pid:-?} from $SHOWN/oned.pid is gone)"
 fi
 rm -f "$PIDFILE"

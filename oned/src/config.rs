@@ -25,7 +25,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Permissions of new objects, as an octal umask (177 → 600, as OpenNebula).
     pub default_umask: String,
-    /// Order of pool listings: "ASC" or "DESC".
+    /// Order of pool listings by id: "DESC" (newest first, OpenNebula's default) or "ASC". A
+    /// user's or group's template can override it: `OPENNEBULA=[API_LIST_ORDER="ASC"]`.
     pub api_list_order: String,
     /// Prefix of the device names given to disks without TARGET/DEV_PREFIX.
     pub default_device_prefix: String,
@@ -52,8 +53,12 @@ pub struct Config {
 pub struct LcmConfig {
     /// Seconds a driver operation may take before it counts as failed.
     pub driver_timeout_seconds: u64,
-    /// Seconds an ACPI shutdown may take before the domain is destroyed.
+    /// Seconds a graceful shutdown (ACPI power button) waits for the guest to power off.
     pub shutdown_timeout_seconds: u64,
+    /// After that: `false` (OpenNebula's default) the shutdown fails and the VM goes back to
+    /// RUNNING; `true` the domain is destroyed (OpenNebula's FORCE_DESTROY). A host's or a
+    /// VM's SHUTDOWN_FORCE_DESTROY (and SHUTDOWN_TIMEOUT) override both.
+    pub shutdown_force_destroy: bool,
 }
 
 impl Default for LcmConfig {
@@ -61,6 +66,7 @@ impl Default for LcmConfig {
         LcmConfig {
             driver_timeout_seconds: 300,
             shutdown_timeout_seconds: 120,
+            shutdown_force_destroy: false,
         }
     }
 }
@@ -363,7 +369,7 @@ impl Default for Config {
             session_cache_seconds: 180,
             max_request_bytes: 64 * 1024 * 1024,
             default_umask: "177".into(),
-            api_list_order: "ASC".into(),
+            api_list_order: "DESC".into(),
             default_device_prefix: "sd".into(),
             mac_prefix: "02:00".into(),
             lcm: LcmConfig::default(),

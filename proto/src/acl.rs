@@ -1498,7 +1498,7 @@ mod tests {
         );
     }
 
-    /// The pool below passed `one-xsd-check` (acl_pool.xsd).
+    /// The pool below passed the XSD checker (acl_pool.xsd).
     const SAMPLE_POOL: &str = "<ACL_POOL>\
         <ACL><ID>0</ID><USER>200000001</USER><RESOURCE>121429400000000</RESOURCE><RIGHTS>8</RIGHTS>\
         <ZONE>400000000</ZONE><STRING>@1 VM+IMAGE+TEMPLATE+DOCUMENT+SECGROUP+VMGROUP+BACKUPJOB/* CREATE *</STRING></ACL>\

@@ -218,8 +218,14 @@ pub struct AgentConfig {
     pub domain_type: Option<DomainType>,
     /// Domains are named `<prefix><vm id>`; other names are not this cloud's.
     pub domain_prefix: String,
-    /// How long a shutdown waits for the guest (ACPI) before destroying the domain.
+    /// How long a shutdown waits for the guest to power off after the ACPI power button
+    /// (OpenNebula's SHUTDOWN_TIMEOUT). A request's SHUTDOWN_TIMEOUT argument overrides it.
     pub shutdown_timeout_ms: u64,
+    /// What a shutdown the guest ignored ends with: `false` (OpenNebula's default) fails it,
+    /// the domain keeps running and the VM goes back to RUNNING; `true` destroys the domain
+    /// (OpenNebula's FORCE_DESTROY=yes). A request's FORCE_DESTROY argument overrides it.
+    #[serde(default)]
+    pub shutdown_force_destroy: bool,
     /// The system datastores the host serves: measured, and checked writable.
     pub datastores: Vec<DatastoreDir>,
     /// Bridges the host's networks expect to exist (onboarding check).
@@ -240,6 +246,7 @@ impl Default for AgentConfig {
             domain_type: None,
             domain_prefix: "one-".into(),
             shutdown_timeout_ms: 120_000,
+            shutdown_force_destroy: false,
             datastores: Vec::new(),
             bridges: Vec::new(),
             max_clock_skew_ms: 5_000,

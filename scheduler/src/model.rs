@@ -431,6 +431,9 @@ impl HostPool {
             }
             Ok(())
         })?;
+        // oned lists newest first by default (API_LIST_ORDER): ties between hosts go to the
+        // lowest id whatever order the pool came in.
+        pool.hosts.sort_by_key(|h| h.id);
         Ok(pool)
     }
 
@@ -595,6 +598,8 @@ impl DatastorePool {
             }
             Ok(())
         })?;
+        // Whatever the listing order (see HostPool::parse): ties go to the lowest id.
+        pool.datastores.sort_by_key(|d| d.id);
         Ok(pool)
     }
 
@@ -932,6 +937,26 @@ mod tests {
         assert!(eval_host(&pool, 0, "CPUSPEED = 2200").0);
         assert!(eval_host(&pool, 0, "\"/HOST/CLUSTER_TEMPLATE/CPUSPEED\" = 1").0);
         assert!(!eval_host(&pool, 1, "PRIORITY = 7").0);
+    }
+
+    #[test]
+    fn pools_listed_newest_first_are_read_in_id_order() {
+        // oned's default API_LIST_ORDER is DESC; ties go to the lowest id all the same.
+        let hosts = HostPool::parse(
+            "<HOST_POOL><HOST><ID>9</ID><NAME>b</NAME></HOST>\
+             <HOST><ID>2</ID><NAME>a</NAME></HOST></HOST_POOL>",
+        )
+        .unwrap();
+        let ids: Vec<i64> = hosts.hosts.iter().map(|h| h.id).collect();
+        assert_eq!(ids, [2, 9]);
+        assert_eq!(hosts.hosts[0].name, "a");
+        let dss = DatastorePool::parse(
+            "<DATASTORE_POOL><DATASTORE><ID>100</ID></DATASTORE>\
+             <DATASTORE><ID>0</ID></DATASTORE></DATASTORE_POOL>",
+        )
+        .unwrap();
+        let ids: Vec<i64> = dss.datastores.iter().map(|d| d.id).collect();
+        assert_eq!(ids, [0, 100]);
     }
 
     #[test]

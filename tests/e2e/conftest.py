@@ -33,8 +33,9 @@ Fixtures
   xsd             the harness.xsd_check function, as a fixture.
 
 Helpers (import them: `from harness import xsd_check, parse_xml, rpc_fault, Oned`)
-  xsd_check(xml_text, schema=None)  validate a body with one-xsd-check (skips with the
-                                    reason if the checker or xmllint is missing)
+  xsd_check(xml_text, schema=None)  validate a body against OpenNebula's XSDs with the
+                                    project's checker, tests/xsd/one_xsd_check.py (skips
+                                    with the reason only if xmllint is missing)
   parse_xml(xml_text)               ElementTree root, failing the test on malformed XML
   rpc_fault(body_bytes)             the xmlrpc.client.Fault in a raw response body, or None
 
@@ -83,12 +84,11 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_report_header(config):
     binary = os.environ.get("ONED_BIN") or "(auto: $CARGO_TARGET_DIR/debug/oned or target/debug/oned)"
-    checker = xsd_checker()
     return [
         f"oned binary: {binary}",
         f"database: {_backend()} (ONE_TEST_DB)",
-        f"one-xsd-check: {checker}{'' if checker.is_file() else ' (MISSING: XSD checks will skip)'}"
-        f"{'' if shutil.which('xmllint') else ' (xmllint MISSING)'}",
+        f"XSD checker: {xsd_checker()}"
+        f"{'' if shutil.which('xmllint') else ' (xmllint MISSING: XSD checks will skip)'}",
     ]
 
 

@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -32,6 +33,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+# The XSD checker is test code of its own (tests/xsd), also run by the Rust tests.
+sys.path.insert(0, str(REPO / "tests" / "xsd"))
+import one_xsd_check  # noqa: E402
 
 START_TIMEOUT = float(os.environ.get("ONED_START_TIMEOUT", "60"))
 STOP_TIMEOUT = 20.0
@@ -71,9 +76,9 @@ def oned_binary() -> Path:
 
 
 def xsd_checker() -> Path:
-    """one-xsd-check: $ONE_XSD_CHECK, else <repo>/../shared/tools/one-xsd-check."""
-    env = os.environ.get("ONE_XSD_CHECK")
-    return Path(env) if env else REPO.parent / "shared" / "tools" / "one-xsd-check"
+    """The project's XSD checker, tests/xsd/one_xsd_check.py (schemas beside it in
+    tests/xsd/opennebula/)."""
+    return REPO / "tests" / "xsd" / "one_xsd_check.py"
 
 
 def free_port() -> int:
@@ -88,21 +93,18 @@ def free_port() -> int:
 
 def xsd_check(xml_text: str, schema: str | None = None) -> str:
     """Validates an OpenNebula XML body (e.g. the string a raw `one.*.info` call returns)
-    against the reference XSDs with one-xsd-check; `schema` forces one .xsd file (e.g.
-    "vm_pool_extended.xsd"). Fails the test with xmllint's output when invalid; skips it
-    (with the reason) when the checker or xmllint is missing. Returns the checker's output."""
-    checker = xsd_checker()
-    if not checker.is_file():
-        pytest.skip(f"one-xsd-check not found at {checker} (set ONE_XSD_CHECK)")
-    if not shutil.which("xmllint"):
-        pytest.skip("xmllint not found: apt-get install libxml2-utils (scripts/install-deps.sh)")
+    against OpenNebula's XSDs (tests/xsd/opennebula) with tests/xsd/one_xsd_check.py;
+    `schema` forces one .xsd file (e.g. "vm_pool_extended.xsd"). Fails the test with
+    xmllint's output when invalid; skips it (with the reason) only when xmllint is missing.
+    Returns the checker's verdict line."""
     assert isinstance(xml_text, str), f"xsd_check wants the XML text, got {type(xml_text)!r}"
-    cmd = [str(checker)] + (["--schema", schema] if schema else []) + ["-"]
-    r = subprocess.run(cmd, input=xml_text, capture_output=True, text=True, timeout=120)
-    out = (r.stdout + r.stderr).strip()
+    try:
+        result = one_xsd_check.validate(xml_text, schema)
+    except one_xsd_check.ToolMissing as e:
+        pytest.skip(f"{e} (scripts/install-deps.sh)")
     shown = xml_text if len(xml_text) <= 6000 else xml_text[:6000] + "\n... (truncated)"
-    assert r.returncode == 0, f"one-xsd-check rejected the body:\n{out}\n--- body ---\n{shown}"
-    return out
+    assert result.ok, f"the body does not validate:\n{result.report('body')}\n--- body ---\n{shown}"
+    return result.report("body")
 
 
 def wait_for(what: str, check, timeout: float = 20.0, step: float = 0.1):

@@ -10,6 +10,7 @@ import xmlrpc.client
 
 import pytest
 
+from doc_examples import doc_example
 from harness import parse_xml
 from lifecycle_util import ACTIVE, PENDING, RUNNING, UNKNOWN, start_oned, vm, wait_for, wait_state
 from sched_harness import Scheduler
@@ -99,8 +100,11 @@ def test_shared_datastore_vms_are_fenced_rescheduled_and_run_elsewhere(oned_fact
     oned = start_oned(oned_factory, tmp_path, CONFIG)
     one = oned.client()
     fence, marker = fence_script(tmp_path)
-    _, h1, h2, ds, vms = setup(
-        oned, one, f'HOST_ERROR_RECOVERY="MIGRATE"\nFENCE_COMMAND="{fence}"')
+    # docs/host-recovery.md's example policy, with this test's fence command and grace.
+    policy = doc_example("docs/host-recovery.md", "cluster-policy").text
+    assert "/usr/local/sbin/fence-ipmi" in policy and '"180"' in policy
+    policy = policy.replace("/usr/local/sbin/fence-ipmi", str(fence)).replace('"180"', '"1"')
+    _, h1, h2, ds, vms = setup(oned, one, policy)
     sched = Scheduler(oned, tmp_path / "sched", config=SCHED_CONFIG).start()
     try:
         t0 = time.monotonic()

@@ -10,6 +10,10 @@ the capacity they report is this machine's (the namespace shares it).
 
 The namespace shares the file system, so the remote agent path (a test-owned directory) is
 checked directly. Needs root and `ip netns`; otherwise the tests skip, saying why.
+
+These are the steps of README.md's "Another hypervisor host" paragraph (`oned ssh-key` into
+the host's authorized_keys, `oned ssh-accept-host`, `one.host.allocate(NAME, "kvm", "kvm",
+-1)`): test_unknown_host_key_is_refused_until_accepted_then_agent_installed guards it.
 """
 
 from __future__ import annotations

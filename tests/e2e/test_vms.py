@@ -521,19 +521,21 @@ def test_pool_info_short_bodies_validate(oned, one):
     body = oned.admin_xml("one.vmpool.info", -2, -1, -1, -1)
     xsd_check(body, "vm_pool.xsd")
     root = parse_xml(body)
-    first = root.find("VM")
+    # Newest first (OpenNebula's default API_LIST_ORDER): VM 0 comes last.
+    first = root.findall("VM")[-1]
+    assert first.findtext("ID") == "0"
     assert [c.tag for c in first] == [
         "ID", "UID", "GID", "UNAME", "GNAME", "NAME", "LAST_POLL", "STATE", "LCM_STATE", "RESCHED",
         "STIME", "ETIME", "DEPLOY_ID", "TEMPLATE", "MONITORING", "USER_TEMPLATE", "HISTORY_RECORDS",
     ]
     assert [c.tag for c in first.find("USER_TEMPLATE")] == ["LABELS", "SCHED_MESSAGE"]
     pool = one.vmpool.info(-2, -1, -1, -1)
-    assert [v.ID for v in pool.VM] == [0, 1]
+    assert [v.ID for v in pool.VM] == [1, 0]
     ext = oned.admin_xml("one.vmpool.infoextended", -2, -1, -1, -1)
     xsd_check(ext, "vm_pool_extended.xsd")
     assert parse_xml(ext).find("VM/TEMPLATE/CONTEXT") is None
     assert parse_xml(ext).find("VM/PERMISSIONS") is not None
-    assert [v.ID for v in one.vmpool.infoextended(-2, -1, -1, -1).VM] == [0, 1]
+    assert [v.ID for v in one.vmpool.infoextended(-2, -1, -1, -1).VM] == [1, 0]
     empty = oned.admin_xml("one.vmpool.info", -2, 50, 60, -1)
     assert parse_xml(empty).findall("VM") == []
     xsd_check(empty, "vm_pool.xsd")
@@ -545,8 +547,8 @@ def test_pool_state_filter(oned, one):
     done = one.vm.allocate(MINIMAL)
     one.vm.action("terminate", done)
     ids = lambda state: pool_ids(oned.admin_xml("one.vmpool.info", -2, -1, -1, state))
-    assert ids(-2) == [pending, held, done]
-    assert ids(-1) == [pending, held]
+    assert ids(-2) == [done, held, pending]
+    assert ids(-1) == [held, pending]
     assert ids(1) == [pending] and ids(2) == [held] and ids(6) == [done] and ids(3) == []
     for bad in (-3, 12, 100):
         r = oned.admin_call("one.vmpool.info", -2, -1, -1, bad)
@@ -554,22 +556,27 @@ def test_pool_state_filter(oned, one):
     r = oned.admin_call("one.vmpool.info", -5, -1, -1, -1)
     assert r[0] is False and r[2] == 0x1000
     # Extended listings filter alike.
-    assert pool_ids(oned.admin_xml("one.vmpool.infoextended", -2, -1, -1, -1)) == [pending, held]
+    assert pool_ids(oned.admin_xml("one.vmpool.infoextended", -2, -1, -1, -1)) == [held, pending]
 
 
 def test_pool_paging_and_ranges(oned, one):
     vids = [one.vm.allocate(MINIMAL) for _ in range(7)]
+    newest = vids[::-1]
     page = lambda start, end: pool_ids(oned.admin_xml("one.vmpool.info", -2, start, end, -1, ""))
-    assert page(0, -3) == vids[0:3]
-    assert page(3, -3) == vids[3:6]
-    assert page(6, -3) == vids[6:]
+    # Newest first, as OpenNebula (API_LIST_ORDER DESC): a page (end < -1) is offset `start`
+    # and size `-end` counted in that order.
+    assert page(-1, -1) == newest
+    assert page(0, -3) == newest[0:3]
+    assert page(3, -3) == newest[3:6]
+    assert page(6, -3) == newest[6:]
     assert page(9, -3) == []
-    assert page(2, 4) == vids[2:5]
-    assert page(5, -1) == vids[5:]
-    assert page(-1, -1) == vids
-    # Paging counts VMs that pass the state filter.
-    one.vm.action("terminate", vids[0])
-    assert page(0, -2) == vids[1:3]
+    # Id ranges select by id and list in the same order.
+    assert page(2, 4) == vids[4:1:-1]
+    assert page(5, -1) == [vids[6], vids[5]]
+    # Paging counts VMs that pass the state filter: the newest, terminated, is not counted.
+    one.vm.action("terminate", vids[6])
+    assert page(0, -2) == newest[1:3]
+    assert page(1, -2) == newest[2:4]
 
 
 def test_pool_filters_by_owner(oned, one, make_user):
@@ -586,7 +593,7 @@ def test_pool_search_query(oned, one):
     a = one.vm.allocate('NAME="web-1"\nLABELS="prod"\n' + MINIMAL)
     b = one.vm.allocate('NAME="db-1"\nLABELS="test"\n' + MINIMAL)
     ids = lambda q: pool_ids(oned.admin_xml("one.vmpool.info", -2, -1, -1, -1, q))
-    assert ids("") == [a, b]
+    assert ids("") == [b, a]
     assert ids("VM.NAME=web") == [a]
     assert ids("VM.USER_TEMPLATE.LABELS=test") == [b]
     assert ids("LABELS=prod&VM.NAME=db") == []
@@ -598,7 +605,7 @@ def test_pool_search_query(oned, one):
 def test_pool_infoset(oned, one):
     vids = [one.vm.allocate(MINIMAL) for _ in range(4)]
     short = oned.admin_xml("one.vmpool.infoset", f"{vids[3]},{vids[1]},999", False)
-    assert pool_ids(short) == [vids[1], vids[3]]
+    assert pool_ids(short) == [vids[3], vids[1]]
     xsd_check(short, "vm_pool.xsd")
     ext = oned.admin_xml("one.vmpool.infoset", f"{vids[0]}", True)
     assert pool_ids(ext) == [vids[0]]

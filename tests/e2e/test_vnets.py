@@ -202,13 +202,14 @@ def test_pool_info_and_filters(oned, one, make_user):
     one.vn.hold(a, 'LEASES=[IP="10.0.0.3"]')
     root = parse_xml(pool_xml(oned))
     assert root.tag == "VNET_POOL"
-    assert [int(v.findtext("ID")) for v in root.findall("VNET")] == [a, b]
-    first = root.find("VNET")
+    # Newest first (OpenNebula's default API_LIST_ORDER).
+    assert [int(v.findtext("ID")) for v in root.findall("VNET")] == [b, a]
+    first = root.findall("VNET")[-1]
     assert first.findtext("USED_LEASES") == "1"
     # Listings leave the leases out.
     assert first.find("AR_POOL/AR/LEASES") is None
     pool = one.vnpool.info(-2, -1, -1)
-    assert [v.NAME for v in pool.VNET] == ["a", "b"]
+    assert [v.NAME for v in pool.VNET] == ["b", "a"]
     # Paging and ranges.
     page = parse_xml(oned.admin_xml("one.vnpool.info", -2, 1, -1))
     assert [int(v.findtext("ID")) for v in page.findall("VNET")] == [b]
@@ -502,7 +503,7 @@ def test_user_reservation(oned, one, make_user):
     assert r.findtext("UNAME") == "gina" and r.findtext("UID") == str(u.uid)
     # The user's listing includes his reservation (and the parent he may use).
     ids = [int(v.findtext("ID")) for v in parse_xml(pool_xml(oned, u.session)).findall("VNET")]
-    assert ids == [vid, rid]
+    assert ids == [rid, vid]
     # He sees his reservation's leases in the parent, not others'.
     one.vn.hold(vid, 'LEASES=[IP="10.0.0.9"]')
     seen = leases(vn_root(oned, vid, u.session))

@@ -217,9 +217,12 @@ impl Inner {
         let conn = self.connect()?;
         match req.op {
             DriverOp::Deploy => self.deploy(&conn, req, &vm_dir),
-            DriverOp::Shutdown => {
-                self.shutdown(&conn, req.vm_id, shutdown_timeout(req, &self.config)?)
-            }
+            DriverOp::Shutdown => self.shutdown(
+                &conn,
+                req.vm_id,
+                shutdown_timeout(req, &self.config)?,
+                force_destroy(req, &self.config)?,
+            ),
             DriverOp::Cancel => self.cancel(&conn, req.vm_id),
             DriverOp::Save => self.save(&conn, req.vm_id, &vm_dir),
             DriverOp::Restore => self.restore(&conn, req.vm_id, &vm_dir),
@@ -287,11 +290,17 @@ impl Inner {
         })
     }
 
+    /// A graceful shutdown, as OpenNebula's KVM driver does it: the ACPI power button, once
+    /// more halfway through the timeout (a press can be lost), then wait. A guest that is
+    /// still running at the timeout (no ACPI daemon, or still booting: see
+    /// docs/hypervisor-hosts-env.md) is destroyed only when `force` says so; otherwise the
+    /// shutdown fails and the domain is left running (oned puts the VM back in RUNNING).
     fn shutdown(
         &self,
         conn: &Connect,
         vm_id: i64,
         timeout: Duration,
+        force: bool,
     ) -> Result<DriverReply, DriverError> {
         let Some(dom) = self.lookup(conn, vm_id)? else {
             return Ok(DriverReply {
@@ -306,26 +315,45 @@ impl Inner {
             }
             return Err(verr("shutdown", &e));
         }
-        // A guest ignores ACPI until its OS listens (docs/hypervisor-hosts-env.md): wait for
-        // it up to the timeout, then destroy it as OpenNebula's driver does.
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        let started = Instant::now();
+        let mut pressed_again = false;
+        loop {
             if !dom.is_active().unwrap_or(false) {
                 return Ok(DriverReply::default());
             }
-            std::thread::sleep(SHUTDOWN_POLL);
+            let elapsed = started.elapsed();
+            if elapsed >= timeout {
+                break;
+            }
+            if !pressed_again && elapsed >= timeout / 2 {
+                pressed_again = true;
+                // A failure here means the domain is going away: the next look says so.
+                let _ = dom.shutdown();
+            }
+            std::thread::sleep(SHUTDOWN_POLL.min(timeout - elapsed));
+        }
+        let name = self.name_of(vm_id);
+        let secs = timeout.as_secs_f64();
+        if !force {
+            tracing::warn!(
+                vm_id,
+                timeout_s = secs,
+                "guest ignored the ACPI shutdown: left running"
+            );
+            return Err(DriverError::new(format!(
+                "Timed out shutting down {name}: the guest did not power off within {secs} s of \
+                 the ACPI power button and keeps running (the -hard actions destroy it; \
+                 SHUTDOWN_FORCE_DESTROY=\"YES\" destroys it after the timeout)"
+            )));
         }
         tracing::warn!(
             vm_id,
-            "guest ignored the ACPI shutdown: destroying the domain"
+            timeout_s = secs,
+            "guest ignored the ACPI shutdown: destroying the domain (force destroy)"
         );
         self.log.log(
             one_proto::agent::LogLevel::Warn,
-            format!(
-                "domain {} did not shut down in {} ms: destroyed",
-                self.name_of(vm_id),
-                timeout.as_millis()
-            ),
+            format!("domain {name} did not shut down in {secs} s: destroyed (force destroy)"),
             Some(vm_id),
         );
         match dom.destroy() {
@@ -899,6 +927,18 @@ fn shutdown_timeout(req: &DriverRequest, config: &AgentConfig) -> Result<Duratio
     }
 }
 
+/// SHUTDOWN_FORCE_DESTROY (YES or NO) from the request, else the agent's configuration.
+fn force_destroy(req: &DriverRequest, config: &AgentConfig) -> Result<bool, DriverError> {
+    match req.args.get("SHUTDOWN_FORCE_DESTROY").map(|s| s.trim()) {
+        None | Some("") => Ok(config.shutdown_force_destroy),
+        Some(s) if s.eq_ignore_ascii_case("YES") => Ok(true),
+        Some(s) if s.eq_ignore_ascii_case("NO") => Ok(false),
+        Some(s) => Err(DriverError::new(format!(
+            "SHUTDOWN_FORCE_DESTROY {s:?} is neither YES nor NO"
+        ))),
+    }
+}
+
 /// The destination URI of a live migration: the request's MIGRATE_URI (the destination
 /// host's own setting), else the template with `{host}` replaced.
 fn migrate_uri(req: &DriverRequest, template: &str) -> Result<String, DriverError> {
@@ -1195,6 +1235,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn shutdown_settings_from_the_request_else_the_configuration() {
+        let mut req = DriverRequest {
+            op: DriverOp::Shutdown,
+            vm_id: 1,
+            deploy_id: String::new(),
+            host: "node1".into(),
+            source_host: String::new(),
+            ds_id: 0,
+            vm_xml: String::new(),
+            args: Default::default(),
+        };
+        let mut config = AgentConfig::default();
+        assert!(!force_destroy(&req, &config).unwrap());
+        assert_eq!(
+            shutdown_timeout(&req, &config).unwrap(),
+            Duration::from_secs(120)
+        );
+        config.shutdown_force_destroy = true;
+        assert!(force_destroy(&req, &config).unwrap());
+        req.args
+            .insert("SHUTDOWN_FORCE_DESTROY".into(), " No ".into());
+        req.args.insert("SHUTDOWN_TIMEOUT".into(), "7".into());
+        assert!(!force_destroy(&req, &config).unwrap());
+        assert_eq!(
+            shutdown_timeout(&req, &config).unwrap(),
+            Duration::from_secs(7)
+        );
+        req.args.insert("SHUTDOWN_FORCE_DESTROY".into(), "1".into());
+        assert!(force_destroy(&req, &config).is_err());
+        req.args.insert("SHUTDOWN_TIMEOUT".into(), "soon".into());
+        assert!(shutdown_timeout(&req, &config).is_err());
+    }
+
     fn libvirt_answers() -> bool {
         std::process::Command::new("timeout")
             .args(["10", "virsh", "-c", "qemu:///system", "version"])
@@ -1439,6 +1513,13 @@ mod tests {
                 .into(),
             args: Default::default(),
         };
+        let with_args = |op, args: &[(&str, &str)]| DriverRequest {
+            args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..req(op)
+        };
         let result = async {
             drv.execute(req(DriverOp::Prolog)).await?;
             let t = Instant::now();
@@ -1479,10 +1560,41 @@ mod tests {
             assert_eq!(restored.deploy_id.as_deref(), Some(uuid.as_str()));
 
             drv.execute(req(DriverOp::Reset)).await?;
-            // No OS listens to ACPI: the shutdown times out (1 s) and destroys.
+            // No OS listens to ACPI: the shutdown times out (1 s, pressing the button twice)
+            // and fails, the domain left running, as OpenNebula's driver without FORCE_DESTROY.
             let t = Instant::now();
-            let r = drv.execute(req(DriverOp::Shutdown)).await?;
-            println!("shutdown (timeout + destroy): {:?}", t.elapsed());
+            let e = drv.execute(req(DriverOp::Shutdown)).await.unwrap_err();
+            println!("shutdown (timeout, not forced): {:?}", t.elapsed());
+            assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
+            assert!(
+                e.message
+                    .contains(&format!("Timed out shutting down {prefix}7"))
+                    && e.message.contains("keeps running"),
+                "{e}"
+            );
+            let running = |doms: Vec<AgentDomain>| {
+                doms.iter()
+                    .any(|d| d.deploy_id == uuid && d.state == DomainState::Running)
+            };
+            assert!(running(drv.list_domains().await?));
+            // A bad setting fails before the button is pressed.
+            let e = drv
+                .execute(with_args(
+                    DriverOp::Shutdown,
+                    &[("SHUTDOWN_FORCE_DESTROY", "maybe")],
+                ))
+                .await
+                .unwrap_err();
+            assert!(e.message.contains("neither YES nor NO"), "{e}");
+            // Forced (the request's setting; the configuration's otherwise): destroyed.
+            let t = Instant::now();
+            let r = drv
+                .execute(with_args(
+                    DriverOp::Shutdown,
+                    &[("SHUTDOWN_FORCE_DESTROY", "yes"), ("SHUTDOWN_TIMEOUT", "1")],
+                ))
+                .await?;
+            println!("shutdown (timeout + forced destroy): {:?}", t.elapsed());
             assert!(r.info.contains("destroyed"), "{r:?}");
             assert!(
                 !drv.list_domains()

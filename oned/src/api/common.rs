@@ -247,8 +247,27 @@ impl IdRange {
     }
 }
 
-/// Writes a pool listing of the objects visible to the caller that pass `filter`, in id order
-/// (or reversed with `api_list_order = "DESC"`), restricted to `range`.
+/// Whether the caller's pool listings go newest first. As OpenNebula's API_LIST_ORDER: the
+/// caller's user template `OPENNEBULA=[API_LIST_ORDER=...]`, else his group's, else
+/// `api_list_order` of the configuration (DESC unless configured).
+pub fn list_desc(call: &Call, state: &State) -> bool {
+    let from = |t: &Template| {
+        t.vector("OPENNEBULA")
+            .and_then(|v| v.get("API_LIST_ORDER"))
+            .map(|o| o.trim().eq_ignore_ascii_case("DESC"))
+    };
+    let s = &call.session;
+    state
+        .users
+        .get(s.uid)
+        .and_then(|u| from(&u.template))
+        .or_else(|| state.groups.get(s.gid).and_then(|g| from(&g.template)))
+        .unwrap_or_else(|| call.oned.config.api_list_order.eq_ignore_ascii_case("DESC"))
+}
+
+/// Writes a pool listing of the objects visible to the caller that pass `filter`, newest
+/// first (or in id order: [`list_desc`]), restricted to `range`; a page (`end < -1`) is
+/// counted in that order.
 pub fn pool_xml<T: ApiObject>(
     call: &Call,
     filter: PoolFilter,
@@ -257,7 +276,7 @@ pub fn pool_xml<T: ApiObject>(
     short: bool,
 ) -> String {
     let state = call.oned.store.read();
-    let desc = call.oned.config.api_list_order == "DESC";
+    let desc = list_desc(call, &state);
     let pool = T::pool(&state);
     let admin = call.session.is_admin();
     let mut w = XmlWriter::with_capacity(256 * pool.len().min(100_000) + 64);

@@ -290,7 +290,7 @@ fn pool_info(call: &Call) -> ApiResult {
         .collect();
     let defaults = quota::defaults_in(&state);
     let mut w = XmlWriter::with_capacity(512 * visible.len() + 512);
-    if call.oned.config.api_list_order == "DESC" {
+    if common::list_desc(call, &state) {
         one_proto::objects::group::write_pool(&mut w, visible.into_iter().rev(), &defaults.group);
     } else {
         one_proto::objects::group::write_pool(&mut w, visible, &defaults.group);

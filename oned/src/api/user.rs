@@ -230,7 +230,7 @@ fn pool_info(call: &Call) -> ApiResult {
         .collect();
     let defaults = quota::defaults_in(&state);
     let mut w = XmlWriter::with_capacity(1024 * visible.len() + 512);
-    if call.oned.config.api_list_order == "DESC" {
+    if common::list_desc(call, &state) {
         one_proto::objects::user::write_pool(&mut w, visible.into_iter().rev(), &defaults.user);
     } else {
         one_proto::objects::user::write_pool(&mut w, visible, &defaults.user);

@@ -274,7 +274,8 @@ fn pool_info(call: &Call, p: &Params, short: bool) -> ApiResult {
     ok_xml(xml)
 }
 
-/// `one.vmpool.infoset("1,2,3", extended)`: the listed VMs the caller may see, in id order.
+/// `one.vmpool.infoset("1,2,3", extended)`: the listed VMs the caller may see, in the
+/// listing order.
 fn infoset(call: &Call, ids: &str, extended: bool) -> ApiResult {
     let mut set = HashSet::new();
     for part in ids.split(',').map(str::trim).filter(|s| !s.is_empty()) {

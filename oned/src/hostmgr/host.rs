@@ -157,6 +157,7 @@ pub fn agent_config(oned: &Oned, host: &Host) -> AgentConfig {
             .lcm
             .shutdown_timeout_seconds
             .saturating_mul(1000),
+        shutdown_force_destroy: oned.config.lcm.shutdown_force_destroy,
         datastores,
         bridges,
         max_clock_skew_ms: ms(c.max_clock_skew_seconds),

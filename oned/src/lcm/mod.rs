@@ -48,6 +48,7 @@ use one_proto::driver::{DriverError, DriverOp, DriverReply, DriverRequest};
 use one_proto::objects::host::Host;
 use one_proto::objects::vm::{Vm, VmOperation};
 use one_proto::state::{LcmState, VmState};
+use one_proto::template::Template;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -283,6 +284,9 @@ async fn exec(
             args.insert("MIGRATE_URI".into(), uri);
         }
     }
+    if op == DriverOp::Shutdown {
+        args.extend(shutdown_settings(&vm.user_template, &host.template));
+    }
     let req = DriverRequest {
         op,
         vm_id: vm.header.id,
@@ -306,6 +310,23 @@ async fn exec(
             timeout.as_secs()
         ))),
     }
+}
+
+/// The graceful shutdown settings that the VM's USER_TEMPLATE or its host's TEMPLATE give
+/// (the VM's win), passed to the driver as request arguments: SHUTDOWN_TIMEOUT (seconds) and
+/// SHUTDOWN_FORCE_DESTROY (YES|NO). Without them the agent uses `[lcm]`'s values from its
+/// welcome; it also checks the values (a bad one fails the shutdown, saying why).
+fn shutdown_settings(vm: &Template, host: &Template) -> Vec<(String, String)> {
+    ["SHUTDOWN_TIMEOUT", "SHUTDOWN_FORCE_DESTROY"]
+        .into_iter()
+        .filter_map(|name| {
+            [vm, host]
+                .into_iter()
+                .filter_map(|t| t.get(name).map(str::trim))
+                .find(|v| !v.is_empty())
+                .map(|v| (name.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 /// Runs one driver operation that changes no state (reboot, reset) in the background; a
@@ -661,5 +682,31 @@ pub(crate) mod tests_support {
             backups: Backups::default(),
             op: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_settings_come_from_the_vm_then_its_host() {
+        let t = |text: &str| Template::parse(text).unwrap();
+        assert!(shutdown_settings(&t(""), &t("")).is_empty());
+        let host = t("SHUTDOWN_FORCE_DESTROY=\"YES\"\nSHUTDOWN_TIMEOUT=\"30\"");
+        assert_eq!(
+            shutdown_settings(
+                &t("SHUTDOWN_TIMEOUT=\" 5 \"\nSHUTDOWN_FORCE_DESTROY=\"\""),
+                &host
+            ),
+            [
+                ("SHUTDOWN_TIMEOUT".to_string(), "5".to_string()),
+                ("SHUTDOWN_FORCE_DESTROY".to_string(), "YES".to_string()),
+            ]
+        );
+        assert_eq!(
+            shutdown_settings(&t("SHUTDOWN_FORCE_DESTROY=\"no\""), &t("")),
+            [("SHUTDOWN_FORCE_DESTROY".to_string(), "no".to_string())]
+        );
     }
 }

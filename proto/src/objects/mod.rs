@@ -103,35 +103,41 @@ pub fn write_ids(w: &mut XmlWriter, tag: &str, ids: &[i64]) {
 /// Test support shared by every document's tests.
 #[cfg(test)]
 pub(crate) mod xsd {
-    /// Validates `xml` with the shared one-xsd-check tool (optionally against one named schema);
-    /// prints `SKIP: reason` and returns when the tool or xmllint is missing (the samples are
-    /// still asserted literally by their own tests).
+    /// Validates `xml` against OpenNebula's XSDs with the project's checker,
+    /// tests/xsd/one_xsd_check.py (optionally against one named schema). Prints `SKIP: reason`
+    /// and returns only when python3 or xmllint is missing (the samples are still asserted
+    /// literally by their own tests); the checker and the schemas are part of the repository.
     pub(crate) fn check_with(label: &str, xml: &str, schema: Option<&str>) {
-        let tool = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/tools/one-xsd-check"
+        let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/xsd/one_xsd_check.py");
+        assert!(
+            std::path::Path::new(tool).is_file(),
+            "{tool} is missing: the XSD checker is part of the repository"
         );
-        if !std::path::Path::new(tool).exists() {
-            skip(&format!("{tool} not found"));
-            return;
+        for (bin, package) in [("python3", "python3"), ("xmllint", "libxml2-utils")] {
+            let found = std::process::Command::new(bin).arg("--version").output();
+            if !found.is_ok_and(|o| o.status.success()) {
+                skip(&format!("{bin} not installed (apt-get install {package})"));
+                return;
+            }
         }
-        let xmllint = std::process::Command::new("xmllint")
-            .arg("--version")
-            .output();
-        if !xmllint.is_ok_and(|o| o.status.success()) {
-            skip("xmllint not installed (apt-get install libxml2-utils)");
-            return;
-        }
-        let name = label.replace([' ', '/'], "_");
-        let path =
-            std::env::temp_dir().join(format!("one-proto-xsd-{}-{name}.xml", std::process::id()));
-        std::fs::write(&path, xml).expect("write sample");
-        let mut cmd = std::process::Command::new(tool);
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(tool);
         if let Some(s) = schema {
             cmd.arg("--schema").arg(s);
         }
-        let out = cmd.arg(&path).output().expect("run one-xsd-check");
-        let _ = std::fs::remove_file(&path);
+        let mut child = cmd
+            .arg("-")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run one_xsd_check.py");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(xml.as_bytes()).expect("write the sample");
+        }
+        let out = child.wait_with_output().expect("one_xsd_check.py output");
         assert!(
             out.status.success(),
             "{label} does not validate:\n{}{}\n{xml}",
