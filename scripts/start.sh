@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Starts the cloud on this machine, from the repo: installs what is missing, starts libvirtd,
-# builds oned, one-scheduler and one-node-agent (release), starts oned and the scheduler in
-# the background with their data in var/, registers this machine as the KVM host
-# `localhost` (its agent runs through a local pipe), and prints how to reach it all.
+# builds oned, one-scheduler, one-node-agent and the CLI (release), puts the CLI's commands
+# (onevm, onehost, ...) on the PATH with their completions and man pages (symlinks in
+# /usr/local/bin as root, in ~/.local/bin otherwise), starts oned and the scheduler in the
+# background with their data in var/, registers this machine as the KVM host `localhost`
+# (its agent runs through a local pipe), and prints how to reach it all.
 #
 #   sudo scripts/start.sh        (or, as root, scripts/start.sh)
 #
@@ -120,10 +122,82 @@ print_usage_info() {
   endpoint:     $endpoint   (also in $SHOWN/one_endpoint)
   credentials:  $SHOWN/one_auth   (oneadmin:PASSWORD, mode 0600)
   logs:         $SHOWN/oned.log, $SHOWN/scheduler.log
+  CLI:          export ONE_XMLRPC=$endpoint ONE_AUTH=$DATA/one_auth; onevm list   (commands in $CLI_BIN_DIR)
   try it:       ONE_XMLRPC=$endpoint ONE_AUTH=$SHOWN/one_auth ${py:-python3} -c 'import os, pyone; one = pyone.OneServer(os.environ["ONE_XMLRPC"], session=open(os.environ["ONE_AUTH"]).read().strip()); print(one.system.version(), [u.NAME for u in one.userpool.info().USER])'
   stop it:      scripts/stop.sh
 EOF
     [ -n "$py" ] || say "  (pyone is not installed yet: sudo scripts/install-deps.sh puts it in $(one_venv_dir))"
+}
+
+# The CLI's commands, from the last build, when one is there (the "already running" path).
+CLI_COMMANDS=(onevm onehost oneimage onetemplate onevnet onedatastore oneuser onegroup onecluster oneacl onehook)
+if is_root; then
+    CLI_BIN_DIR=/usr/local/bin
+    CLI_SHARE_DIR=/usr/local/share
+else
+    CLI_BIN_DIR="$HOME/.local/bin"
+    CLI_SHARE_DIR="${XDG_DATA_HOME:-$HOME/.local/share}"
+fi
+
+# link_into DIR TARGET: a symlink DIR/basename(TARGET) -> TARGET, unless DIR already holds a
+# file of that name that is not one of ours (OpenNebula's own CLI, say): that one stays.
+link_into() {
+    local dir=$1 target=$2 link
+    link="$dir/$(basename "$target")"
+    if [ -e "$link" ] && ! [ -L "$link" ]; then
+        warn "$link exists and is not ours: left alone"
+        return 0
+    fi
+    if [ -L "$link" ] && [ "$(readlink "$link")" != "$target" ]; then
+        case "$(readlink "$link")" in
+        "$REPO"/* | */release/* | "$DATA"/*) ;;
+        *)
+            warn "$link points to $(readlink "$link"), not ours: left alone"
+            return 0
+            ;;
+        esac
+    fi
+    ln -sfn "$target" "$link"
+}
+
+# install_cli RELEASE_DIR: puts onevm, onehost, ... on the PATH (symlinks to the build), with
+# bash/zsh/fish completions and man pages generated from the commands' own definitions.
+install_cli() {
+    local release=$1 gen="$1/one-cli-gen" out="$DATA/cli" c f
+    [ -x "$gen" ] || return 0
+    step "CLI: onevm, onehost, ... in $CLI_BIN_DIR"
+    mkdir -p "$CLI_BIN_DIR"
+    as_invoker "$gen" completions bash "$out/bash" >/dev/null
+    as_invoker "$gen" completions zsh "$out/zsh" >/dev/null
+    as_invoker "$gen" completions fish "$out/fish" >/dev/null
+    as_invoker "$gen" man "$out/man1" >/dev/null
+    for c in "${CLI_COMMANDS[@]}"; do
+        link_into "$CLI_BIN_DIR" "$release/$c"
+    done
+    mkdir -p "$CLI_SHARE_DIR/bash-completion/completions" "$CLI_SHARE_DIR/man/man1" \
+        "$CLI_SHARE_DIR/zsh/site-functions"
+    for c in "${CLI_COMMANDS[@]}"; do
+        [ -f "$out/bash/$c.bash" ] && ln -sfn "$out/bash/$c.bash" "$CLI_SHARE_DIR/bash-completion/completions/$c"
+        [ -f "$out/zsh/_$c" ] && ln -sfn "$out/zsh/_$c" "$CLI_SHARE_DIR/zsh/site-functions/_$c"
+    done
+    for f in "$out"/man1/*.1; do
+        ln -sfn "$f" "$CLI_SHARE_DIR/man/man1/$(basename "$f")"
+    done
+    if is_root; then
+        [ -d /usr/share/fish/vendor_completions.d ] && for c in "${CLI_COMMANDS[@]}"; do
+            ln -sfn "$out/fish/$c.fish" "/usr/share/fish/vendor_completions.d/$c.fish"
+        done
+    else
+        mkdir -p "${XDG_CONFIG_HOME:-$HOME/.config}/fish/completions"
+        for c in "${CLI_COMMANDS[@]}"; do
+            ln -sfn "$out/fish/$c.fish" "${XDG_CONFIG_HOME:-$HOME/.config}/fish/completions/$c.fish"
+        done
+    fi
+    case ":$PATH:" in
+    *":$CLI_BIN_DIR:"*) ;;
+    *) say "  $CLI_BIN_DIR is not on your PATH: add it (export PATH=\"$CLI_BIN_DIR:\$PATH\")" ;;
+    esac
+    say "  completions and man pages: $out (linked under $CLI_SHARE_DIR)"
 }
 
 # --- 1. dependencies ---------------------------------------------------------------------
@@ -169,7 +243,7 @@ if [ -f "$DATA/oned.lock" ] && command -v flock >/dev/null && ! flock -n "$DATA/
 fi
 
 # --- 3. build ---------------------------------------------------------------------------
-build_args=(-p oned -p one-scheduler -p one-node-agent)
+build_args=(-p oned -p one-scheduler -p one-node-agent -p one-cli)
 [ "$PROFILE" = release ] && build_args=(--release "${build_args[@]}")
 step "building (cargo build ${build_args[*]})"
 as_invoker cargo build "${build_args[@]}"
@@ -181,6 +255,7 @@ SCHED_BIN="$RELEASE/one-scheduler"
 [ -x "$BIN" ] || die "the build did not produce $BIN"
 [ -x "$SCHED_BIN" ] || die "the build did not produce $SCHED_BIN"
 [ -x "$RELEASE/one-node-agent" ] || die "the build did not produce $RELEASE/one-node-agent"
+install_cli "$RELEASE"
 
 # --- 4. oned ----------------------------------------------------------------------------
 step "starting oned on $LISTEN, data in $DATA"

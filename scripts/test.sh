@@ -4,8 +4,8 @@
 #   fmt           cargo fmt --all -- --check
 #   clippy        cargo clippy --workspace --all-targets -- -D warnings
 #   libvirt       tests/hostenv/start-libvirtd.sh (as root; the real-KVM tests skip without it)
-#   build         cargo build -p oned -p one-scheduler -p one-node-agent  (debug; the e2e
-#                 suite runs these binaries)
+#   build         cargo build -p oned -p one-scheduler -p one-node-agent -p one-cli
+#                 (debug; the e2e suite runs these binaries, the CLI's onevm, onehost, ...)
 #   rust          cargo nextest run --workspace (+ cargo test --doc), or cargo test --workspace
 #                 when cargo-nextest is not installed
 #   e2e-sqlite    pytest tests/e2e against SQLite
@@ -104,7 +104,7 @@ wants fmt && gate fmt cargo fmt --all -- --check
 wants clippy && gate clippy cargo clippy --workspace --all-targets -- -D warnings
 BUILD_OK=1
 if wants build; then
-    gate build cargo build -p oned -p one-scheduler -p one-node-agent || BUILD_OK=0
+    gate build cargo build -p oned -p one-scheduler -p one-node-agent -p one-cli || BUILD_OK=0
 fi
 
 # --- Rust tests ------------------------------------------------------------------------

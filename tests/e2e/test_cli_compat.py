@@ -1,10 +1,13 @@
 """The PyPI `opennebula-cli` (a CLI we did not write, built on pyone) against our oned.
 
 It first checks `one.system.version` (it accepts only 7.0.x / 7.4.x) and lists VMs through
-`one.vmpool.infoextended(-2, -1, -1, -1)`, so these runs exercise what its users do."""
+`one.vmpool.infoextended(-2, -1, -1, -1)`, so these runs exercise what its users do.
+
+Its commands have the same names as ours (onevm, onehost, ...): they are always called by
+their full path in the test virtual environment, never looked up in PATH, so a run can never
+pick up our own CLI by accident (tests/e2e/test_cli.py tests that one)."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +16,14 @@ import pytest
 
 
 def cli(name):
-    path = Path(sys.executable).parent / name
-    if not path.exists():
-        found = shutil.which(name)
-        if not found:
-            pytest.skip(f"opennebula-cli's {name} is not installed (scripts/install-deps.sh installs it)")
-        path = Path(found)
+    # sys.prefix is the virtual environment the suite runs in (scripts/install-deps.sh puts
+    # opennebula-cli there).
+    path = Path(sys.prefix) / "bin" / name
+    if not path.is_file():
+        pytest.skip(f"opennebula-cli's {name} is not installed in {sys.prefix} "
+                    "(scripts/install-deps.sh installs it)")
+    assert "opennebula_cli" in path.read_text(errors="replace")[:2000], \
+        f"{path} is not opennebula-cli's entry point"
     return str(path)
 
 

@@ -50,6 +50,14 @@ impl ImageCalls<'_> {
             .await
     }
 
+    /// `one.image.delete` with OpenNebula's force flag: removes the image even when it is
+    /// locked by a driver operation (its files may stay in the datastore).
+    pub async fn delete_forced(&self, id: i64) -> Result<(), OcaError> {
+        self.c
+            .call_done("one.image.delete", vec![int(id), boolean(true)])
+            .await
+    }
+
     /// `one.image.enable`: READY (true) or DISABLED.
     pub async fn enable(&self, id: i64, enable: bool) -> Result<(), OcaError> {
         self.c

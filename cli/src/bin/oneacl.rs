@@ -1,0 +1,5 @@
+//! `oneacl`: see `oneacl --help` and docs/cli.md.
+
+fn main() {
+    one_cli::main(one_cli::Tool::Acl);
+}

@@ -1,0 +1,5 @@
+//! `onecluster`: see `onecluster --help` and docs/cli.md.
+
+fn main() {
+    one_cli::main(one_cli::Tool::Cluster);
+}

@@ -1,0 +1,5 @@
+//! `onedatastore`: see `onedatastore --help` and docs/cli.md.
+
+fn main() {
+    one_cli::main(one_cli::Tool::Datastore);
+}

@@ -1,0 +1,5 @@
+//! `onegroup`: see `onegroup --help` and docs/cli.md.
+
+fn main() {
+    one_cli::main(one_cli::Tool::Group);
+}

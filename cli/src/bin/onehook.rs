@@ -1,0 +1,5 @@
+//! `onehook`: see `onehook --help` and docs/cli.md.
+
+fn main() {
+    one_cli::main(one_cli::Tool::Hook);
+}

@@ -1,0 +1,5 @@
+//! `onehost`: see `onehost --help` and docs/cli.md.
+
+fn main() {
+    one_cli::main(one_cli::Tool::Host);
+}

@@ -1,0 +1,5 @@
+//! `oneimage`: see `oneimage --help` and docs/cli.md.
+
+fn main() {
+    one_cli::main(one_cli::Tool::Image);
+}

@@ -1,0 +1,5 @@
+//! `onetemplate`: see `onetemplate --help` and docs/cli.md.
+
+fn main() {
+    one_cli::main(one_cli::Tool::Template);
+}

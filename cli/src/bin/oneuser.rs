@@ -1,0 +1,5 @@
+//! `oneuser`: see `oneuser --help` and docs/cli.md.
+
+fn main() {
+    one_cli::main(one_cli::Tool::User);
+}

@@ -1,0 +1,5 @@
+//! `onevm`: see `onevm --help` and docs/cli.md.
+
+fn main() {
+    one_cli::main(one_cli::Tool::Vm);
+}

@@ -1,0 +1,5 @@
+//! `onevnet`: see `onevnet --help` and docs/cli.md.
+
+fn main() {
+    one_cli::main(one_cli::Tool::Vnet);
+}
