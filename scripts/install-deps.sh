@@ -12,7 +12,8 @@
 # Hypervisor hosts (KVM driver and its tests): qemu-system-x86, libvirt-daemon-system,
 # libvirt-clients, libvirt-dev (the virt crate), qemu-utils (qemu-img), openssh-server
 # (namespace hosts), genisoimage (CONTEXT CDs), cpio, busybox-static (the test guest,
-# tests/guest/build-guest.sh), iproute2. libvirtd is not started here: there is no
+# tests/guest/build-guest.sh), iproute2, nftables (security groups and anti-spoofing on the
+# hosts), iputils-ping (network tests). libvirtd is not started here: there is no
 # systemd; tests/hostenv/start-libvirtd.sh starts it.
 # Python: pyone, pytest, pytest-timeout (pinned in tests/requirements.txt) in a virtual
 # environment outside the clone: /var/tmp/one-rs-venv for root, ~/.cache/one-rs-venv
@@ -65,7 +66,7 @@ fi
 # combination it is pinned to qemu-system-x86's own version (a downgrade to 7.2; both
 # versions make the qcow2 overlays the project needs).
 HV_PACKAGES=(qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-dev qemu-utils
-    openssh-server genisoimage cpio busybox-static iproute2)
+    openssh-server genisoimage cpio busybox-static iproute2 nftables iputils-ping)
 hv_need=()
 for p in "${HV_PACKAGES[@]}"; do
     apt_installed "$p" || hv_need+=("$p")

@@ -12,7 +12,7 @@
 use crate::host::KvmDevice;
 use crate::outbox::Outbox;
 use crate::simulated::{SimOptions, Simulated};
-use one_proto::agent::{AgentConfig, Check, Domain, DomainType, VmSample};
+use one_proto::agent::{AgentConfig, Check, Domain, DomainType, VmDocument, VmSample};
 use one_proto::driver::{DriverError, DriverReply, DriverRequest};
 use std::future::Future;
 use std::pin::Pin;
@@ -40,6 +40,21 @@ pub trait AgentDriver: Send + Sync {
 
     /// A usage sample of each of this cloud's domains.
     fn monitor_vms(&self) -> BoxFuture<'_, Result<Vec<VmSample>, DriverError>>;
+
+    /// Loads the security-group and anti-spoofing rules of these VMs' NICs again, all in one
+    /// firewall transaction (their groups' rules changed). Drivers that plumb no network
+    /// answer at once.
+    fn update_security_groups(
+        &self,
+        vms: Vec<VmDocument>,
+    ) -> BoxFuture<'_, Result<DriverReply, DriverError>> {
+        Box::pin(async move {
+            Ok(DriverReply {
+                deploy_id: None,
+                info: format!("{} VM(s): no network driver on this host", vms.len()),
+            })
+        })
+    }
 
     /// The hypervisor's part of the onboarding checks: `libvirt`, `kvm` and `cpu_model`
     /// (one_proto::agent::checks), and the domain type it will use.

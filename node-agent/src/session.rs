@@ -522,6 +522,26 @@ fn start_request(ctx: &Ctx, queue: &VmQueue, tasks: &mut JoinSet<()>, id: Reques
                 ctx.outbox.send(FromAgent::Reply { id, reply }).await;
             });
         }
+        Request::UpdateSecurityGroups(u) => {
+            tasks.spawn(async move {
+                let n = u.vms.len();
+                let started = std::time::Instant::now();
+                let reply = match ctx.driver() {
+                    Ok(d) => match d.update_security_groups(u.vms).await {
+                        Ok(r) => Reply::Ok(r),
+                        Err(e) => Reply::Err(e),
+                    },
+                    Err(why) => Reply::Err(DriverError::new(why)),
+                };
+                tracing::info!(
+                    vms = n,
+                    ms = started.elapsed().as_millis() as u64,
+                    ok = matches!(reply, Reply::Ok(_)),
+                    "security groups updated"
+                );
+                ctx.outbox.send(FromAgent::Reply { id, reply }).await;
+            });
+        }
         // Answered by the loop itself.
         Request::Shutdown => {}
     }

@@ -8,6 +8,7 @@ use one_proto::objects::cluster::Cluster;
 use one_proto::objects::datastore::Datastore;
 use one_proto::objects::group::Group;
 use one_proto::objects::quota::Quotas;
+use one_proto::objects::secgroup::{self, SecurityGroup};
 use one_proto::objects::user::User;
 use one_proto::objects::{Header, Permissions};
 use one_proto::state::{DatastoreState, DatastoreType, DiskType};
@@ -72,6 +73,34 @@ fn datastore(dir: &DataDir, id: i64, name: &str, ty: DatastoreType, ds_mad: &str
         images: Vec::new(),
         template,
     }
+}
+
+/// Security group 0, `default`: allows all traffic; every new network gets it. Owned by
+/// oneadmin, usable by everyone (OpenNebula's permissions 1 1 1 / 1 0 0 / 1 0 0).
+fn default_secgroup() -> SecurityGroup {
+    let mut perms = Permissions::from_umask(0o177);
+    perms.bits = [true, true, true, true, false, false, true, false, false];
+    SecurityGroup::new(
+        Header {
+            perms,
+            ..Header::oneadmin(secgroup::DEFAULT_ID, "default")
+        },
+        secgroup::default_template(),
+    )
+}
+
+/// Adds what a database bootstrapped by an older oned lacks (security group 0); nothing
+/// when it is there.
+pub async fn upgrade(store: &Store) -> Result<(), StoreError> {
+    if store.get::<SecurityGroup>(secgroup::DEFAULT_ID).is_some() {
+        return Ok(());
+    }
+    let mut tx = store.begin().await;
+    tx.put(default_secgroup());
+    tx.bump_next_id(Kind::SecGroup, secgroup::FIRST_USER_ID);
+    tx.commit().await?;
+    tracing::info!("added the default security group to an existing installation");
+    Ok(())
 }
 
 /// Creates the bootstrap objects unless the database already has them. Returns oneadmin's
@@ -158,6 +187,8 @@ pub async fn bootstrap(
         tx.put(r);
     }
     tx.bump_next_id(Kind::Acl, n);
+    tx.put(default_secgroup());
+    tx.bump_next_id(Kind::SecGroup, secgroup::FIRST_USER_ID);
     tx.set_system(
         BOOTSTRAP_MARK,
         format!("{{\"time\":{}}}", crate::auth::now_secs()),

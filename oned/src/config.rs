@@ -46,6 +46,132 @@ pub struct Config {
     pub hosts: HostsConfig,
     /// Host failure recovery (docs/host-recovery.md).
     pub recovery: crate::recovery::RecoveryConfig,
+    /// Virtual networks: automatic VLAN / VXLAN ids, the hosts' network drivers, security
+    /// group updates (docs/networking.md).
+    pub network: NetworkConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// First id of the automatic 802.1Q / Open vSwitch VLAN ids (OpenNebula's
+    /// VLAN_IDS/START); network n tries START + n mod (4095 - START) first.
+    pub vlan_ids_start: i64,
+    /// Ids never given automatically: "a, b, c:d" (VLAN_IDS/RESERVED).
+    pub vlan_ids_reserved: String,
+    /// First automatic VNI of VXLAN networks (VXLAN_IDS/START): network n gets START + n.
+    pub vxlan_ids_start: i64,
+    /// Keep a bridge a driver made when its last NIC leaves.
+    pub keep_empty_bridge: bool,
+    /// MTU of an 802.1Q interface when the network sets none.
+    pub vlan_mtu: u32,
+    /// Base of the VXLAN multicast groups (group of VNI n = base + n); a network's VXLAN_MC
+    /// overrides it.
+    pub vxlan_mc: String,
+    /// TTL of the VXLAN multicast packets.
+    pub vxlan_ttl: u32,
+    /// VXLAN UDP port; 0: the kernel's default (8472), as OpenNebula.
+    pub vxlan_dstport: u16,
+    /// The packet-mark bit through which conntrack reaches the bridge rules on hosts without
+    /// bridge conntrack (br_netfilter). Change it if the hosts use that bit otherwise.
+    pub sg_ct_mark: u32,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        let h = one_proto::agent::NetworkConfig::default();
+        NetworkConfig {
+            vlan_ids_start: 2,
+            vlan_ids_reserved: "0, 1, 4095".into(),
+            vxlan_ids_start: 2,
+            keep_empty_bridge: h.keep_empty_bridge,
+            vlan_mtu: h.vlan_mtu,
+            vxlan_mc: h.vxlan_mc,
+            vxlan_ttl: h.vxlan_ttl,
+            vxlan_dstport: h.vxlan_dstport,
+            sg_ct_mark: h.sg_ct_mark,
+        }
+    }
+}
+
+/// Highest 802.1Q VLAN id.
+pub const VLAN_ID_MAX: i64 = 4095;
+/// Highest VXLAN network identifier (24 bits).
+pub const VNI_MAX: i64 = 16_777_215;
+
+impl NetworkConfig {
+    /// The reserved VLAN ids (ranges "a:b" included).
+    pub fn reserved_vlan_ids(&self) -> Result<Vec<(i64, i64)>, String> {
+        let bad = |p: &str| {
+            format!(
+                "network.vlan_ids_reserved: {p:?} is not a VLAN id (0-{VLAN_ID_MAX}) or range a:b"
+            )
+        };
+        self.vlan_ids_reserved
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (a, b) = p.split_once(':').unwrap_or((p, p));
+                let a: i64 = a.trim().parse().map_err(|_| bad(p))?;
+                let b: i64 = b.trim().parse().map_err(|_| bad(p))?;
+                if !(0..=VLAN_ID_MAX).contains(&a) || !(a..=VLAN_ID_MAX).contains(&b) {
+                    return Err(bad(p));
+                }
+                Ok((a, b))
+            })
+            .collect()
+    }
+
+    /// What the agents get (AgentConfig.network).
+    pub fn for_hosts(&self) -> one_proto::agent::NetworkConfig {
+        one_proto::agent::NetworkConfig {
+            keep_empty_bridge: self.keep_empty_bridge,
+            vlan_mtu: self.vlan_mtu,
+            vxlan_mc: self.vxlan_mc.clone(),
+            vxlan_ttl: self.vxlan_ttl,
+            vxlan_dstport: self.vxlan_dstport,
+            sg_ct_mark: self.sg_ct_mark,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..VLAN_ID_MAX).contains(&self.vlan_ids_start) {
+            return Err(format!(
+                "network.vlan_ids_start {} must be from 1 to {}",
+                self.vlan_ids_start,
+                VLAN_ID_MAX - 1
+            ));
+        }
+        self.reserved_vlan_ids()?;
+        if !(0..=VNI_MAX).contains(&self.vxlan_ids_start) {
+            return Err(format!(
+                "network.vxlan_ids_start {} must be from 0 to {VNI_MAX}",
+                self.vxlan_ids_start
+            ));
+        }
+        let mc: std::net::Ipv4Addr = self.vxlan_mc.parse().map_err(|_| {
+            format!(
+                "network.vxlan_mc {:?} is not an IPv4 address",
+                self.vxlan_mc
+            )
+        })?;
+        if !mc.is_multicast() {
+            return Err(format!(
+                "network.vxlan_mc {mc} is not a multicast address (224.0.0.0/4)"
+            ));
+        }
+        if self.vlan_mtu < 68 {
+            return Err(format!("network.vlan_mtu {} is below 68", self.vlan_mtu));
+        }
+        if self.sg_ct_mark.count_ones() != 1 {
+            return Err(format!(
+                "network.sg_ct_mark {:#x} must be exactly one bit",
+                self.sg_ct_mark
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -379,6 +505,7 @@ impl Default for Config {
             hooks: HooksConfig::default(),
             hosts: HostsConfig::default(),
             recovery: Default::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -441,6 +568,7 @@ impl Config {
         }
         self.hosts.validate()?;
         self.recovery.validate()?;
+        self.network.validate()?;
         Ok(())
     }
 
@@ -487,6 +615,11 @@ mod tests {
         assert_eq!(h.accept_new_host_keys, d.accept_new_host_keys);
         assert_eq!(h.remote_agent_path, d.remote_agent_path);
         assert_eq!(h.ssh_connect_timeout_seconds, d.ssh_connect_timeout_seconds);
+        let (n, d) = (&cfg.network, &def.network);
+        assert_eq!(n.vlan_ids_start, d.vlan_ids_start);
+        assert_eq!(n.vlan_ids_reserved, d.vlan_ids_reserved);
+        assert_eq!(n.vxlan_ids_start, d.vxlan_ids_start);
+        assert_eq!(n.for_hosts(), d.for_hosts());
     }
 
     #[test]
@@ -519,5 +652,22 @@ mod tests {
         let mut c = Config::default();
         c.hosts.ssh_port = 0;
         assert!(c.validate().is_err());
+        for f in [
+            |c: &mut Config| c.network.vlan_ids_reserved = "1, x".into(),
+            |c: &mut Config| c.network.vlan_ids_reserved = "5:3".into(),
+            |c: &mut Config| c.network.vlan_ids_start = 4095,
+            |c: &mut Config| c.network.vxlan_mc = "10.0.0.0".into(),
+            |c: &mut Config| c.network.sg_ct_mark = 3,
+        ] {
+            let mut c = Config::default();
+            f(&mut c);
+            assert!(c.validate().unwrap_err().starts_with("network."));
+        }
+        let mut c = Config::default();
+        c.network.vlan_ids_reserved = "0,1, 100:200 ,4095".into();
+        assert_eq!(
+            c.network.reserved_vlan_ids().unwrap(),
+            [(0, 0), (1, 1), (100, 200), (4095, 4095)]
+        );
     }
 }

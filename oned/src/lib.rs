@@ -21,5 +21,6 @@ pub mod monitor;
 pub mod quota;
 pub mod recovery;
 pub mod run;
+pub mod secgroup;
 pub mod server;
 pub mod store;

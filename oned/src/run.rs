@@ -66,6 +66,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         let path = dir.write_private("one_auth", &format!("oneadmin:{password}\n"))?;
         tracing::info!(file = %path.display(), "oneadmin credentials written");
     }
+    crate::bootstrap::upgrade(&store).await?;
 
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
@@ -82,6 +83,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         monitor: crate::monitor::Monitor::new(&cfg),
         hooks: crate::hooks::Hooks::new(&cfg),
         hostmgr: crate::hostmgr::HostMgr::new(&cfg),
+        secgroups: Default::default(),
         config: cfg,
         store,
         data_dir: dir,
@@ -90,6 +92,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     crate::lcm::start(&oned);
     crate::monitor::start(&oned);
     crate::recovery::start(&oned);
+    crate::secgroup::updater::start(&oned);
     let ssh = crate::hostmgr::ssh::SshTransport::new(&oned).context("oned's SSH key pair")?;
     oned.hostmgr.set_ssh(Arc::new(ssh));
     crate::hostmgr::start(&oned);

@@ -30,6 +30,8 @@ pub struct Oned {
     pub hooks: crate::hooks::Hooks,
     /// Node agent sessions of hypervisor hosts.
     pub hostmgr: crate::hostmgr::HostMgr,
+    /// Takes security-group rule changes to the hosts.
+    pub secgroups: crate::secgroup::Updater,
 }
 
 /// XML-RPC fault codes (the xmlrpc-c values OpenNebula's server uses).

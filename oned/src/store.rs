@@ -9,7 +9,7 @@ use crate::db::{Db, DbError, Row_, WriteSet};
 use one_proto::acl::AclRule;
 use one_proto::objects::{
     cluster::Cluster, datastore::Datastore, group::Group, hook::Hook, host::Host, image::Image,
-    user::User, vm::Vm, vmtemplate::VmTemplate, vnet::Vnet,
+    secgroup::SecurityGroup, user::User, vm::Vm, vmtemplate::VmTemplate, vnet::Vnet,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use std::collections::{BTreeMap, HashMap};
@@ -30,10 +30,11 @@ pub enum Kind {
     Vm,
     Acl,
     Hook,
+    SecGroup,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::User,
         Kind::Group,
         Kind::Cluster,
@@ -45,6 +46,7 @@ impl Kind {
         Kind::Vm,
         Kind::Acl,
         Kind::Hook,
+        Kind::SecGroup,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +62,7 @@ impl Kind {
             Kind::Vm => "vm",
             Kind::Acl => "acl",
             Kind::Hook => "hook",
+            Kind::SecGroup => "secgroup",
         }
     }
 
@@ -113,6 +116,7 @@ pub struct State {
     pub vms: Pool<Vm>,
     pub acls: Pool<AclRule>,
     pub hooks: Pool<Hook>,
+    pub secgroups: Pool<SecurityGroup>,
     /// Next id per kind.
     pub next_id: HashMap<Kind, i64>,
 }
@@ -144,6 +148,7 @@ pub enum AnyObject {
     Vm(Vm),
     Acl(AclRule),
     Hook(Hook),
+    SecGroup(SecurityGroup),
 }
 
 macro_rules! stored {
@@ -199,6 +204,8 @@ stored!(Vm, Vm, vms, Vm,
     |s| id: s.header.id, name: &s.header.name, owner: (s.header.uid, s.header.gid));
 stored!(AclRule, Acl, acls, Acl, |s| id: s.id, name: "", owner: (0, 0));
 stored!(Hook, Hook, hooks, Hook, |s| id: s.id, name: &s.name, owner: (0, 0));
+stored!(SecurityGroup, SecGroup, secgroups, SecGroup,
+    |s| id: s.header.id, name: &s.header.name, owner: (s.header.uid, s.header.gid));
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -255,6 +262,7 @@ impl Store {
                 Some(Kind::Vm) => ins::<Vm>(&mut state, &row.body),
                 Some(Kind::Acl) => ins::<AclRule>(&mut state, &row.body),
                 Some(Kind::Hook) => ins::<Hook>(&mut state, &row.body),
+                Some(Kind::SecGroup) => ins::<SecurityGroup>(&mut state, &row.body),
                 None => {
                     tracing::warn!(kind = %row.kind, oid = row.oid, "ignoring row of unknown kind");
                     Ok(())
@@ -471,6 +479,7 @@ impl Txn<'_> {
                 Kind::Vm => apply::<Vm>(&mut state, id, change),
                 Kind::Acl => apply::<AclRule>(&mut state, id, change),
                 Kind::Hook => apply::<Hook>(&mut state, id, change),
+                Kind::SecGroup => apply::<SecurityGroup>(&mut state, id, change),
             }
         }
         if !fired.is_empty() {
@@ -513,6 +522,7 @@ fn row_of(any: &AnyObject) -> Result<Row_, StoreError> {
         AnyObject::Vm(o) => row(o),
         AnyObject::Acl(o) => row(o),
         AnyObject::Hook(o) => row(o),
+        AnyObject::SecGroup(o) => row(o),
     }
 }
 

@@ -118,9 +118,26 @@ pub enum Request {
     Probe,
     /// Every domain the hypervisor has → [`Reply::DomainList`].
     ListDomains,
+    /// Loads the security-group and anti-spoofing rules of these VMs' NICs again (their
+    /// groups' rules changed), all in one firewall transaction → [`Reply::Ok`] or
+    /// [`Reply::Err`] for the whole set.
+    UpdateSecurityGroups(SecurityGroupUpdate),
     /// Finish the requests in flight, answer them, then exit; domains keep running →
     /// [`Reply::ShuttingDown`] at once.
     Shutdown,
+}
+
+/// The VMs of one host whose security-group rules [`Request::UpdateSecurityGroups`] reloads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroupUpdate {
+    pub vms: Vec<VmDocument>,
+}
+
+/// A VM document (one.vm.info XML, with its SECURITY_GROUP_RULEs) as oned has it now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmDocument {
+    pub vm_id: i64,
+    pub vm_xml: String,
 }
 
 /// The agent's answer to a [`Request`].
@@ -234,6 +251,46 @@ pub struct AgentConfig {
     pub max_clock_skew_ms: u64,
     /// The least important [`Log`] frame the agent sends.
     pub log_level: LogLevel,
+    /// How the host's virtual network drivers (bridge, 802.1Q, VXLAN, security groups) work.
+    #[serde(default)]
+    pub network: NetworkConfig,
+}
+
+/// Settings of the host-side network drivers (oned's `[network]` section; OpenNebula keeps
+/// them in the hosts' `OpenNebulaNetwork.conf`). A network may override the VXLAN ones with
+/// `VXLAN_MC` in its template (inherited by its NICs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkConfig {
+    /// Keep a bridge the driver made when the last NIC leaves it (OpenNebula's
+    /// `:keep_empty_bridge:`); by default it is removed with its VLAN / VXLAN device.
+    pub keep_empty_bridge: bool,
+    /// MTU of an 802.1Q interface when the network sets none (`:vlan_mtu:`).
+    pub vlan_mtu: u32,
+    /// Base of the VXLAN multicast groups: the group of VNI n is this address + n
+    /// (`:vxlan_mc:`).
+    pub vxlan_mc: String,
+    /// TTL of the VXLAN multicast packets (`:vxlan_ttl:`).
+    pub vxlan_ttl: u32,
+    /// UDP port of VXLAN; 0 leaves the kernel's default (8472), as OpenNebula does.
+    pub vxlan_dstport: u16,
+    /// Where the host's conntrack state reaches the bridge rules when the kernel has no
+    /// bridge conntrack (nf_conntrack_bridge): this bit of the packet mark, set by an inet
+    /// chain for established flows (br_netfilter). Never 0.
+    pub sg_ct_mark: u32,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> NetworkConfig {
+        NetworkConfig {
+            keep_empty_bridge: false,
+            vlan_mtu: 1500,
+            vxlan_mc: "239.0.0.0".into(),
+            vxlan_ttl: 16,
+            vxlan_dstport: 0,
+            sg_ct_mark: 0x1000_0000,
+        }
+    }
 }
 
 impl Default for AgentConfig {
@@ -251,6 +308,7 @@ impl Default for AgentConfig {
             bridges: Vec::new(),
             max_clock_skew_ms: 5_000,
             log_level: LogLevel::Info,
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -880,6 +938,15 @@ mod tests {
             req(1, Request::Execute(driver_request())),
             req(2, Request::Probe),
             req(3, Request::ListDomains),
+            req(
+                4,
+                Request::UpdateSecurityGroups(SecurityGroupUpdate {
+                    vms: vec![VmDocument {
+                        vm_id: 12,
+                        vm_xml: "<VM><ID>12</ID></VM>".into(),
+                    }],
+                }),
+            ),
             req(u64::MAX, Request::Shutdown),
             ToAgent::Ping(Beat {
                 seq: 7,
@@ -1017,6 +1084,7 @@ mod tests {
                 Request::Execute(_) => "execute",
                 Request::Probe => "probe",
                 Request::ListDomains => "list_domains",
+                Request::UpdateSecurityGroups(_) => "update_security_groups",
                 Request::Shutdown => "shutdown",
             },
             ToAgent::Ping(_) => "ping",
@@ -1055,7 +1123,7 @@ mod tests {
     fn every_frame_round_trips() {
         let to = to_agent_samples();
         let kinds: std::collections::BTreeSet<_> = to.iter().map(to_agent_kind).collect();
-        assert_eq!(kinds.len(), 8, "a ToAgent kind has no sample: {kinds:?}");
+        assert_eq!(kinds.len(), 9, "a ToAgent kind has no sample: {kinds:?}");
         for m in &to {
             let bytes = encode(m).unwrap();
             let mut dec = FrameDecoder::new();

@@ -12,9 +12,10 @@ use crate::driver::{AgentDriver, BoxFuture, DriverContext, HostFacts, Hypervisor
 use crate::host::KvmDevice;
 use crate::outbox::Outbox;
 use domain::{Device, DomainSettings, VmDoc};
+use one_drivers::vnm::{VmNet, Vnm};
 use one_proto::agent::{
-    AgentConfig, Check, Domain as AgentDomain, DomainState, DomainType, VmSample, WILD_VM, checks,
-    vm_id_from_domain_name,
+    AgentConfig, Check, Domain as AgentDomain, DomainState, DomainType, VmDocument, VmSample,
+    WILD_VM, checks, vm_id_from_domain_name,
 };
 use one_proto::driver::{DriverError, DriverOp, DriverReply, DriverRequest};
 use std::collections::HashMap;
@@ -55,6 +56,8 @@ struct Inner {
     migrate_uri: String,
     /// The previous CPU time of each domain (UUID), for the CPU percentage.
     cpu_prev: Mutex<HashMap<String, (Instant, u64)>>,
+    /// The host's virtual networks (bridges, VLAN / VXLAN devices, security groups).
+    vnm: Vnm,
 }
 
 impl Libvirt {
@@ -68,6 +71,7 @@ impl Libvirt {
             inner: Arc::new(Inner {
                 host_name: ctx.host_name,
                 domain_type: Mutex::new(ctx.config.domain_type),
+                vnm: Vnm::system(ctx.config.network.clone()),
                 config: ctx.config,
                 log: ctx.log,
                 conn: Mutex::new(None),
@@ -208,9 +212,18 @@ impl Inner {
                     req.op.name()
                 )));
             }
-            // Bridges are checked at onboarding; creating them is the VNM driver's job.
+            // The VNM drivers (one_drivers::vnm): bridges, VLAN / VXLAN devices, filters.
             DriverOp::NetPre | DriverOp::NetPost | DriverOp::NetClean => {
-                return Ok(DriverReply::default());
+                let vm = parse_vm(req)?;
+                let net = VmNet::from_template(req.vm_id, &vm.template).map_err(vnm_err)?;
+                let only = req.args.get("NIC_ID").and_then(|s| s.trim().parse().ok());
+                let done = match req.op {
+                    DriverOp::NetPre => self.vnm.pre(&net, only),
+                    DriverOp::NetPost => self.vnm.post(&net, only),
+                    _ => self.vnm.clean(&net, only),
+                }
+                .map_err(vnm_err)?;
+                return Ok(info(done.join("; ")));
             }
             _ => {}
         }
@@ -519,7 +532,9 @@ impl Inner {
         let dom = self.lookup(conn, req.vm_id)?.ok_or_else(|| {
             DriverError::new(format!("domain {} is not running", self.name_of(req.vm_id)))
         })?;
-        self.plug(&dom, &xml, req.vm_id)
+        let plugged = self.plug(&dom, &xml, req.vm_id)?;
+        let ctx = self.refresh_context(conn, req, vm_dir, &vm)?;
+        Ok(info(format!("{}; {ctx}", plugged.info)))
     }
 
     /// attach-device --live, idempotent: a device whose target is already there is done.
@@ -571,6 +586,11 @@ impl Inner {
                 std::thread::sleep(SHUTDOWN_POLL);
             }
             tracing::info!(vm_id = req.vm_id, target, "device detached");
+        }
+        if let Device::Nic(_) = dev {
+            // The context lost the NIC's ETHn_* variables (oned took them out).
+            let ctx = self.refresh_context(conn, req, vm_dir, &vm)?;
+            return Ok(info(format!("detached {target}; {ctx}")));
         }
         if let Device::Disk(id) = dev {
             let file = vm_dir.join(format!("disk.{id}"));
@@ -661,24 +681,37 @@ impl Inner {
         vm_dir: &Path,
     ) -> Result<DriverReply, DriverError> {
         let vm = parse_vm(req)?;
+        Ok(info(self.refresh_context(conn, req, vm_dir, &vm)?))
+    }
+
+    /// Writes the context CD again from the VM's CONTEXT and, when the domain runs, swaps the
+    /// new media in (OpenNebula's reconfigure): after updateconf and NIC attach / detach, so
+    /// the guest can read its new network variables.
+    fn refresh_context(
+        &self,
+        conn: &Connect,
+        req: &DriverRequest,
+        vm_dir: &Path,
+        vm: &VmDoc,
+    ) -> Result<String, DriverError> {
         let Some(ctx) = vm.template.vector("CONTEXT") else {
-            return Ok(info("no CONTEXT"));
+            return Ok("no CONTEXT".into());
         };
         let Some(id) = ctx
             .get("DISK_ID")
             .and_then(|d| d.trim().parse::<u32>().ok())
         else {
-            return Ok(info("the CONTEXT has no CD"));
+            return Ok("the CONTEXT has no CD".into());
         };
         tm::mkdir(vm_dir).map_err(tm_err)?;
         tm::context_iso(vm_dir, ctx, id).map_err(tm_err)?;
         if let Some(dom) = self.lookup(conn, req.vm_id)? {
-            let xml = domain::device_xml(&vm, &self.settings(vm_dir)?, Device::Context)
+            let xml = domain::device_xml(vm, &self.settings(vm_dir)?, Device::Context)
                 .map_err(|e| DriverError::new(e.to_string()))?;
             dom.update_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
                 .map_err(|e| verr("change the context CD", &e))?;
         }
-        Ok(info(format!("context CD disk.{id} written")))
+        Ok(format!("context CD disk.{id} written"))
     }
 
     /// disk_resize: libvirt's block resize while the domain runs (QEMU holds the file),
@@ -903,6 +936,10 @@ fn info(text: impl Into<String>) -> DriverReply {
         deploy_id: None,
         info: text.into(),
     }
+}
+
+fn vnm_err(e: one_drivers::Error) -> DriverError {
+    DriverError::new(e.to_string())
 }
 
 fn parse_vm(req: &DriverRequest) -> Result<VmDoc, DriverError> {
@@ -1147,6 +1184,30 @@ impl AgentDriver for Libvirt {
     fn monitor_vms(&self) -> BoxFuture<'_, Result<Vec<VmSample>, DriverError>> {
         let inner = self.inner.clone();
         Box::pin(blocking(move || inner.monitor_vms()))
+    }
+
+    fn update_security_groups(
+        &self,
+        vms: Vec<VmDocument>,
+    ) -> BoxFuture<'_, Result<DriverReply, DriverError>> {
+        let inner = self.inner.clone();
+        Box::pin(blocking(move || {
+            let nets = vms
+                .iter()
+                .map(|d| {
+                    let vm =
+                        VmDoc::parse(&d.vm_xml).map_err(|e| DriverError::new(e.to_string()))?;
+                    VmNet::from_template(d.vm_id, &vm.template).map_err(vnm_err)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let t = Instant::now();
+            let n = inner.vnm.update_security_groups(&nets).map_err(vnm_err)?;
+            Ok(info(format!(
+                "firewall rules of {n} NIC(s) of {} VM(s) loaded in one transaction ({} ms)",
+                nets.len(),
+                t.elapsed().as_millis()
+            )))
+        }))
     }
 
     fn hypervisor_checks(&self, facts: HostFacts) -> BoxFuture<'_, HypervisorReport> {

@@ -17,6 +17,7 @@ pub mod host;
 pub mod image;
 pub mod monitoring;
 pub mod recovery;
+pub mod secgroup;
 pub mod system;
 pub mod user;
 pub mod vm;
@@ -89,6 +90,7 @@ impl Registry {
         datastore::register(&mut r);
         image::register(&mut r);
         vnet::register(&mut r);
+        secgroup::register(&mut r);
         vmtemplate::register(&mut r);
         vm::register(&mut r);
         hook::register(&mut r);

@@ -682,7 +682,9 @@ pub async fn allocate_vm(
     authorize_create(call, &call.oned.store.read(), ObjectType::Vm)?;
     let mut tx = call.oned.store.begin().await;
     let vmid = tx.next_id(Kind::Vm);
-    let vm = build_vm(call, &mut tx, vmid, template, hold, from_template.as_ref())?;
+    let mut vm = build_vm(call, &mut tx, vmid, template, hold, from_template.as_ref())?;
+    crate::secgroup::authorize_vm(call, &tx, &vm)?;
+    crate::secgroup::sync_vm(&mut tx, &mut vm);
     let usage = quota_usage(&vm);
     quota::charge(&mut tx, call.method, vm.header.uid, vm.header.gid, &usage)?;
     let (state, name) = (vm.state, vm.header.name.clone());
@@ -1379,6 +1381,44 @@ impl Lookup for StateLookup<'_> {
             return Some(template_b64(&i.template));
         }
         i.template.get(attr).map(str::to_string)
+    }
+}
+
+/// Keeps the ETHn_* variables of the VM's CONTEXT (NETWORK = "YES") in line with its NICs,
+/// as OpenNebula regenerates the network context: after a NIC attach every NIC's variables
+/// are set again (the new one's added); `detached` removes one NIC's variables (ETHn_* and
+/// its aliases' ETHn_ALIASm_*). The context CD is rewritten by the driver afterwards.
+pub fn refresh_network_context(tx: &Txn<'_>, vm: &mut Vm, detached: Option<i64>) {
+    let Some(mut ctx) = vm.template.vector("CONTEXT").cloned() else {
+        return;
+    };
+    if !context::is_yes(ctx.get("NETWORK")) {
+        return;
+    }
+    if let Some(id) = detached {
+        let prefix = format!("ETH{id}_");
+        ctx.attrs.retain(|(k, _)| !k.starts_with(&prefix));
+    } else {
+        let state = tx.committed();
+        let lookup = StateLookup { state: &state };
+        let snapshot = vm.clone();
+        let document = || Vm::to_xml(&snapshot);
+        let scope = Scope {
+            vmid: vm.header.id,
+            name: &snapshot.header.name,
+            uid: snapshot.header.uid,
+            uname: &snapshot.header.uname,
+            gid: snapshot.header.gid,
+            gname: &snapshot.header.gname,
+            template: &snapshot.template,
+            user_template: &snapshot.user_template,
+            lookup: &lookup,
+            document: &document,
+        };
+        context::add_network_context(&mut ctx, &scope);
+    }
+    if let Some(c) = vm.template.vector_mut("CONTEXT") {
+        *c = ctx;
     }
 }
 

@@ -306,6 +306,11 @@ async fn detach(call: &Call, id: i64, dev: &Device, dev_id: i64) -> ApiResult {
         ));
     };
     v.set("ATTACH", "YES");
+    if dev.vector == "NIC" {
+        // The guest reads the context without the NIC once it is gone (OpenNebula clears
+        // its variables when the detach starts).
+        super::vm::refresh_network_context(&tx, &mut vm, Some(dev_id));
+    }
     start(
         &mut vm,
         phase,
@@ -337,6 +342,9 @@ async fn attach_nic(call: &Call, id: i64, text: &str) -> ApiResult {
     }
     nic.set("ATTACH", "YES");
     vm.template.push("NIC", AttrValue::Vector(nic));
+    crate::secgroup::authorize_vm(call, &tx, &vm)?;
+    crate::secgroup::sync_vm(&mut tx, &mut vm);
+    super::vm::refresh_network_context(&tx, &mut vm, None);
     start(
         &mut vm,
         phase,

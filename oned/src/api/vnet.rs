@@ -19,6 +19,7 @@ use super::common::{
 };
 use super::{ApiResult, Call, Params, Registry, errors::*, ok_id, ok_xml};
 use crate::authz::{self, ObjAuth};
+use crate::config::{NetworkConfig, VLAN_ID_MAX, VNI_MAX};
 use crate::quota::{self, QuotaUsage};
 use crate::store::{Kind, State, Txn};
 use one_proto::acl::{AuthOp, ObjectType};
@@ -163,10 +164,6 @@ const AR_RESTRICTED: &[&str] = &[
     "FILTER_MAC_SPOOFING",
 ];
 
-/// Automatic VLAN ids (oned.conf VLAN_IDS / VXLAN_IDS): START 2, RESERVED 0, 1, 4095.
-const VLAN_START: i64 = 2;
-const VLAN_MAX: i64 = 4094;
-
 fn bridge_type_for(vn_mad: &str, requested: &str) -> Result<String, String> {
     let Some((_, types)) = VN_MAD_CONF.iter().find(|(n, _)| *n == vn_mad) else {
         let known: Vec<&str> = VN_MAD_CONF.iter().map(|(n, _)| *n).collect();
@@ -207,8 +204,13 @@ fn is_yes(s: &str) -> bool {
 }
 
 /// VLAN_ID / AUTOMATIC_VLAN_ID (or the OUTER_ pair) as OpenNebula reads them: an integer id
-/// wins over the automatic flag.
-fn parse_vlan(t: &mut Template, id_name: &str, auto_name: &str) -> Result<(String, bool), String> {
+/// wins over the automatic flag. `max`: 4095 for VLANs, the 24-bit VNI limit for VXLAN.
+fn parse_vlan(
+    t: &mut Template,
+    id_name: &str,
+    auto_name: &str,
+    max: i64,
+) -> Result<(String, bool), String> {
     let id = t
         .get(id_name)
         .map(|s| s.trim().to_string())
@@ -217,8 +219,8 @@ fn parse_vlan(t: &mut Template, id_name: &str, auto_name: &str) -> Result<(Strin
         let n: i64 = id
             .parse()
             .ok()
-            .filter(|n| (0..=4095).contains(n))
-            .ok_or_else(|| format!("{id_name} must be an integer from 0 to 4095, not {id:?}"))?;
+            .filter(|n| (0..=max).contains(n))
+            .ok_or_else(|| format!("{id_name} must be an integer from 0 to {max}, not {id:?}"))?;
         t.set(id_name, n.to_string());
         t.remove(auto_name);
         return Ok((n.to_string(), false));
@@ -279,43 +281,65 @@ fn join_ids(ids: &[i64]) -> String {
     ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// Assigns automatic VLAN ids: 802.1Q/Open vSwitch ids from the VLAN_IDS pool starting at a
-/// hint derived from the network id (free among other networks' automatic ids); VXLAN ids are
-/// START + network id, as OpenNebula.
-fn assign_vlans(tx: &Txn<'_>, v: &mut Vnet) -> Result<(), String> {
+/// Assigns automatic VLAN ids as OpenNebula: 802.1Q / Open vSwitch ids from the VLAN id pool
+/// (`[network] vlan_ids_start` / `vlan_ids_reserved`, free among other networks' automatic
+/// ids), trying START + id mod (4095 - START) first, then the lowest free one; VXLAN ids are
+/// `vxlan_ids_start` + network id, a pool of their own.
+fn assign_vlans(tx: &Txn<'_>, v: &mut Vnet, net: &NetworkConfig) -> Result<(), String> {
     let id = v.header.id;
     let from_pool = |tx: &Txn<'_>| -> Result<String, String> {
+        let reserved = net.reserved_vlan_ids()?;
         let used: std::collections::HashSet<i64> = tx
             .all::<Vnet>()
             .iter()
-            .filter(|o| o.vlan_id_automatic && o.header.id != id)
+            .filter(|o| o.vlan_id_automatic && o.header.id != id && o.vn_mad != "vxlan")
             .filter_map(|o| o.vlan_id.parse().ok())
             .collect();
-        let span = VLAN_MAX - VLAN_START + 1;
-        let hint = VLAN_START + id.rem_euclid(span);
-        (0..span)
-            .map(|i| VLAN_START + (hint - VLAN_START + i) % span)
-            .find(|c| !used.contains(c))
+        pick_vlan_id(id, net.vlan_ids_start, &reserved, &used)
             .map(|c| c.to_string())
             .ok_or_else(|| "Cannot automatically assign VLAN_ID to network.".to_string())
     };
-    let vxlan = || (VLAN_START + id).to_string();
+    let vxlan = || -> Result<String, String> {
+        let vni = net.vxlan_ids_start + id;
+        if vni > VNI_MAX {
+            return Err(format!(
+                "Cannot automatically assign VLAN_ID to network: VNI {vni} is above {VNI_MAX}."
+            ));
+        }
+        Ok(vni.to_string())
+    };
     match v.vn_mad.as_str() {
         "802.1Q" | "ovswitch" if v.vlan_id_automatic && v.vlan_id.is_empty() => {
             v.vlan_id = from_pool(tx)?;
         }
-        "vxlan" if v.vlan_id_automatic && v.vlan_id.is_empty() => v.vlan_id = vxlan(),
+        "vxlan" if v.vlan_id_automatic && v.vlan_id.is_empty() => v.vlan_id = vxlan()?,
         "ovswitch_vxlan" => {
             if v.vlan_id_automatic && v.vlan_id.is_empty() {
                 v.vlan_id = from_pool(tx)?;
             }
             if v.outer_vlan_id_automatic && v.outer_vlan_id.is_empty() {
-                v.outer_vlan_id = vxlan();
+                v.outer_vlan_id = vxlan()?;
             }
         }
         _ => {}
     }
     Ok(())
+}
+
+/// OpenNebula's VLAN bitmap: the hint START + id mod (4095 - START) when free, else the
+/// lowest free id from START; reserved ids never.
+fn pick_vlan_id(
+    vnet_id: i64,
+    start: i64,
+    reserved: &[(i64, i64)],
+    used: &std::collections::HashSet<i64>,
+) -> Option<i64> {
+    let free = |c: i64| !used.contains(&c) && !reserved.iter().any(|(a, b)| (*a..=*b).contains(&c));
+    let hint = start + vnet_id.rem_euclid((VLAN_ID_MAX - start).max(1));
+    if free(hint) {
+        return Some(hint);
+    }
+    (start..=VLAN_ID_MAX).find(|c| free(*c))
 }
 
 fn ar_context(call: &Call) -> ArContext {
@@ -377,8 +401,23 @@ fn build_vnet(call: &Call, id: i64, mut t: Template, cluster: i64) -> Result<Vne
     }
     let phydev = take(&mut t, "PHYDEV");
     let bridge = take(&mut t, "BRIDGE");
-    let (vlan_id, vlan_auto) = parse_vlan(&mut t, "VLAN_ID", "AUTOMATIC_VLAN_ID")?;
-    let (outer_id, outer_auto) = parse_vlan(&mut t, "OUTER_VLAN_ID", "AUTOMATIC_OUTER_VLAN_ID")?;
+    let vlan_max = if vn_mad == "vxlan" {
+        VNI_MAX
+    } else {
+        VLAN_ID_MAX
+    };
+    let outer_max = if vn_mad == "ovswitch_vxlan" {
+        VNI_MAX
+    } else {
+        VLAN_ID_MAX
+    };
+    let (vlan_id, vlan_auto) = parse_vlan(&mut t, "VLAN_ID", "AUTOMATIC_VLAN_ID", vlan_max)?;
+    let (outer_id, outer_auto) = parse_vlan(
+        &mut t,
+        "OUTER_VLAN_ID",
+        "AUTOMATIC_OUTER_VLAN_ID",
+        outer_max,
+    )?;
     let bridge_type = bridge_type_for(&vn_mad, &take(&mut t, "BRIDGE_TYPE"))?;
     let sgs = security_groups_with_default(&take(&mut t, "SECURITY_GROUPS"))?;
     let ars: Vec<Vector> = t
@@ -484,7 +523,8 @@ async fn allocate_vn(call: &Call, text: &str, cluster: i64) -> ApiResult {
             &format!("NAME is already taken by NET {other}."),
         ));
     }
-    assign_vlans(&tx, &mut vnet).map_err(|m| internal(call.method, &m))?;
+    assign_vlans(&tx, &mut vnet, &call.oned.config.network)
+        .map_err(|m| internal(call.method, &m))?;
     let name = vnet.header.name.clone();
     tx.put(vnet);
     add_to_cluster(&mut tx, call, cid, Kind::Vnet, id)?;
@@ -1049,6 +1089,40 @@ async fn recover(call: &Call, id: i64, op: i64) -> ApiResult {
 // ---------------------------------------------------------------------------------------------
 // The NIC lease contract
 
+/// Network attributes a NIC inherits (oned.conf's default INHERIT_VNET_ATTR list, without the
+/// public-cloud ones).
+const INHERIT_VNET_ATTR: &[&str] = &[
+    "VLAN_TAGGED_ID",
+    "FILTER",
+    "FILTER_IP_SPOOFING",
+    "FILTER_MAC_SPOOFING",
+    "MTU",
+    "METRIC",
+    "IP6_METRIC",
+    "METHOD",
+    "IP6_METHOD",
+    "INBOUND_AVG_BW",
+    "INBOUND_PEAK_BW",
+    "INBOUND_PEAK_KB",
+    "OUTBOUND_AVG_BW",
+    "OUTBOUND_PEAK_BW",
+    "OUTBOUND_PEAK_KB",
+    "CONF",
+    "BRIDGE_CONF",
+    "OVS_BRIDGE_CONF",
+    "IP_LINK_CONF",
+    "EXTERNAL_IP",
+    "GATEWAY",
+    "DNS",
+    "VXLAN_MODE",
+    "VXLAN_TEP",
+    "VXLAN_MC",
+    "CVLANS",
+    "QINQ_TYPE",
+    "TRUST",
+    "SPOOFCHK",
+];
+
 fn nonempty<'a>(v: &'a Vector, name: &str) -> Option<&'a str> {
     v.get(name).map(str::trim).filter(|s| !s.is_empty())
 }
@@ -1157,6 +1231,22 @@ pub fn lease_for_nic(
         .ar(ar_id)
         .ok_or_else(|| internal(call.method, "leased address range vanished"))?;
     ar.fill_nic(index, nic);
+    // What the hosts' drivers and the context read (MTU, FILTER_*_SPOOFING, GATEWAY, ...):
+    // from the address range, else the network, unless the NIC has it.
+    for name in INHERIT_VNET_ATTR {
+        if nonempty(nic, name).is_some() {
+            continue;
+        }
+        let value = nonempty(&ar.attrs, name).or_else(|| {
+            v.template
+                .get(name)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        });
+        if let Some(value) = value {
+            nic.set(name, value.to_string());
+        }
+    }
     let mut sgs = parse_ids(nic.get("SECURITY_GROUPS").unwrap_or("")).unwrap_or_default();
     for src in [
         v.template.get("SECURITY_GROUPS"),
@@ -1263,18 +1353,39 @@ mod tests {
     fn vlan_parsing() {
         let mut t = Template::parse("VLAN_ID=\"0012\"\nAUTOMATIC_VLAN_ID=YES").unwrap();
         assert_eq!(
-            parse_vlan(&mut t, "VLAN_ID", "AUTOMATIC_VLAN_ID").unwrap(),
+            parse_vlan(&mut t, "VLAN_ID", "AUTOMATIC_VLAN_ID", 4095).unwrap(),
             ("12".into(), false)
         );
         assert_eq!(t.get("VLAN_ID"), Some("12"));
         assert!(!t.contains("AUTOMATIC_VLAN_ID"));
         let mut t = Template::parse("AUTOMATIC_VLAN_ID=yes").unwrap();
         assert_eq!(
-            parse_vlan(&mut t, "VLAN_ID", "AUTOMATIC_VLAN_ID").unwrap(),
+            parse_vlan(&mut t, "VLAN_ID", "AUTOMATIC_VLAN_ID", 4095).unwrap(),
             (String::new(), true)
         );
         let mut t = Template::parse("VLAN_ID=abc").unwrap();
-        assert!(parse_vlan(&mut t, "VLAN_ID", "AUTOMATIC_VLAN_ID").is_err());
+        assert!(parse_vlan(&mut t, "VLAN_ID", "AUTOMATIC_VLAN_ID", 4095).is_err());
+        let mut t = Template::parse("VLAN_ID=5000").unwrap();
+        assert!(parse_vlan(&mut t, "VLAN_ID", "AUTOMATIC_VLAN_ID", 4095).is_err());
+        let mut t = Template::parse("VLAN_ID=5000").unwrap();
+        assert!(parse_vlan(&mut t, "VLAN_ID", "AUTOMATIC_VLAN_ID", VNI_MAX).is_ok());
+    }
+
+    #[test]
+    fn vlan_pool_honours_start_reserved_and_used_ids() {
+        let used: std::collections::HashSet<i64> = [12].into_iter().collect();
+        let reserved = [(0, 1), (4095, 4095)];
+        // Network 10 hints 2 + 10 = 12, which another network has: the lowest free id.
+        assert_eq!(pick_vlan_id(10, 2, &reserved, &used), Some(2));
+        assert_eq!(pick_vlan_id(3, 2, &reserved, &Default::default()), Some(5));
+        // START 100, 100-110 reserved: network 5 hints 105 (reserved) and gets 111.
+        assert_eq!(
+            pick_vlan_id(5, 100, &[(100, 110)], &Default::default()),
+            Some(111)
+        );
+        // Everything taken.
+        let all: std::collections::HashSet<i64> = (2..=4094).collect();
+        assert_eq!(pick_vlan_id(1, 2, &reserved, &all), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use super::{DriverFuture, HostDriver};
 use crate::config::DummyConfig;
+use one_proto::agent::VmDocument;
 use one_proto::driver::{DriverError, DriverOp, DriverReply, DriverRequest};
 use one_proto::objects::host::Host;
 use std::collections::HashSet;
@@ -13,6 +14,8 @@ use std::time::Duration;
 pub struct Dummy {
     delay: Duration,
     fail: HashSet<DriverOp>,
+    /// DUMMY_FAIL names `update_sg`: security-group updates fail.
+    fail_update_sg: bool,
 }
 
 impl Dummy {
@@ -22,9 +25,13 @@ impl Dummy {
             .get("DUMMY_DELAY")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(cfg.delay_ms);
+        let fail_list = host.template.get("DUMMY_FAIL").unwrap_or("");
         Dummy {
             delay: Duration::from_millis(delay_ms),
-            fail: parse_fail_list(host.template.get("DUMMY_FAIL").unwrap_or("")),
+            fail: parse_fail_list(fail_list),
+            fail_update_sg: fail_list
+                .split([',', ' '])
+                .any(|n| n.trim().eq_ignore_ascii_case("update_sg")),
         }
     }
 }
@@ -63,6 +70,24 @@ impl HostDriver for Dummy {
             })
         })
     }
+
+    fn update_security_groups(&self, vms: Vec<VmDocument>) -> DriverFuture {
+        let (delay, fails) = (self.delay, self.fail_update_sg);
+        Box::pin(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if fails {
+                return Err(DriverError::new(
+                    "dummy driver: update_sg failed as the host's DUMMY_FAIL asks",
+                ));
+            }
+            Ok(DriverReply {
+                deploy_id: None,
+                info: format!("{} VM(s)", vms.len()),
+            })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -96,7 +121,9 @@ mod tests {
         let d = Dummy {
             delay: Duration::ZERO,
             fail: parse_fail_list("save"),
+            fail_update_sg: true,
         };
+        assert!(d.update_security_groups(Vec::new()).await.is_err());
         let r = d.execute(req(DriverOp::Deploy)).await.unwrap();
         assert_eq!(r.deploy_id.as_deref(), Some("one-7"));
         assert_eq!(

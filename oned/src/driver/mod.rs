@@ -8,6 +8,7 @@
 pub mod dummy;
 
 use crate::server::Oned;
+use one_proto::agent::VmDocument;
 use one_proto::driver::{DriverError, DriverReply, DriverRequest};
 use one_proto::objects::host::Host;
 use std::future::Future;
@@ -20,6 +21,9 @@ pub type DriverFuture = Pin<Box<dyn Future<Output = Result<DriverReply, DriverEr
 /// crash oned repeats the step that was in flight.
 pub trait HostDriver: Send + Sync {
     fn execute(&self, req: DriverRequest) -> DriverFuture;
+
+    /// Loads the security-group rules of these VMs (all on this host) again, in one go.
+    fn update_security_groups(&self, vms: Vec<VmDocument>) -> DriverFuture;
 }
 
 /// A VM_MAD this oned has no driver for: every operation fails with the reason.
@@ -33,6 +37,14 @@ impl HostDriver for Unavailable {
             "no hypervisor driver for VM_MAD \"{}\" in this oned: {} cannot run (hosts with VM_MAD \"dummy\" are simulated)",
             self.vm_mad,
             req.op.name()
+        );
+        Box::pin(async move { Err(DriverError::new(msg)) })
+    }
+
+    fn update_security_groups(&self, _vms: Vec<VmDocument>) -> DriverFuture {
+        let msg = format!(
+            "no hypervisor driver for VM_MAD \"{}\" in this oned: security groups cannot be updated",
+            self.vm_mad
         );
         Box::pin(async move { Err(DriverError::new(msg)) })
     }

@@ -162,6 +162,7 @@ pub fn agent_config(oned: &Oned, host: &Host) -> AgentConfig {
         bridges,
         max_clock_skew_ms: ms(c.max_clock_skew_seconds),
         log_level,
+        network: oned.config.network.for_hosts(),
     }
 }
 

@@ -24,7 +24,7 @@ pub mod vnc;
 use crate::config::{Config, HostsConfig};
 use crate::driver::{DriverFuture, HostDriver};
 use crate::server::Oned;
-use one_proto::agent::{AgentVersion, Reply, Request};
+use one_proto::agent::{AgentVersion, Reply, Request, SecurityGroupUpdate, VmDocument};
 use one_proto::driver::DriverError;
 use one_proto::objects::host::Host;
 use one_proto::state::HostState;
@@ -431,6 +431,26 @@ impl HostDriver for AgentDriver {
                         return Err(DriverError::new(format!("host {name}: {e}")));
                     }
                 }
+            }
+        })
+    }
+
+    fn update_security_groups(&self, vms: Vec<VmDocument>) -> DriverFuture {
+        let inner = self.inner.clone();
+        let (id, name) = (self.host_id, self.host_name.clone());
+        Box::pin(async move {
+            let link = inner
+                .watch(id)
+                .and_then(|(w, _)| w.borrow().clone())
+                .ok_or_else(|| not_connected(&name, "it has no agent session"))?;
+            let req = Request::UpdateSecurityGroups(SecurityGroupUpdate { vms });
+            match link.call(req, inner.driver_timeout).await {
+                Ok(Reply::Ok(r)) => Ok(r),
+                Ok(Reply::Err(e)) => Err(e),
+                Ok(other) => Err(DriverError::new(format!(
+                    "the agent of host {name} answered {other:?} to update_security_groups"
+                ))),
+                Err(e) => Err(DriverError::new(format!("host {name}: {e}"))),
             }
         })
     }

@@ -224,6 +224,7 @@ impl World {
             monitor: crate::monitor::Monitor::new(&cfg),
             hooks: crate::hooks::Hooks::new(&cfg),
             hostmgr: HostMgr::with_local_transport(&cfg, transport.clone()),
+            secgroups: Default::default(),
             config: cfg,
             store,
             data_dir,

@@ -203,6 +203,7 @@ pub fn finish(tx: &mut Txn<'_>, vm: &mut Vm, now: i64) {
         }
     }
     crate::quota::release(tx, vm.header.uid, vm.header.gid, &usage);
+    crate::secgroup::release_vm(tx, vmid);
     release_all_hosts(tx, vm);
     super::set_state(vm, VmState::Done, LcmState::LcmInit);
     vm.op = None;

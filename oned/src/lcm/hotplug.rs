@@ -65,6 +65,11 @@ fn drop_device(tx: &mut Txn<'_>, vm: &mut Vm, name: &str, key: &str, id: Option<
     if let Some(v) = take(vm, name, key, id) {
         if name == "NIC" {
             crate::api::vnet::release_nic(tx, &v, vmid);
+            // Groups only this NIC used are left; its variables leave the context.
+            crate::secgroup::sync_vm(tx, vm);
+            if let Some(nic) = id {
+                crate::api::vm::refresh_network_context(tx, vm, Some(nic));
+            }
         } else {
             crate::api::image::release_disk(tx, &v, vmid);
             let (u, g) = (vm.header.uid, vm.header.gid);
@@ -87,7 +92,11 @@ pub fn conclude(tx: &mut Txn<'_>, vm: &mut Vm, op: &VmOperation, success: bool, 
         ("nic-attach", false) | ("nic-detach", true) => {
             drop_device(tx, vm, "NIC", "NIC_ID", arg_id(op, "NIC_ID"))
         }
-        ("nic-detach", false) => clear_attach(vm, "NIC", "NIC_ID", arg_id(op, "NIC_ID")),
+        ("nic-detach", false) => {
+            clear_attach(vm, "NIC", "NIC_ID", arg_id(op, "NIC_ID"));
+            // Still there: its variables come back.
+            crate::api::vm::refresh_network_context(tx, vm, None);
+        }
         ("snapshot-create", false) | ("snapshot-delete", true) => {
             take(vm, "SNAPSHOT", "SNAPSHOT_ID", snap);
         }
