@@ -6,9 +6,7 @@ use crate::error::Error;
 use crate::live::Live;
 use crate::model::{AclSpec, Kind, ObjKey, QuotaLimit, QuotaOwner};
 use crate::plan::{Action, Change, Op, Plan, acl_words};
-use oca::{
-    Chmod, Client, ClusterMember, OcaError, Template, UpdateMode, Vector, VmAction,
-};
+use oca::{Chmod, Client, ClusterMember, OcaError, Template, UpdateMode, Vector, VmAction};
 use one_proto::template::Attribute;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -220,10 +218,7 @@ fn api(what: &str) -> impl Fn(OcaError) -> String + '_ {
 
 impl Run<'_> {
     fn id_of(&self, key: &ObjKey) -> Option<i64> {
-        self.ids
-            .get(key)
-            .copied()
-            .or_else(|| self.live.id_of(key))
+        self.ids.get(key).copied().or_else(|| self.live.id_of(key))
     }
 
     fn need(&self, kind: Kind, name: &str) -> OpResult<i64> {
@@ -276,7 +271,13 @@ impl Run<'_> {
         let me = || this.ok_or_else(|| "the object was not made".to_string());
         match op {
             Op::AllocGroup(name) => {
-                *this = Some(client.group().allocate(name).await.map_err(api("one.group.allocate"))?);
+                *this = Some(
+                    client
+                        .group()
+                        .allocate(name)
+                        .await
+                        .map_err(api("one.group.allocate"))?,
+                );
             }
             Op::AllocUser {
                 name,
@@ -401,18 +402,32 @@ impl Run<'_> {
                 let r = match c.kind {
                     Kind::Group => client.group().update(id, &text, UpdateMode::Replace).await,
                     Kind::User => client.user().update(id, &text, UpdateMode::Replace).await,
-                    Kind::Cluster => client.cluster().update(id, &text, UpdateMode::Replace).await,
+                    Kind::Cluster => {
+                        client
+                            .cluster()
+                            .update(id, &text, UpdateMode::Replace)
+                            .await
+                    }
                     Kind::Host => client.host().update(id, &text, UpdateMode::Replace).await,
                     Kind::Datastore => {
-                        client.datastore().update(id, &text, UpdateMode::Replace).await
+                        client
+                            .datastore()
+                            .update(id, &text, UpdateMode::Replace)
+                            .await
                     }
                     Kind::SecurityGroup => {
-                        client.secgroup().update(id, &text, UpdateMode::Replace).await
+                        client
+                            .secgroup()
+                            .update(id, &text, UpdateMode::Replace)
+                            .await
                     }
                     Kind::Network => client.vnet().update(id, &text, UpdateMode::Replace).await,
                     Kind::Image => client.image().update(id, &text, UpdateMode::Replace).await,
                     Kind::Template => {
-                        client.template().update(id, &text, UpdateMode::Replace).await
+                        client
+                            .template()
+                            .update(id, &text, UpdateMode::Replace)
+                            .await
                     }
                     other => return Err(format!("cannot update a {}", other.noun())),
                 };
@@ -579,7 +594,11 @@ impl Run<'_> {
                 );
             }
             Op::AclDel(id) => {
-                client.acl().delete(*id).await.map_err(api("one.acl.delrule"))?;
+                client
+                    .acl()
+                    .delete(*id)
+                    .await
+                    .map_err(api("one.acl.delrule"))?;
             }
             Op::Delete => {
                 let id = me()?;
@@ -631,7 +650,11 @@ impl Run<'_> {
                     what: format!("image {} to be READY", c.name),
                 });
                 self.wait(&format!("image {} to be READY", c.name), || async move {
-                    let i = client.image().info(id).await.map_err(api("one.image.info"))?;
+                    let i = client
+                        .image()
+                        .info(id)
+                        .await
+                        .map_err(api("one.image.info"))?;
                     match i.state {
                         1 | 2 | 8 => Ok(true),
                         5 => Err(format!(
@@ -650,26 +673,29 @@ impl Run<'_> {
                     change: c,
                     what: format!("VM {} (id {id}) to be RUNNING", c.name),
                 });
-                self.wait(&format!("VM {} (id {id}) to be RUNNING", c.name), || async move {
-                    let vm = client.vm().info(id).await.map_err(api("one.vm.info"))?;
-                    if vm.state == 3 && vm.lcm_state == 3 {
-                        return Ok(true);
-                    }
-                    let lcm = vm.lcm_state_name();
-                    if vm.state == 6 || vm.state == 7 || lcm.contains("FAILURE") {
-                        return Err(format!(
-                            "VM {} (id {id}) is {}{}",
-                            vm.name,
-                            if vm.state == 3 { lcm } else { vm.state_name() },
-                            vm.user_template
-                                .get("ERROR")
-                                .or_else(|| vm.template.get("ERROR"))
-                                .map(|e| format!(": {e}"))
-                                .unwrap_or_default()
-                        ));
-                    }
-                    Ok(false)
-                })
+                self.wait(
+                    &format!("VM {} (id {id}) to be RUNNING", c.name),
+                    || async move {
+                        let vm = client.vm().info(id).await.map_err(api("one.vm.info"))?;
+                        if vm.state == 3 && vm.lcm_state == 3 {
+                            return Ok(true);
+                        }
+                        let lcm = vm.lcm_state_name();
+                        if vm.state == 6 || vm.state == 7 || lcm.contains("FAILURE") {
+                            return Err(format!(
+                                "VM {} (id {id}) is {}{}",
+                                vm.name,
+                                if vm.state == 3 { lcm } else { vm.state_name() },
+                                vm.user_template
+                                    .get("ERROR")
+                                    .or_else(|| vm.template.get("ERROR"))
+                                    .map(|e| format!(": {e}"))
+                                    .unwrap_or_default()
+                            ));
+                        }
+                        Ok(false)
+                    },
+                )
                 .await?;
             }
             Op::WaitVmGone => {
@@ -678,13 +704,16 @@ impl Run<'_> {
                     change: c,
                     what: format!("VM {} (id {id}) to be gone", c.name),
                 });
-                self.wait(&format!("VM {} (id {id}) to be DONE", c.name), || async move {
-                    match client.vm().info(id).await {
-                        Ok(vm) => Ok(vm.state == 6),
-                        Err(e) if e.is_not_found() => Ok(true),
-                        Err(e) => Err(format!("one.vm.info: {e}")),
-                    }
-                })
+                self.wait(
+                    &format!("VM {} (id {id}) to be DONE", c.name),
+                    || async move {
+                        match client.vm().info(id).await {
+                            Ok(vm) => Ok(vm.state == 6),
+                            Err(e) if e.is_not_found() => Ok(true),
+                            Err(e) => Err(format!("one.vm.info: {e}")),
+                        }
+                    },
+                )
                 .await?;
             }
         }
@@ -711,17 +740,17 @@ impl Run<'_> {
         }
     }
 
-    fn with_secgroups(
-        &self,
-        t: &Template,
-        sgs: &Option<Vec<ObjKey>>,
-    ) -> OpResult<Template> {
+    fn with_secgroups(&self, t: &Template, sgs: &Option<Vec<ObjKey>>) -> OpResult<Template> {
         let mut t = t.clone();
         if let Some(sgs) = sgs {
-            let ids = sgs
+            let mut ids = sgs
                 .iter()
                 .map(|k| self.need_key(k).map(|i| i.to_string()))
                 .collect::<OpResult<Vec<_>>>()?;
+            // oned adds the default group (0) to every network; say so to keep plans stable.
+            if !ids.iter().any(|i| i == "0") {
+                ids.insert(0, "0".into());
+            }
             t.set("SECURITY_GROUPS", ids.join(","));
         }
         Ok(t)
@@ -764,8 +793,12 @@ impl Run<'_> {
     }
 
     fn acl(&self, spec: &AclSpec) -> OpResult<[u64; 4]> {
-        acl_words(spec, &|k| self.id_of(k))
-            .ok_or_else(|| format!("ACL rule {:?} names an object that does not exist", spec.text))
+        acl_words(spec, &|k| self.id_of(k)).ok_or_else(|| {
+            format!(
+                "ACL rule {:?} names an object that does not exist",
+                spec.text
+            )
+        })
     }
 }
 

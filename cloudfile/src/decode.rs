@@ -288,8 +288,7 @@ impl Reader<'_> {
                 None => (self.applier.clone(), text),
             };
             if !check_name(name, pos, kind.noun(), self.diags)
-                || (owner != self.applier
-                    && !check_name(&owner, pos, "owner (user)", self.diags))
+                || (owner != self.applier && !check_name(&owner, pos, "owner (user)", self.diags))
             {
                 return None;
             }
@@ -427,7 +426,10 @@ impl Reader<'_> {
                 if v.get(&uname_field).is_some() {
                     self.diags.push(Diag::new(
                         pos,
-                        format!("{}/{field} {name:?} names its owner twice (and {uname_field})", attr.name),
+                        format!(
+                            "{}/{field} {name:?} names its owner twice (and {uname_field})",
+                            attr.name
+                        ),
                     ));
                     continue;
                 }
@@ -509,7 +511,8 @@ pub(crate) fn decode(
             Some(s)
                 if !s.is_empty()
                     && s.len() <= 64
-                    && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
             {
                 s.to_owned()
             }
@@ -536,7 +539,9 @@ pub(crate) fn decode(
     section(&mut r, &mut f, "clusters", |r, k, n| cluster(r, k, n));
     section(&mut r, &mut f, "host_groups", |r, k, n| host_group(r, k, n));
     section(&mut r, &mut f, "datastores", |r, k, n| datastore(r, k, n));
-    section(&mut r, &mut f, "security_groups", |r, k, n| secgroup(r, k, n));
+    section(&mut r, &mut f, "security_groups", |r, k, n| {
+        secgroup(r, k, n)
+    });
     section(&mut r, &mut f, "networks", |r, k, n| network(r, k, n));
     section(&mut r, &mut f, "images", |r, k, n| image(r, k, n));
     section(&mut r, &mut f, "templates", |r, k, n| vm_template(r, k, n));
@@ -694,7 +699,9 @@ fn user(r: &mut Reader<'_>, k: &Key, node: &Node) {
         .get("auth_driver")
         .and_then(|n| scalar(n, "auth_driver", r.diags))
         .map(str::to_owned);
-    let enabled = f.get("enabled").and_then(|n| boolean(n, "enabled", r.diags));
+    let enabled = f
+        .get("enabled")
+        .and_then(|n| boolean(n, "enabled", r.diags));
     let t = f
         .get("template")
         .map(|n| template(n, "template", r.diags))
@@ -814,7 +821,10 @@ fn quota_limits(
     let Some(entries) = node.as_map() else {
         r.diags.push(Diag::new(
             &node.pos,
-            format!("{section} quota limits must be a mapping, not {}", node.what()),
+            format!(
+                "{section} quota limits must be a mapping, not {}",
+                node.what()
+            ),
         ));
         return;
     };
@@ -912,7 +922,12 @@ fn cluster(r: &mut Reader<'_>, k: &Key, node: &Node) {
         .unwrap_or_default();
     r.depends_on(&mut f, &mut deps);
     f.finish(&["template", "depends_on"], r.diags);
-    r.push(key, &k.pos, Spec::Cluster(ClusterSpec { template: t }), deps);
+    r.push(
+        key,
+        &k.pos,
+        Spec::Cluster(ClusterSpec { template: t }),
+        deps,
+    );
 }
 
 /// A host group: settings applied to each host it lists, as Ambari's blueprints do.
@@ -947,7 +962,14 @@ fn host_group(r: &mut Reader<'_>, k: &Key, node: &Node) {
     r.depends_on(&mut f, &mut deps);
     let hosts = f.get("hosts");
     f.finish(
-        &["cluster", "im_mad", "vm_mad", "template", "hosts", "depends_on"],
+        &[
+            "cluster",
+            "im_mad",
+            "vm_mad",
+            "template",
+            "hosts",
+            "depends_on",
+        ],
         r.diags,
     );
     let Some(im_mad) = im_mad.or_else(|| vm_mad.clone()) else {
@@ -1093,7 +1115,10 @@ fn secgroup(r: &mut Reader<'_>, k: &Key, node: &Node) {
                     } else if item.as_map().is_none() {
                         r.diags.push(Diag::new(
                             &item.pos,
-                            format!("a rule is a mapping (PROTOCOL, RULE_TYPE, RANGE, ...), not {}", item.what()),
+                            format!(
+                                "a rule is a mapping (PROTOCOL, RULE_TYPE, RANGE, ...), not {}",
+                                item.what()
+                            ),
                         ));
                     }
                 }
@@ -1315,7 +1340,10 @@ fn vm_set(r: &mut Reader<'_>, k: &Key, node: &Node) {
         None => {
             r.diags.push(Diag::new(
                 &k.pos,
-                format!("VM set {} needs template: (the VM template to instantiate)", k.name),
+                format!(
+                    "VM set {} needs template: (the VM template to instantiate)",
+                    k.name
+                ),
             ));
             None
         }
@@ -1383,7 +1411,10 @@ fn acl_rule(r: &mut Reader<'_>, text: &str, pos: &Pos) {
         Err(m) => return bad(r, m),
     };
     let Some((types, rsel)) = fields[1].split_once('/') else {
-        return bad(r, format!("ACL resource {:?} is TYPE[+TYPE]/SELECTOR", fields[1]));
+        return bad(
+            r,
+            format!("ACL resource {:?} is TYPE[+TYPE]/SELECTOR", fields[1]),
+        );
     };
     let mut resource_types = 0;
     let mut listed = Vec::new();
@@ -1408,7 +1439,12 @@ fn acl_rule(r: &mut Reader<'_>, text: &str, pos: &Pos) {
     for name in fields[2].split('+') {
         match AuthOp::from_name(name) {
             Some(op) => rights |= op.bit(),
-            None => return bad(r, format!("unknown ACL right {name:?} (USE, MANAGE, ADMIN, CREATE)")),
+            None => {
+                return bad(
+                    r,
+                    format!("unknown ACL right {name:?} (USE, MANAGE, ADMIN, CREATE)"),
+                );
+            }
         }
     }
     let zone = match fields.get(3) {

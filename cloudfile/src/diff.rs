@@ -93,7 +93,9 @@ pub fn system_attrs(kind: Kind) -> &'static [&'static str] {
 
 /// Whether `name` is left out of a comparison for `kind` when the file does not give it.
 pub fn is_system(kind: Kind, name: &str) -> bool {
-    system_attrs(kind).iter().any(|a| a.eq_ignore_ascii_case(name))
+    system_attrs(kind)
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(name))
         || (kind == Kind::Host && name.starts_with("KVM_"))
 }
 
@@ -165,7 +167,13 @@ fn values_diff(
 
 /// Compares two vectors sub-attribute by sub-attribute; `computed` names live
 /// sub-attributes the file never gives (left out unless the file gives them).
-pub fn vectors(path: &str, want: &Vector, have: &Vector, computed: &[&str], out: &mut Vec<AttrDiff>) {
+pub fn vectors(
+    path: &str,
+    want: &Vector,
+    have: &Vector,
+    computed: &[&str],
+    out: &mut Vec<AttrDiff>,
+) {
     let mut names: Vec<&str> = Vec::new();
     for (n, _) in want.attrs.iter().chain(&have.attrs) {
         if !names.iter().any(|x| x.eq_ignore_ascii_case(n)) {
@@ -263,7 +271,11 @@ mod tests {
             out,
             vec![
                 AttrDiff::new("TEMPLATE/BYHAND", Some("x".into()), None),
-                AttrDiff::new("TEMPLATE/DNS", Some("1.1.1.1".into()), Some("8.8.8.8".into())),
+                AttrDiff::new(
+                    "TEMPLATE/DNS",
+                    Some("1.1.1.1".into()),
+                    Some("8.8.8.8".into())
+                ),
                 AttrDiff::new("TEMPLATE/NEW", None, Some("1".into())),
             ]
         );
@@ -286,7 +298,14 @@ mod tests {
         assert_eq!(out[1].new, None);
         // System attributes count once the file gives them.
         let mut out = Vec::new();
-        templates(Kind::Host, "", &t("ARCH=arm"), &t("ARCH=x86_64\nCPUSPEED=1"), &[], &mut out);
+        templates(
+            Kind::Host,
+            "",
+            &t("ARCH=arm"),
+            &t("ARCH=x86_64\nCPUSPEED=1"),
+            &[],
+            &mut out,
+        );
         assert_eq!(out.len(), 1);
     }
 

@@ -53,7 +53,11 @@ impl Diags {
             Ok(value)
         } else {
             self.items.sort_by(|a, b| {
-                (&*a.pos.file, a.pos.line, a.pos.column).cmp(&(&*b.pos.file, b.pos.line, b.pos.column))
+                (&*a.pos.file, a.pos.line, a.pos.column).cmp(&(
+                    &*b.pos.file,
+                    b.pos.line,
+                    b.pos.column,
+                ))
             });
             self.items.dedup();
             Err(self)

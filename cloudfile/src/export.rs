@@ -229,7 +229,11 @@ pub async fn export(client: &Client, opts: &ExportOptions) -> Result<Exported, E
             ..LoadOptions::default()
         },
     )
-    .map_err(|d| Error::Other(format!("the exported file does not read back (a bug):\n{d}")))?;
+    .map_err(|d| {
+        Error::Other(format!(
+            "the exported file does not read back (a bug):\n{d}"
+        ))
+    })?;
     if opts.adopt {
         let marked = mark(client, &live, &opts.name, &picked, &loaded).await?;
         messages.push(format!(
@@ -343,7 +347,14 @@ pub fn build(
             }
             o.set("admins", names_out(admins));
         }
-        let q = quotas_out(live, &g.quotas, applier, &picked, &mut external, &builtin_keys);
+        let q = quotas_out(
+            live,
+            &g.quotas,
+            applier,
+            &picked,
+            &mut external,
+            &builtin_keys,
+        );
         if !q.is_empty() {
             o.set("quotas", q);
         }
@@ -356,7 +367,11 @@ pub fn build(
         }
         let mut o = Out::map();
         o.set("group", Out::str(gname(u.gid)));
-        refer(&mut external, &picked, ObjKey::new(Kind::Group, gname(u.gid)));
+        refer(
+            &mut external,
+            &picked,
+            ObjKey::new(Kind::Group, gname(u.gid)),
+        );
         let secondary: Vec<String> = u
             .groups
             .iter()
@@ -378,7 +393,14 @@ pub fn build(
         if !t.is_empty() {
             o.set("template", t);
         }
-        let q = quotas_out(live, &u.quotas, applier, &picked, &mut external, &builtin_keys);
+        let q = quotas_out(
+            live,
+            &u.quotas,
+            applier,
+            &picked,
+            &mut external,
+            &builtin_keys,
+        );
         if !q.is_empty() {
             o.set("quotas", q);
         }
@@ -418,7 +440,9 @@ pub fn build(
             BTreeMap::new();
         for h in live.hosts.iter().rev() {
             let key = ObjKey::new(Kind::Host, &h.name);
-            if !in_cluster(&[h.cluster_id]) || !eligible(&mut messages, cloud, Kind::Host, &key, h.id, &h.template) {
+            if !in_cluster(&[h.cluster_id])
+                || !eligible(&mut messages, cloud, Kind::Host, &key, h.id, &h.template)
+            {
                 continue;
             }
             picked.keys.insert(key);
@@ -426,7 +450,12 @@ pub fn build(
             t.attrs
                 .retain(|a| a.name != MARKER && !is_system(Kind::Host, &a.name));
             by_settings
-                .entry((cluster_name(h.cluster_id), h.im_mad.clone(), h.vm_mad.clone(), t.to_text()))
+                .entry((
+                    cluster_name(h.cluster_id),
+                    h.im_mad.clone(),
+                    h.vm_mad.clone(),
+                    t.to_text(),
+                ))
                 .or_default()
                 .push(h);
         }
@@ -461,7 +490,14 @@ pub fn build(
     for d in live.datastores.iter().rev() {
         let key = ObjKey::new(Kind::Datastore, &d.name);
         if !(all || (cluster_id.is_some() && in_cluster(&d.clusters)))
-            || !eligible(&mut messages, cloud, Kind::Datastore, &key, d.id, &d.template)
+            || !eligible(
+                &mut messages,
+                cloud,
+                Kind::Datastore,
+                &key,
+                d.id,
+                &d.template,
+            )
         {
             continue;
         }
@@ -474,18 +510,16 @@ pub fn build(
         o.set("clusters", names_out(cs));
         o.set(
             "template",
-            template_out(&d.template, |n| n != MARKER && !is_system(Kind::Datastore, n)),
+            template_out(&d.template, |n| {
+                n != MARKER && !is_system(Kind::Datastore, n)
+            }),
         );
         datastores.set(&d.name, o);
     }
 
     // Owned objects.
     let ownership = |o: &mut Out, owner: &oca::Ownership, perms: &oca::Permissions| {
-        let primary = live
-            .users
-            .iter()
-            .find(|u| u.id == owner.uid)
-            .map(|u| u.gid);
+        let primary = live.users.iter().find(|u| u.id == owner.uid).map(|u| u.gid);
         if primary != Some(owner.gid) {
             o.set("group", Out::str(owner.gname.clone()));
         }
@@ -495,7 +529,14 @@ pub fn build(
     for s in live.secgroups.iter().rev() {
         let key = owned_key(Kind::SecurityGroup, &s.owner.uname, &s.name);
         if !(all || (user_filter.is_some() && of_user(&s.owner.uname)))
-            || !eligible(&mut messages, cloud, Kind::SecurityGroup, &key, s.id, &s.template)
+            || !eligible(
+                &mut messages,
+                cloud,
+                Kind::SecurityGroup,
+                &key,
+                s.id,
+                &s.template,
+            )
         {
             continue;
         }
@@ -511,7 +552,9 @@ pub fn build(
         let wanted = all
             || (user_filter.is_some() && of_user(&n.owner.uname))
             || (cluster_id.is_some() && in_cluster(&n.clusters));
-        if !wanted || !n.parent_network_id.is_empty() || !eligible(&mut messages, cloud, Kind::Network, &key, n.id, &n.template)
+        if !wanted
+            || !n.parent_network_id.is_empty()
+            || !eligible(&mut messages, cloud, Kind::Network, &key, n.id, &n.template)
         {
             continue;
         }
@@ -574,7 +617,11 @@ pub fn build(
         picked.keys.insert(key.clone());
         let mut o = Out::map();
         ownership(&mut o, &i.owner, &i.permissions);
-        refer(&mut external, &picked, ObjKey::new(Kind::Datastore, &i.datastore));
+        refer(
+            &mut external,
+            &picked,
+            ObjKey::new(Kind::Datastore, &i.datastore),
+        );
         o.set("datastore", Out::str(i.datastore.clone()));
         let mut t = Template::default();
         t.set("TYPE", i.type_name());
@@ -602,7 +649,14 @@ pub fn build(
     for t in live.templates.iter().rev() {
         let key = owned_key(Kind::Template, &t.owner.uname, &t.name);
         if !(all || (user_filter.is_some() && of_user(&t.owner.uname)))
-            || !eligible(&mut messages, cloud, Kind::Template, &key, t.id, &t.template)
+            || !eligible(
+                &mut messages,
+                cloud,
+                Kind::Template,
+                &key,
+                t.id,
+                &t.template,
+            )
         {
             continue;
         }
@@ -665,7 +719,9 @@ pub fn build(
             },
             _ => ObjKey::owned(Kind::Vm, &vm.owner.uname, &tkey.name),
         };
-        let entry = sets.entry(set).or_insert_with(|| (tkey.clone(), Vec::new()));
+        let entry = sets
+            .entry(set)
+            .or_insert_with(|| (tkey.clone(), Vec::new()));
         if entry.0 != tkey {
             messages.push(format!(
                 "onecloud: VM {} (id {}) left out: its set is made from template {} but it is from {}",
@@ -692,22 +748,11 @@ pub fn build(
     // adds itself for group administrators.
     let mut acls = Vec::new();
     if all {
-        let defaults: Vec<[u64; 4]> = one_proto::acl::default_rules()
-            .iter()
-            .map(|r| [r.user, r.resource, r.rights, r.zone])
-            .collect();
-        let mut automatic = Vec::new();
-        for g in &live.groups {
-            for uid in &g.admins {
-                for r in one_proto::acl::group_admin_rules(*uid, g.id) {
-                    automatic.push([r.user, r.resource, r.rights, r.zone]);
-                }
-            }
-        }
+        let automatic = crate::plan::automatic_rules(live);
         for r in &live.acls {
             let Some(p) = r.parsed() else { continue };
             let w = [p.user, p.resource, p.rights, p.zone];
-            if defaults.contains(&w) || automatic.contains(&w) {
+            if automatic.contains(&w) {
                 continue;
             }
             acls.push(Out::str(acl_string(live, &p)));
@@ -729,11 +774,7 @@ pub fn build(
     if !ext.is_empty() {
         root.set("external", ext);
     }
-    for (name, section) in [
-        ("groups", groups),
-        ("users", users),
-        ("clusters", clusters),
-    ] {
+    for (name, section) in [("groups", groups), ("users", users), ("clusters", clusters)] {
         if !section.is_empty() {
             root.set(name, section);
         }
@@ -874,22 +915,31 @@ async fn mark(
             }
         };
     }
-    mark_kind!(live.groups, Kind::Group, group, |o| ObjKey::new(Kind::Group, &o.name));
-    mark_kind!(live.users, Kind::User, user, |o| ObjKey::new(Kind::User, &o.name));
+    mark_kind!(live.groups, Kind::Group, group, |o| ObjKey::new(
+        Kind::Group,
+        &o.name
+    ));
+    mark_kind!(live.users, Kind::User, user, |o| ObjKey::new(
+        Kind::User,
+        &o.name
+    ));
     mark_kind!(live.clusters, Kind::Cluster, cluster, |o| ObjKey::new(
         Kind::Cluster,
         &o.name
     ));
-    mark_kind!(live.hosts, Kind::Host, host, |o| ObjKey::new(Kind::Host, &o.name));
-    mark_kind!(live.datastores, Kind::Datastore, datastore, |o| ObjKey::new(
+    mark_kind!(live.hosts, Kind::Host, host, |o| ObjKey::new(
+        Kind::Host,
+        &o.name
+    ));
+    mark_kind!(
+        live.datastores,
         Kind::Datastore,
-        &o.name
-    ));
-    mark_kind!(live.secgroups, Kind::SecurityGroup, secgroup, |o| ObjKey::owned(
-        Kind::SecurityGroup,
-        &o.owner.uname,
-        &o.name
-    ));
+        datastore,
+        |o| ObjKey::new(Kind::Datastore, &o.name)
+    );
+    mark_kind!(live.secgroups, Kind::SecurityGroup, secgroup, |o| {
+        ObjKey::owned(Kind::SecurityGroup, &o.owner.uname, &o.name)
+    });
     mark_kind!(live.networks, Kind::Network, vnet, |o| ObjKey::owned(
         Kind::Network,
         &o.owner.uname,

@@ -63,20 +63,31 @@ impl Live {
             client.vm(),
             client.acl(),
         );
-        let (users, groups, clusters, hosts, datastores, secgroups, networks, images, templates, vms, acls) =
-            tokio::try_join!(
-                u.list(),
-                g.list(),
-                c.list(),
-                h.list(),
-                d.list(),
-                s.list(all, range),
-                n.list(all, range),
-                i.list(all, range),
-                t.list(all, range),
-                v.list_extended(&vmq),
-                a.list(),
-            )?;
+        let (
+            users,
+            groups,
+            clusters,
+            hosts,
+            datastores,
+            secgroups,
+            networks,
+            images,
+            templates,
+            vms,
+            acls,
+        ) = tokio::try_join!(
+            u.list(),
+            g.list(),
+            c.list(),
+            h.list(),
+            d.list(),
+            s.list(all, range),
+            n.list(all, range),
+            i.list(all, range),
+            t.list(all, range),
+            v.list_extended(&vmq),
+            a.list(),
+        )?;
         let mut live = Live {
             users,
             groups,
@@ -108,15 +119,9 @@ impl Live {
         }
         add!(self.users, |o| ObjKey::new(Kind::User, &o.name));
         add!(self.groups, |o| ObjKey::new(Kind::Group, &o.name));
-        add!(self.clusters, |o| ObjKey::new(
-            Kind::Cluster,
-            &o.name
-        ));
+        add!(self.clusters, |o| ObjKey::new(Kind::Cluster, &o.name));
         add!(self.hosts, |o| ObjKey::new(Kind::Host, &o.name));
-        add!(self.datastores, |o| ObjKey::new(
-            Kind::Datastore,
-            &o.name
-        ));
+        add!(self.datastores, |o| ObjKey::new(Kind::Datastore, &o.name));
         add!(self.secgroups, |o| ObjKey::owned(
             Kind::SecurityGroup,
             &o.owner.uname,

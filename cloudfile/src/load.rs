@@ -90,7 +90,10 @@ fn apply_environment(root: &mut Node, env: Option<&str>, diags: &mut Diags) {
     let Some(entries) = over.as_map() else {
         diags.push(Diag::new(
             &over.pos,
-            format!("environment {env} must be a mapping of overrides, not {}", over.what()),
+            format!(
+                "environment {env} must be a mapping of overrides, not {}",
+                over.what()
+            ),
         ));
         return;
     };
@@ -105,11 +108,7 @@ fn apply_environment(root: &mut Node, env: Option<&str>, diags: &mut Diags) {
     source::deep_merge(root, over);
 }
 
-fn variables(
-    root: &Node,
-    cli: &[(String, String)],
-    diags: &mut Diags,
-) -> BTreeMap<String, String> {
+fn variables(root: &Node, cli: &[(String, String)], diags: &mut Diags) -> BTreeMap<String, String> {
     let mut vars = BTreeMap::new();
     if let Some(node) = root.get("variables") {
         match &node.value {

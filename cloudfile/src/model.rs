@@ -19,13 +19,13 @@ pub const MARKER: &str = "ONECLOUD";
 pub const VM_MARKER: &str = "ONECLOUD_VM";
 
 /// The kinds of objects, in the order they are created when nothing else decides.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Group,
     User,
+    GroupAdmins,
+    Quota,
     Cluster,
     Host,
     Datastore,
@@ -34,8 +34,6 @@ pub enum Kind {
     Image,
     Template,
     Vm,
-    GroupAdmins,
-    Quota,
     Acl,
 }
 

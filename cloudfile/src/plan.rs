@@ -261,6 +261,11 @@ pub fn plan(file: &CloudFile, live: &Live, opts: PlanOptions) -> Plan {
         };
         for mut c in changes {
             c.key.get_or_insert_with(|| d.key.clone());
+            // The applier's own objects are shown by name alone.
+            if d.key.owner.as_deref() == Some(file.applier.as_str()) && c.name == d.key.full_name()
+            {
+                c.name = d.key.name.clone();
+            }
             if matches!(c.action, Action::Delete) {
                 deletes.push(c);
             } else {
@@ -413,7 +418,14 @@ fn group(ctx: &mut Ctx<'_>, d: &Desired, s: &GroupSpec) -> Change {
         }
         Some(g) => {
             let mut diffs = Vec::new();
-            diff::templates(Kind::Group, "TEMPLATE/", &s.template, &g.template, &[], &mut diffs);
+            diff::templates(
+                Kind::Group,
+                "TEMPLATE/",
+                &s.template,
+                &g.template,
+                &[],
+                &mut diffs,
+            );
             let update = diff::replacement(Kind::Group, &s.template, Some(&g.template), cloud, &[]);
             let marker = live::marker(&g.template).map(str::to_owned);
             match existing(ctx, d, g.id, marker.as_deref(), diffs) {
@@ -432,7 +444,8 @@ fn group(ctx: &mut Ctx<'_>, d: &Desired, s: &GroupSpec) -> Change {
 
 fn refused(d: &Desired, id: i64) -> Change {
     let mut c = Change::new(d.key.kind, d.key.full_name(), Some(id), Action::Refuse);
-    c.notes.push("managed by another cloud file: left alone".into());
+    c.notes
+        .push("managed by another cloud file: left alone".into());
     c
 }
 
@@ -496,7 +509,11 @@ fn user(ctx: &mut Ctx<'_>, d: &Desired, s: &UserSpec) -> Change {
     if let Some(g) = &s.group
         && *g != gname_of(u.gid)
     {
-        diffs.push(AttrDiff::new("group", Some(gname_of(u.gid)), Some(g.clone())));
+        diffs.push(AttrDiff::new(
+            "group",
+            Some(gname_of(u.gid)),
+            Some(g.clone()),
+        ));
         ops.push(Op::UserChgrp(g.clone()));
     }
     if let Some(want) = &s.groups {
@@ -539,7 +556,14 @@ fn user(ctx: &mut Ctx<'_>, d: &Desired, s: &UserSpec) -> Change {
         ));
         ops.push(Op::UserEnable(e));
     }
-    diff::templates(Kind::User, "TEMPLATE/", &s.template, &u.template, &[], &mut diffs);
+    diff::templates(
+        Kind::User,
+        "TEMPLATE/",
+        &s.template,
+        &u.template,
+        &[],
+        &mut diffs,
+    );
     let template_changed = diffs.iter().any(|x| x.attr.starts_with("TEMPLATE/"));
     let marker = live::marker(&u.template).map(str::to_owned);
     if template_changed || marker.as_deref() != Some(cloud.as_str()) {
@@ -577,7 +601,14 @@ fn cluster(ctx: &mut Ctx<'_>, d: &Desired, s: &ClusterSpec) -> Change {
         }
         Some(c) => {
             let mut diffs = Vec::new();
-            diff::templates(Kind::Cluster, "TEMPLATE/", &s.template, &c.template, &[], &mut diffs);
+            diff::templates(
+                Kind::Cluster,
+                "TEMPLATE/",
+                &s.template,
+                &c.template,
+                &[],
+                &mut diffs,
+            );
             let update =
                 diff::replacement(Kind::Cluster, &s.template, Some(&c.template), cloud, &[]);
             let marker = live::marker(&c.template).map(str::to_owned);
@@ -646,7 +677,14 @@ fn host(ctx: &mut Ctx<'_>, d: &Desired, s: &HostSpec) -> Change {
                 ));
                 ops.push(Op::ClusterAdd(want_cluster));
             }
-            diff::templates(Kind::Host, "TEMPLATE/", &s.template, &h.template, &[], &mut diffs);
+            diff::templates(
+                Kind::Host,
+                "TEMPLATE/",
+                &s.template,
+                &h.template,
+                &[],
+                &mut diffs,
+            );
             let marker = live::marker(&h.template).map(str::to_owned);
             if diffs.iter().any(|x| x.attr.starts_with("TEMPLATE/"))
                 || marker.as_deref() != Some(cloud.as_str())
@@ -731,7 +769,14 @@ fn datastore(ctx: &mut Ctx<'_>, d: &Desired, s: &DatastoreSpec) -> Change {
             let mut diffs = Vec::new();
             let mut ops = Vec::new();
             clusters_diff(ctx, &s.clusters, &ds.clusters, &mut diffs, &mut ops);
-            diff::templates(Kind::Datastore, "TEMPLATE/", &s.template, &ds.template, &[], &mut diffs);
+            diff::templates(
+                Kind::Datastore,
+                "TEMPLATE/",
+                &s.template,
+                &ds.template,
+                &[],
+                &mut diffs,
+            );
             let marker = live::marker(&ds.template).map(str::to_owned);
             if diffs.iter().any(|x| x.attr.starts_with("TEMPLATE/"))
                 || marker.as_deref() != Some(cloud.as_str())
@@ -829,7 +874,14 @@ fn secgroup(ctx: &mut Ctx<'_>, d: &Desired, s: &SecGroupSpec) -> Change {
         Some(sg) => {
             let mut diffs = Vec::new();
             let mut ops = Vec::new();
-            diff::templates(Kind::SecurityGroup, "TEMPLATE/", &s.template, &sg.template, &[], &mut diffs);
+            diff::templates(
+                Kind::SecurityGroup,
+                "TEMPLATE/",
+                &s.template,
+                &sg.template,
+                &[],
+                &mut diffs,
+            );
             let marker = live::marker(&sg.template).map(str::to_owned);
             if !diffs.is_empty() || marker.as_deref() != Some(cloud.as_str()) {
                 ops.push(Op::Update {
@@ -877,13 +929,20 @@ const AR_COMPUTED: &[&str] = &[
 /// Address range attributes `one.vn.update_ar` cannot change: the range is recreated.
 const AR_FIXED: &[&str] = &["TYPE", "IP", "MAC", "IP6"];
 
+/// The SECURITY_GROUPS a network will have: the ids of those named, and the default group
+/// (id 0), which oned always adds.
 fn sg_names(ctx: &Ctx<'_>, keys: &[ObjKey]) -> Vec<String> {
-    keys.iter()
+    let mut ids: Vec<String> = keys
+        .iter()
         .map(|k| match ctx.live.id_of(k) {
             Some(id) => id.to_string(),
             None => format!("({} once created)", k.full_name()),
         })
-        .collect()
+        .collect();
+    if !ids.iter().any(|i| i == "0") {
+        ids.insert(0, "0".into());
+    }
+    ids
 }
 
 fn network(ctx: &mut Ctx<'_>, d: &Desired, s: &NetworkSpec) -> Change {
@@ -897,12 +956,21 @@ fn network(ctx: &mut Ctx<'_>, d: &Desired, s: &NetworkSpec) -> Change {
             diffs.push(AttrDiff::new(
                 "security_groups",
                 None,
-                Some(sgs.iter().map(ObjKey::full_name).collect::<Vec<_>>().join(", ")),
+                Some(
+                    sgs.iter()
+                        .map(ObjKey::full_name)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
             ));
         }
         all_new("TEMPLATE/", &s.template, &mut diffs);
         for (i, ar) in s.address_ranges.iter().enumerate() {
-            diffs.push(AttrDiff::new(format!("AR[{i}]"), None, Some(diff::show_vector(ar))));
+            diffs.push(AttrDiff::new(
+                format!("AR[{i}]"),
+                None,
+                Some(diff::show_vector(ar)),
+            ));
         }
         let mut t = with_marker(&s.template, cloud);
         t.set("NAME", &d.key.name);
@@ -1013,7 +1081,11 @@ fn network(ctx: &mut Ctx<'_>, d: &Desired, s: &NetworkSpec) -> Change {
                 ops.push(Op::ArAdd(want.clone()));
             }
             (None, Some(ar)) => {
-                diffs.push(AttrDiff::new(path, Some(diff::show_vector(&ar.attrs)), None));
+                diffs.push(AttrDiff::new(
+                    path,
+                    Some(diff::show_vector(&ar.attrs)),
+                    None,
+                ));
                 ops.push(Op::ArRemove(ar.id));
             }
             (None, None) => {}
@@ -1080,7 +1152,11 @@ fn image(ctx: &mut Ctx<'_>, d: &Desired, s: &ImageSpec) -> Change {
     if let Some(ty) = t.get("TYPE") {
         let ty = ty.trim().to_ascii_uppercase();
         if ty != img.type_name() {
-            diffs.push(AttrDiff::new("TYPE", Some(img.type_name()), Some(ty.clone())));
+            diffs.push(AttrDiff::new(
+                "TYPE",
+                Some(img.type_name()),
+                Some(ty.clone()),
+            ));
             ops.push(Op::ImageType(ty));
         }
     }
@@ -1121,7 +1197,14 @@ fn image(ctx: &mut Ctx<'_>, d: &Desired, s: &ImageSpec) -> Change {
     }
     let mut free = t.clone();
     free.attrs.retain(|a| !IMAGE_TOP.contains(&a.name.as_str()));
-    diff::templates(Kind::Image, "TEMPLATE/", &free, &img.template, IMAGE_TOP, &mut diffs);
+    diff::templates(
+        Kind::Image,
+        "TEMPLATE/",
+        &free,
+        &img.template,
+        IMAGE_TOP,
+        &mut diffs,
+    );
     let marker = live::marker(&img.template).map(str::to_owned);
     if diffs.iter().any(|x| x.attr.starts_with("TEMPLATE/"))
         || marker.as_deref() != Some(cloud.as_str())
@@ -1160,7 +1243,14 @@ fn vm_template(ctx: &mut Ctx<'_>, d: &Desired, s: &TemplateSpec) -> Change {
     };
     let mut diffs = Vec::new();
     let mut ops = Vec::new();
-    diff::templates(Kind::Template, "TEMPLATE/", &s.template, &tp.template, &["NAME"], &mut diffs);
+    diff::templates(
+        Kind::Template,
+        "TEMPLATE/",
+        &s.template,
+        &tp.template,
+        &["NAME"],
+        &mut diffs,
+    );
     let marker = live::marker(&tp.template).map(str::to_owned);
     if !diffs.is_empty() || marker.as_deref() != Some(cloud.as_str()) {
         let mut t = diff::replacement(Kind::Template, &s.template, Some(&tp.template), cloud, &[]);
@@ -1199,14 +1289,17 @@ pub fn vm_digest(file: &CloudFile, s: &VmSpec) -> String {
 fn vm_set(ctx: &mut Ctx<'_>, d: &Desired, s: &VmSpec) -> Vec<Change> {
     let cloud = ctx.file.name.clone();
     let set = d.key.full_name();
+    let shown = if d.key.owner.as_deref() == Some(ctx.file.applier.as_str()) {
+        d.key.name.clone()
+    } else {
+        set.clone()
+    };
     let digest = vm_digest(ctx.file, s);
     let mut members: Vec<&oca::Vm> = ctx
         .live
         .vms
         .iter()
-        .filter(|vm| {
-            live::vm_marker(vm).is_some_and(|(c, st, _)| c == cloud && st == set)
-        })
+        .filter(|vm| live::vm_marker(vm).is_some_and(|(c, st, _)| c == cloud && st == set))
         .collect();
     members.sort_by_key(|vm| vm.id);
     let mut out = Vec::new();
@@ -1221,8 +1314,10 @@ fn vm_set(ctx: &mut Ctx<'_>, d: &Desired, s: &VmSpec) -> Vec<Change> {
                 Some(members.len().to_string()),
                 Some(want.to_string()),
             ));
-            c.notes
-                .push(format!("VM set {set}: {} VMs, {want} wanted: the newest go", members.len()));
+            c.notes.push(format!(
+                "VM set {shown}: {} VMs, {want} wanted: the newest go",
+                members.len()
+            ));
             c.ops = vec![Op::Terminate, Op::WaitVmGone];
             c.key = Some(d.key.clone());
             out.push(c);
@@ -1252,7 +1347,7 @@ fn vm_set(ctx: &mut Ctx<'_>, d: &Desired, s: &VmSpec) -> Vec<Change> {
         .collect();
     if !outdated.is_empty() && !ctx.opts.replace {
         ctx.notes.push(format!(
-            "VM set {set}: {} of {} VMs are out of date (made from an older template or extra): `--replace` recreates them",
+            "VM set {shown}: {} of {} VMs are out of date (made from an older template or extra): `--replace` recreates them",
             outdated.len(),
             keep.len()
         ));
@@ -1261,7 +1356,9 @@ fn vm_set(ctx: &mut Ctx<'_>, d: &Desired, s: &VmSpec) -> Vec<Change> {
         let is_old = outdated.iter().any(|o| o.id == vm.id);
         if is_old && ctx.opts.replace {
             let mut c = Change::new(Kind::Vm, vm.name.clone(), Some(vm.id), Action::Replace);
-            c.notes.push(format!("VM set {set}: made from an older template or extra"));
+            c.notes.push(format!(
+                "VM set {shown}: made from an older template or extra"
+            ));
             c.ops = vec![
                 Op::Terminate,
                 Op::WaitVmGone,
@@ -1305,7 +1402,10 @@ fn vm_set(ctx: &mut Ctx<'_>, d: &Desired, s: &VmSpec) -> Vec<Change> {
             Some(s.template.full_name()),
         ));
         if members.len() != want {
-            c.notes.push(format!("VM set {set}: {} VMs, {want} wanted", members.len()));
+            c.notes.push(format!(
+                "VM set {shown}: {} VMs, {want} wanted",
+                members.len()
+            ));
         }
         c.ops = vec![Op::Instantiate {
             template: s.template.clone(),
@@ -1319,7 +1419,7 @@ fn vm_set(ctx: &mut Ctx<'_>, d: &Desired, s: &VmSpec) -> Vec<Change> {
     }
     if out.is_empty() {
         // count 0 and none there: still say the set is as the file says.
-        let mut c = Change::new(Kind::Vm, set, None, Action::Nothing);
+        let mut c = Change::new(Kind::Vm, shown, None, Action::Nothing);
         c.notes.push("no VM wanted".into());
         out.push(c);
     }
@@ -1451,10 +1551,7 @@ fn quota(ctx: &mut Ctx<'_>, d: &Desired, s: &QuotaSpec) -> Change {
 }
 
 /// The four words of a rule, if every name in it exists already.
-pub(crate) fn acl_words(
-    s: &AclSpec,
-    id_of: &dyn Fn(&ObjKey) -> Option<i64>,
-) -> Option<[u64; 4]> {
+pub(crate) fn acl_words(s: &AclSpec, id_of: &dyn Fn(&ObjKey) -> Option<i64>) -> Option<[u64; 4]> {
     let word = |sel: &AclSel| -> Option<u64> {
         let id = |k: ObjKey| id_of(&k).map(|i| (i as u64) & pacl::ID_MASK);
         Some(match sel {
@@ -1468,7 +1565,12 @@ pub(crate) fn acl_words(
             AclSel::Object(k) => pacl::INDIVIDUAL_ID | id(k.clone())?,
         })
     };
-    Some([word(&s.user)?, s.resource_types | word(&s.resource)?, s.rights, s.zone])
+    Some([
+        word(&s.user)?,
+        s.resource_types | word(&s.resource)?,
+        s.rights,
+        s.zone,
+    ])
 }
 
 fn acl(ctx: &mut Ctx<'_>, s: &AclSpec) -> Change {
@@ -1492,6 +1594,7 @@ fn acl(ctx: &mut Ctx<'_>, s: &AclSpec) -> Change {
 /// Managed objects that are no longer in the file: deleted with `--prune`, else listed.
 fn leftovers(ctx: &mut Ctx<'_>) -> Vec<Change> {
     let cloud = ctx.file.name.clone();
+    let applier = ctx.file.applier.clone();
     let live = ctx.live;
     let mut found: Vec<(Kind, String, i64)> = Vec::new();
     let mut check = |kind: Kind, key: ObjKey, id: i64, t: &Template| {
@@ -1499,23 +1602,53 @@ fn leftovers(ctx: &mut Ctx<'_>) -> Vec<Change> {
             && !ctx.declared.contains(&key)
             && !is_builtin(kind, id)
         {
-            found.push((kind, key.full_name(), id));
+            let name = if key.owner.as_deref() == Some(applier.as_str()) {
+                key.name.clone()
+            } else {
+                key.full_name()
+            };
+            found.push((kind, name, id));
         }
     };
     for o in &live.groups {
-        check(Kind::Group, ObjKey::new(Kind::Group, &o.name), o.id, &o.template);
+        check(
+            Kind::Group,
+            ObjKey::new(Kind::Group, &o.name),
+            o.id,
+            &o.template,
+        );
     }
     for o in &live.users {
-        check(Kind::User, ObjKey::new(Kind::User, &o.name), o.id, &o.template);
+        check(
+            Kind::User,
+            ObjKey::new(Kind::User, &o.name),
+            o.id,
+            &o.template,
+        );
     }
     for o in &live.clusters {
-        check(Kind::Cluster, ObjKey::new(Kind::Cluster, &o.name), o.id, &o.template);
+        check(
+            Kind::Cluster,
+            ObjKey::new(Kind::Cluster, &o.name),
+            o.id,
+            &o.template,
+        );
     }
     for o in &live.hosts {
-        check(Kind::Host, ObjKey::new(Kind::Host, &o.name), o.id, &o.template);
+        check(
+            Kind::Host,
+            ObjKey::new(Kind::Host, &o.name),
+            o.id,
+            &o.template,
+        );
     }
     for o in &live.datastores {
-        check(Kind::Datastore, ObjKey::new(Kind::Datastore, &o.name), o.id, &o.template);
+        check(
+            Kind::Datastore,
+            ObjKey::new(Kind::Datastore, &o.name),
+            o.id,
+            &o.template,
+        );
     }
     for o in &live.secgroups {
         let k = ObjKey::owned(Kind::SecurityGroup, &o.owner.uname, &o.name);
@@ -1555,7 +1688,8 @@ fn leftovers(ctx: &mut Ctx<'_>) -> Vec<Change> {
     for (kind, name, id) in found {
         if ctx.opts.prune {
             let mut c = Change::new(kind, name, Some(id), Action::Delete);
-            c.notes.push("managed by this file and no longer in it".into());
+            c.notes
+                .push("managed by this file and no longer in it".into());
             c.ops = match kind {
                 Kind::Vm => vec![Op::Terminate, Op::WaitVmGone],
                 Kind::Acl => vec![Op::AclDel(id)],
@@ -1587,15 +1721,7 @@ fn acl_leftovers(ctx: &Ctx<'_>) -> Vec<(Kind, String, i64)> {
         .filter(|g| live::marker(&g.template) == Some(cloud) && !is_builtin(Kind::Group, g.id))
         .map(|g| g.id)
         .collect();
-    // Rules oned adds itself for group administrators.
-    let mut automatic: Vec<[u64; 4]> = Vec::new();
-    for g in &live.groups {
-        for uid in &g.admins {
-            for r in pacl::group_admin_rules(*uid, g.id) {
-                automatic.push([r.user, r.resource, r.rights, r.zone]);
-            }
-        }
-    }
+    let automatic = automatic_rules(live);
     let wanted: Vec<[u64; 4]> = ctx
         .file
         .objects
@@ -1622,6 +1748,22 @@ fn acl_leftovers(ctx: &Ctx<'_>) -> Vec<(Kind, String, i64)> {
     out
 }
 
+/// The rules oned adds by itself: OpenNebula's defaults, those of each group (its default
+/// VDC) and those of each group administrator. They are never deleted nor exported.
+pub(crate) fn automatic_rules(live: &Live) -> Vec<[u64; 4]> {
+    let mut rules = pacl::default_rules();
+    for g in &live.groups {
+        rules.extend(pacl::group_vdc_rules(g.id));
+        for uid in &g.admins {
+            rules.extend(pacl::group_admin_rules(*uid, g.id));
+        }
+    }
+    rules
+        .iter()
+        .map(|r| [r.user, r.resource, r.rights, r.zone])
+        .collect()
+}
+
 /// A rule as a cloud file writes it: names where the cloud has them.
 pub fn acl_string(live: &Live, r: &pacl::AclRule) -> String {
     let sel = |word: u64, kinds: &[(u64, char, Kind)], single: Option<Kind>| -> String {
@@ -1631,7 +1773,11 @@ pub fn acl_string(live: &Live, r: &pacl::AclRule) -> String {
         let id = (word & pacl::ID_MASK) as i64;
         for (bit, c, kind) in kinds {
             if word & bit != 0 {
-                let kind = if *c == '#' { single.unwrap_or(*kind) } else { *kind };
+                let kind = if *c == '#' {
+                    single.unwrap_or(*kind)
+                } else {
+                    *kind
+                };
                 let name = (single.is_some() || *c != '#' || kind == Kind::User)
                     .then(|| live.key_of(kind, id))
                     .flatten();

@@ -104,13 +104,19 @@ impl Metrics {
             "onecloud_last_run_timestamp_seconds",
             "gauge",
             "When the last run ended.",
-            vec![format!("onecloud_last_run_timestamp_seconds {}", self.last_run)],
+            vec![format!(
+                "onecloud_last_run_timestamp_seconds {}",
+                self.last_run
+            )],
         );
         put(
             "onecloud_last_run_success",
             "gauge",
             "1 if the last run planned (and applied, when allowed) without error.",
-            vec![format!("onecloud_last_run_success {}", u8::from(self.last_success))],
+            vec![format!(
+                "onecloud_last_run_success {}",
+                u8::from(self.last_success)
+            )],
         );
         put(
             "onecloud_last_commit_info",
@@ -265,7 +271,11 @@ async fn pull(opts: &ReconcileOptions, checkout: &Path) -> Result<(String, Strin
     } else {
         let refspec = opts.branch.as_deref().unwrap_or("HEAD");
         git(Some(checkout), &["fetch", "--quiet", "origin", refspec]).await?;
-        git(Some(checkout), &["reset", "--quiet", "--hard", "FETCH_HEAD"]).await?;
+        git(
+            Some(checkout),
+            &["reset", "--quiet", "--hard", "FETCH_HEAD"],
+        )
+        .await?;
         git(Some(checkout), &["clean", "--quiet", "-fdx"]).await?;
     }
     let commit = git(Some(checkout), &["rev-parse", "HEAD"]).await?;
@@ -325,9 +335,8 @@ fn drift(plan: &Plan, base: &State) -> Vec<(String, String)> {
 /// Runs reconcile until interrupted (or once). Returns the exit status of the last run with
 /// `once`: 0 in line, 2 changes (or drift) left, 1 a failure.
 pub async fn run(client: &Client, opts: ReconcileOptions) -> Result<u8, Error> {
-    std::fs::create_dir_all(&opts.audit_dir).map_err(|e| {
-        Error::Other(format!("creating {}: {e}", opts.audit_dir.display()))
-    })?;
+    std::fs::create_dir_all(&opts.audit_dir)
+        .map_err(|e| Error::Other(format!("creating {}: {e}", opts.audit_dir.display())))?;
     let metrics = Arc::new(Mutex::new(Metrics::default()));
     if let Some(addr) = &opts.metrics {
         serve_metrics(addr, metrics.clone()).await?;
@@ -502,7 +511,12 @@ async fn step(
     let base = read_state(state_path);
     let drifted = drift(&p, &base);
     record.summary = Some(p.summary);
-    record.changes = p.changes.iter().filter(|c| c.is_change()).cloned().collect();
+    record.changes = p
+        .changes
+        .iter()
+        .filter(|c| c.is_change())
+        .cloned()
+        .collect();
     record.refusals = p.refusals.clone();
     record.drift = drifted.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let baseline = State {

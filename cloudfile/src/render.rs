@@ -23,9 +23,14 @@ pub fn diff_line(d: &AttrDiff) -> String {
 
 /// `network lab-net (id 3)`.
 pub fn change_title(c: &Change) -> String {
+    let noun = if c.kind == crate::Kind::Vm {
+        "VM"
+    } else {
+        c.kind.noun()
+    };
     match c.id {
-        Some(id) => format!("{} {} (id {id})", c.kind.noun(), c.name),
-        None => format!("{} {}", c.kind.noun(), c.name),
+        Some(id) => format!("{noun} {} (id {id})", c.name),
+        None => format!("{noun} {}", c.name),
     }
 }
 
@@ -99,7 +104,13 @@ pub fn report_text(r: &ApplyReport) -> String {
                 let _ = writeln!(s, "  {} {} {}", o.action.word(), o.kind.noun(), o.name);
             }
             let _ = writeln!(s, "Not done ({}):", r.not_done.len() + 1);
-            let _ = writeln!(s, "  {} {} {} (failed)", f.action.word(), f.kind.noun(), f.name);
+            let _ = writeln!(
+                s,
+                "  {} {} {} (failed)",
+                f.action.word(),
+                f.kind.noun(),
+                f.name
+            );
             for o in &r.not_done {
                 let _ = writeln!(s, "  {} {} {}", o.action.word(), o.kind.noun(), o.name);
             }

@@ -154,9 +154,8 @@ fn parse_yaml(file: &Arc<str>, text: &str) -> Result<Node, Diags> {
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
     // The loader is not expected to panic, but a cloud file must never crash the command:
     // whatever it does with odd input becomes an error at the start of the file.
-    let parsed = std::panic::catch_unwind(|| {
-        marked_yaml::parse_yaml_with_options(0, text, options)
-    });
+    let parsed =
+        std::panic::catch_unwind(|| marked_yaml::parse_yaml_with_options(0, text, options));
     let at = |m: &marked_yaml::Marker| Pos::new(file, m.line(), m.column());
     match parsed {
         Err(_) => Err(Diag::new(&Pos::new(file, 1, 1), "unreadable YAML").into()),
@@ -445,9 +444,7 @@ fn merge_section(root: &mut Node, k: Key, v: Node, diags: &mut Diags) {
         return;
     };
     match (&mut existing.value, v.value) {
-        (Value::List(a), Value::List(b)) if LIST_SECTIONS.contains(&k.name.as_str()) => {
-            a.extend(b)
-        }
+        (Value::List(a), Value::List(b)) if LIST_SECTIONS.contains(&k.name.as_str()) => a.extend(b),
         (Value::Map(a), Value::Map(b)) => {
             for (name, node) in b {
                 if let Some((prev, _)) = a.iter().find(|(x, _)| x.name == name.name) {
@@ -612,8 +609,12 @@ mod tests {
 
     #[test]
     fn yaml_errors_have_lines() {
-        let e = parse("a.yaml", "cloud: x\nclusters:\n  a: {}\n  a: {}\n", Format::Yaml)
-            .unwrap_err();
+        let e = parse(
+            "a.yaml",
+            "cloud: x\nclusters:\n  a: {}\n  a: {}\n",
+            Format::Yaml,
+        )
+        .unwrap_err();
         assert_eq!(line_of(&e), 4);
         assert!(e.to_string().contains("duplicate key \"a\""), "{e}");
         let e = parse("a.yaml", "cloud: x\n  bad: [\n", Format::Yaml).unwrap_err();
@@ -634,7 +635,13 @@ mod tests {
             Format::Toml,
         )
         .unwrap();
-        let t = doc.get("networks").unwrap().get("net").unwrap().get("template").unwrap();
+        let t = doc
+            .get("networks")
+            .unwrap()
+            .get("net")
+            .unwrap()
+            .get("template")
+            .unwrap();
         assert_eq!(t.get("MTU").unwrap().value, Value::Scalar("1500".into()));
         assert_eq!(t.get("MTU").unwrap().pos.line, 4);
         assert_eq!(t.get("CPU").unwrap().value, Value::Scalar("0.5".into()));
@@ -646,8 +653,12 @@ mod tests {
 
     #[test]
     fn merging_documents_finds_duplicates() {
-        let a = parse("a.yaml", "cloud: lab\nnetworks:\n  n1: {}\nacls: [x]\n", Format::Yaml)
-            .unwrap();
+        let a = parse(
+            "a.yaml",
+            "cloud: lab\nnetworks:\n  n1: {}\nacls: [x]\n",
+            Format::Yaml,
+        )
+        .unwrap();
         let b = parse(
             "b.yaml",
             "cloud: lab\nnetworks:\n  n2: {}\n  n1: {}\nacls: [y]\n",
@@ -668,7 +679,11 @@ mod tests {
         let vars = [("n".to_string(), "3".to_string())].into_iter().collect();
         assert_eq!(substitute("x-${n}-${ n }", &vars).unwrap(), "x-3-3");
         assert_eq!(substitute("$${n} $5", &vars).unwrap(), "${n} $5");
-        assert!(substitute("${m}", &vars).unwrap_err().contains("declared: n"));
+        assert!(
+            substitute("${m}", &vars)
+                .unwrap_err()
+                .contains("declared: n")
+        );
         assert!(substitute("${n", &vars).is_err());
     }
 }

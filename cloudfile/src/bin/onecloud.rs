@@ -285,7 +285,10 @@ async fn run(cli: Cli) -> Result<u8> {
             }
             if !plan.has_changes() {
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&cloudfile::ApplyReport::default())?);
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&cloudfile::ApplyReport::default())?
+                    );
                 }
                 return Ok(0);
             }
@@ -316,8 +319,12 @@ async fn run(cli: Cli) -> Result<u8> {
         } => {
             let client = client()?;
             let format = match &output {
-                Some(p) => cloudfile::Format::of(p)
-                    .ok_or_else(|| anyhow!("{}: the file name must end in .yaml, .yml or .toml", p.display()))?,
+                Some(p) => cloudfile::Format::of(p).ok_or_else(|| {
+                    anyhow!(
+                        "{}: the file name must end in .yaml, .yml or .toml",
+                        p.display()
+                    )
+                })?,
                 None => match format.as_str() {
                     "yaml" | "yml" => cloudfile::Format::Yaml,
                     "toml" => cloudfile::Format::Toml,
