@@ -755,7 +755,7 @@ pub fn build(
             if automatic.contains(&w) {
                 continue;
             }
-            acls.push(Out::str(acl_string(live, &p)));
+            acls.push(Out::str(acl_string(live, applier, &p)));
         }
     }
 

@@ -1278,12 +1278,25 @@ fn vm_template(ctx: &mut Ctx<'_>, d: &Desired, s: &TemplateSpec) -> Change {
 pub fn vm_digest(file: &CloudFile, s: &VmSpec) -> String {
     let mut h = Sha256::new();
     match file.get(&s.template).map(|d| &d.spec) {
-        Some(Spec::Template(t)) => h.update(t.template.to_text().as_bytes()),
+        Some(Spec::Template(t)) => h.update(canonical_text(&t.template).as_bytes()),
         _ => h.update(s.template.full_name().as_bytes()),
     }
     h.update(b"\0");
-    h.update(s.extra.to_text().as_bytes());
+    h.update(canonical_text(&s.extra).as_bytes());
     hex::encode(&h.finalize()[..8])
+}
+
+/// A template's text with attributes in name order (repeated names keep theirs), so that
+/// the order a file writes them in does not matter.
+fn canonical_text(t: &Template) -> String {
+    let mut t = t.clone();
+    t.attrs.sort_by(|a, b| a.name.cmp(&b.name));
+    for a in &mut t.attrs {
+        if let AttrValue::Vector(v) = &mut a.value {
+            v.attrs.sort();
+        }
+    }
+    t.to_text()
 }
 
 fn vm_set(ctx: &mut Ctx<'_>, d: &Desired, s: &VmSpec) -> Vec<Change> {
@@ -1742,7 +1755,7 @@ fn acl_leftovers(ctx: &Ctx<'_>) -> Vec<(Kind, String, i64)> {
             _ => false,
         };
         if ours && !wanted.contains(&w) && !automatic.contains(&w) {
-            out.push((Kind::Acl, acl_string(live, &p), r.id));
+            out.push((Kind::Acl, acl_string(live, &ctx.file.applier, &p), r.id));
         }
     }
     out
@@ -1765,7 +1778,7 @@ pub(crate) fn automatic_rules(live: &Live) -> Vec<[u64; 4]> {
 }
 
 /// A rule as a cloud file writes it: names where the cloud has them.
-pub fn acl_string(live: &Live, r: &pacl::AclRule) -> String {
+pub fn acl_string(live: &Live, applier: &str, r: &pacl::AclRule) -> String {
     let sel = |word: u64, kinds: &[(u64, char, Kind)], single: Option<Kind>| -> String {
         if word & pacl::ALL_ID != 0 {
             return "*".into();
@@ -1783,7 +1796,11 @@ pub fn acl_string(live: &Live, r: &pacl::AclRule) -> String {
                     .flatten();
                 return match name {
                     Some(k) if !k.name.chars().all(|c| c.is_ascii_digit()) => {
-                        format!("{c}{}", k.full_name())
+                        if k.owner.as_deref() == Some(applier) {
+                            format!("{c}{}", k.name)
+                        } else {
+                            format!("{c}{}", k.full_name())
+                        }
                     }
                     _ => format!("{c}{id}"),
                 };
