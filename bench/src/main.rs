@@ -13,6 +13,9 @@
 //!
 //! Scenario `agents` (`--scenario agents --hosts 1000 --interval 10 --seconds 60`) measures
 //! oned's cost of N node agents (simulated mode: real processes and protocol, no libvirt).
+//!
+//! Scenario `cloud-plan` (`--scenario cloud-plan --objects 1000 --samples 20`) measures
+//! `onecloud plan` against a cloud of 1,000 objects with 100 changes.
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -24,6 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod agents;
+mod cloud_plan;
 mod dummy_hosts;
 mod kvm_deploy;
 mod lifecycle;
@@ -42,6 +46,9 @@ enum Scenario {
     /// Deploy overhead on a real KVM host (localhost, libvirt): one.vm.deploy -> RUNNING
     /// minus `virsh create` of the same domain XML. Needs root and libvirtd.
     KvmDeploy,
+    /// `onecloud plan` (load the file, read the pools, compare) against a cloud of
+    /// `--objects` objects with 100 changes.
+    CloudPlan,
 }
 
 #[derive(Parser, Debug)]
@@ -79,6 +86,9 @@ struct Args {
     /// kvm-deploy: measured deploys (after one warm-up).
     #[arg(long, default_value_t = 20)]
     deploys: usize,
+    /// cloud-plan: objects the cloud file declares.
+    #[arg(long, default_value_t = 1_000)]
+    objects: usize,
 }
 
 struct Oned {
@@ -276,6 +286,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Lifecycle => lifecycle::run(args).await,
         Scenario::Agents => agents::run(args).await,
         Scenario::KvmDeploy => kvm_deploy::run(args).await,
+        Scenario::CloudPlan => cloud_plan::run(args).await,
     }
 }
 
