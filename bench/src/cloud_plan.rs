@@ -156,18 +156,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if changes != 100 {
         bail!("expected 100 changes, the plan has {changes}");
     }
-    let lib = measure("plan (library: load + read pools + compare)", args.samples, |_| {
-        let client = client.clone();
-        let file = file.clone();
-        let opts = opts.clone();
-        async move {
-            let f = cloudfile::load(&file, &opts).map_err(|d| anyhow::anyhow!("{d}"))?;
-            let live = cloudfile::Live::read(&client).await?;
-            let p = cloudfile::plan(&f, &live, PlanOptions::default());
-            std::hint::black_box(p);
-            Ok(())
-        }
-    })
+    let lib = measure(
+        "plan (library: load + read pools + compare)",
+        args.samples,
+        |_| {
+            let client = client.clone();
+            let file = file.clone();
+            let opts = opts.clone();
+            async move {
+                let f = cloudfile::load(&file, &opts).map_err(|d| anyhow::anyhow!("{d}"))?;
+                let live = cloudfile::Live::read(&client).await?;
+                let p = cloudfile::plan(&f, &live, PlanOptions::default());
+                std::hint::black_box(p);
+                Ok(())
+            }
+        },
+    )
     .await?;
     println!(
         "{:<48} p50 {:>9}  p95 {:>9}  max {:>9}  (n={})",
@@ -180,26 +184,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let bin = std::env::current_exe()?.with_file_name("onecloud");
     if bin.exists() {
         let auth = oned.dir.join("one_auth");
-        let cmd = measure("`onecloud plan` (the command, end to end)", args.samples, |_| {
-            let bin = bin.clone();
-            let file = file.clone();
-            let endpoint = endpoint.clone();
-            let auth = auth.clone();
-            async move {
-                let out = tokio::process::Command::new(&bin)
-                    .arg("plan")
-                    .arg(&file)
-                    .env("ONE_XMLRPC", &endpoint)
-                    .env("ONE_AUTH", &auth)
-                    .output()
-                    .await
-                    .context("running onecloud")?;
-                if !out.status.success() {
-                    bail!("onecloud plan: {}", String::from_utf8_lossy(&out.stderr));
+        let cmd = measure(
+            "`onecloud plan` (the command, end to end)",
+            args.samples,
+            |_| {
+                let bin = bin.clone();
+                let file = file.clone();
+                let endpoint = endpoint.clone();
+                let auth = auth.clone();
+                async move {
+                    let out = tokio::process::Command::new(&bin)
+                        .arg("plan")
+                        .arg(&file)
+                        .env("ONE_XMLRPC", &endpoint)
+                        .env("ONE_AUTH", &auth)
+                        .output()
+                        .await
+                        .context("running onecloud")?;
+                    if !out.status.success() {
+                        bail!("onecloud plan: {}", String::from_utf8_lossy(&out.stderr));
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
-        })
+            },
+        )
         .await?;
         println!(
             "{:<48} p50 {:>9}  p95 {:>9}  max {:>9}  (n={})",

@@ -24,6 +24,7 @@ from pathlib import Path
 import pyone
 import pytest
 
+from doc_examples import doc_example, localize, run_sh
 from harness import wait_for, workspace_binary
 from sched_harness import Scheduler
 
@@ -327,6 +328,10 @@ def test_export_then_plan_shows_nothing_to_do(cloud):
     p = cloud.run("export", "--name", "lab", "--format", "toml", "--no-adopt")
     assert p.returncode == 0 and p.stdout.startswith("# Cloud file") and 'cloud = "lab"' in p.stdout
     cloud.one.vn.delete(hand.ID)
+    # The README's example, as typed.
+    env = cloud.env({"PATH": f"{Path(onecloud_bin()).parent}:{cloud.env()['PATH']}"})
+    run_sh(doc_example("README.md", "onecloud").text, env=env, cwd=cloud.work, inherit=False)
+    assert (cloud.work / "lab.yaml").read_text().startswith("# Cloud file")
 
 
 def test_reconcile_applies_a_new_commit_with_an_audit_record(cloud, tmp_path):
@@ -386,3 +391,25 @@ def test_reconcile_applies_a_new_commit_with_an_audit_record(cloud, tmp_path):
         proc.wait(10)
         out.close()
         print((tmp_path / "reconcile.out").read_text())
+
+
+def test_the_examples_of_docs_cloudfile(oned_factory, tmp_path):
+    """docs/cloudfile.md's example cloud and commands, as typed, on an oned of their own."""
+    oned = oned_factory("docs")
+    sched = Scheduler(oned, tmp_path / "sched").start()
+    try:
+        (tmp_path / "cloud.yaml").write_text(doc_example("docs/cloudfile.md", "lab-cloud").text)
+        env = {"PATH": f"{Path(onecloud_bin()).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+               "HOME": str(tmp_path)}
+        examples = [doc_example("docs/cloudfile.md", "plan-apply"),
+                    doc_example("docs/cloudfile.md", "reconcile-once")]
+        outputs = [run_sh(localize(e.text, oned.endpoint, oned.data_dir), env=env, cwd=tmp_path,
+                          inherit=False).stdout for e in examples]
+        assert "Apply complete: 16 changes made." in outputs[0], outputs[0]
+        record = json.loads(outputs[1].strip().splitlines()[-1])
+        assert record["result"] == "in-sync", record
+        one = oned.client()
+        vms = one.vmpool.info(-2, -1, -1, -1).VM
+        assert len(vms) == 3 and all(vm.LCM_STATE == RUNNING for vm in vms)
+    finally:
+        sched.stop()
