@@ -201,6 +201,20 @@ fn template(node: &Node, what: &str, diags: &mut Diags) -> Template {
             diags.push(Diag::new(&k.pos, "an attribute name is empty"));
             continue;
         }
+        if name == MARKER || name == VM_MARKER {
+            diags.push(Diag::new(
+                &k.pos,
+                format!("{name} is onecloud's marker: it is set by onecloud, not in the file"),
+            ));
+            continue;
+        }
+        if name == "NAME" && what == "template" {
+            diags.push(Diag::new(
+                &k.pos,
+                "NAME is the object's key in the file: it is not written in its template",
+            ));
+            continue;
+        }
         let mut push = |value| {
             t.attrs.push(Attribute {
                 name: name.clone(),
@@ -534,18 +548,18 @@ pub(crate) fn decode(
     if let Some(n) = f.get("external") {
         external(&mut r, n);
     }
-    section(&mut r, &mut f, "groups", |r, k, n| group(r, k, n));
-    section(&mut r, &mut f, "users", |r, k, n| user(r, k, n));
-    section(&mut r, &mut f, "clusters", |r, k, n| cluster(r, k, n));
-    section(&mut r, &mut f, "host_groups", |r, k, n| host_group(r, k, n));
-    section(&mut r, &mut f, "datastores", |r, k, n| datastore(r, k, n));
+    section(&mut r, &mut f, "groups", group);
+    section(&mut r, &mut f, "users", user);
+    section(&mut r, &mut f, "clusters", cluster);
+    section(&mut r, &mut f, "host_groups", host_group);
+    section(&mut r, &mut f, "datastores", datastore);
     section(&mut r, &mut f, "security_groups", |r, k, n| {
         secgroup(r, k, n)
     });
-    section(&mut r, &mut f, "networks", |r, k, n| network(r, k, n));
-    section(&mut r, &mut f, "images", |r, k, n| image(r, k, n));
-    section(&mut r, &mut f, "templates", |r, k, n| vm_template(r, k, n));
-    section(&mut r, &mut f, "vms", |r, k, n| vm_set(r, k, n));
+    section(&mut r, &mut f, "networks", network);
+    section(&mut r, &mut f, "images", image);
+    section(&mut r, &mut f, "templates", vm_template);
+    section(&mut r, &mut f, "vms", vm_set);
     if let Some(n) = f.get("acls") {
         match &n.value {
             Value::List(items) => {

@@ -597,8 +597,10 @@ pub fn build(
             .map(|a| {
                 let mut v = a.attrs.clone();
                 v.attrs.retain(|(k, _)| {
-                    !AR_NOT_WRITTEN.contains(&k.as_str())
-                        && !(k == "MAC" && a.get("TYPE") != Some("ETHER"))
+                    let computed = AR_NOT_WRITTEN.contains(&k.as_str());
+                    // A MAC is written only for Ethernet ranges (elsewhere it follows the IP).
+                    let derived_mac = k == "MAC" && a.get("TYPE") != Some("ETHER");
+                    !(computed || derived_mac)
                 });
                 vector_out(&v)
             })

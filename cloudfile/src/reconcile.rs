@@ -232,6 +232,33 @@ fn rfc3339(secs: u64) -> String {
     )
 }
 
+/// The system user running onecloud: $USER, else the name of the process's uid in
+/// /etc/passwd, else `uid N`.
+fn os_user() -> String {
+    if let Ok(u) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME"))
+        && !u.is_empty()
+    {
+        return u;
+    }
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .unwrap_or_default();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid).then(|| f[0].to_owned())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -426,9 +453,7 @@ async fn once(client: &Client, opts: &ReconcileOptions, metrics: &Mutex<Metrics>
         commit: String::new(),
         subject: String::new(),
         user: client.username().to_owned(),
-        os_user: std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_default(),
+        os_user: os_user(),
         mode: if opts.apply { "apply" } else { "report" },
         result: String::new(),
         error: None,

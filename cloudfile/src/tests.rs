@@ -234,6 +234,11 @@ fn unknown_keys_are_refused_with_file_and_line() {
     // But templates nest one level, as OpenNebula's.
     let e = yaml("cloud: lab\ntemplates:\n  t:\n    template: {X: {Y: {Z: 1}}}\n").unwrap_err();
     assert!(e.to_string().contains("nest one level"), "{e}");
+    // The marker and the name are onecloud's.
+    let e =
+        yaml("cloud: lab\ntemplates:\n  t:\n    template: {ONECLOUD: x, NAME: y}\n").unwrap_err();
+    assert_eq!(e.items.len(), 2, "{e}");
+    assert!(e.to_string().contains("onecloud's marker"), "{e}");
 }
 
 #[test]
@@ -709,4 +714,49 @@ fn export_reads_back_as_nothing_to_do() {
             "{text}"
         );
     }
+}
+
+#[test]
+fn export_of_one_user_names_what_it_uses_as_external() {
+    let f = yaml(SMALL).unwrap();
+    let mut live = small_live(&f);
+    live.users.push(oca::User {
+        id: 5,
+        name: "bob".into(),
+        gid: 1,
+        groups: vec![1],
+        password: "$argon2id$secret-hash".into(),
+        template: tmpl("TOKEN_PASSWORD=abc\nEMAIL=bob@example"),
+        ..Default::default()
+    });
+    live.templates.push(oca::VmTemplate {
+        id: 3,
+        owner: own(5, "bob"),
+        name: "bobs".into(),
+        template: tmpl("CPU=1\nMEMORY=64\nNIC=[NETWORK=net,NETWORK_UNAME=oneadmin]"),
+        ..Default::default()
+    });
+    live.reindex();
+    let opts = ExportOptions {
+        name: "bob".into(),
+        user: Some("bob".into()),
+        cluster: None,
+        adopt: false,
+        format: Format::Yaml,
+    };
+    let (doc, _, _) = build(&live, "oneadmin", &opts).unwrap();
+    let text = write(&doc, Format::Yaml).unwrap();
+    assert!(
+        !text.contains("argon2") && !text.contains("TOKEN_PASSWORD"),
+        "{text}"
+    );
+    assert!(text.contains("bob/bobs:"), "{text}");
+    assert!(!text.contains("h1"), "hosts are not bob's: {text}");
+    let back = load_str("exported", &text, Format::Yaml, &self::opts()).unwrap();
+    assert!(
+        back.external
+            .contains(&ObjKey::owned(Kind::Network, "oneadmin", "net")),
+        "{text}"
+    );
+    assert!(back.get(&ObjKey::new(Kind::User, "bob")).is_some());
 }

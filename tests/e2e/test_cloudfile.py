@@ -249,6 +249,16 @@ def test_changed_count_template_and_range_are_planned_exactly_and_applied(cloud)
     assert code == 0, changes(plan)
     # The running VMs were left alone; the plan says they are out of date.
     assert any("2 of 2 VMs are out of date" in n for n in plan["notes"]), plan["notes"]
+    # --replace recreates them from the new template.
+    old_ids = sorted(vm.ID for vm in cloud.vms())
+    code, plan = cloud.plan(path, "--replace")
+    assert code == 2 and [a for _, _, a in changes(plan)] == ["replace", "replace"]
+    cloud.apply(path, "--replace")
+    vms = cloud.vms()
+    assert len(vms) == 2 and not set(old_ids) & {vm.ID for vm in vms}
+    assert all(vm.LCM_STATE == RUNNING and vm.TEMPLATE["MEMORY"] == "96" for vm in vms)
+    code, plan = cloud.plan(path)
+    assert code == 0 and not plan["notes"], plan["notes"]
     cloud.file = path
 
 
