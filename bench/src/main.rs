@@ -14,6 +14,12 @@
 //! Scenario `agents` (`--scenario agents --hosts 1000 --interval 10 --seconds 60`) measures
 //! oned's cost of N node agents (simulated mode: real processes and protocol, no libvirt).
 //!
+//! Scenario `tm-prolog` (`--scenario tm-prolog --samples 200`) measures the prolog of a
+//! non-persistent qcow2 disk for a 1 GiB and a 20 GiB image side by side.
+//! Scenario `cli` (`--scenario cli --hosts 100 --vms 20000 --samples 20`) times our `onevm`
+//! (`--help`, `list`, `show`) against the third-party Python `onevm` on the same cloud.
+//! Scenario `vnm` (`--scenario vnm --samples 50`, root) measures the host side of virtual
+//! networks in a throwaway network namespace (see `vnm.rs`).
 //! Scenario `cloud-plan` (`--scenario cloud-plan --objects 1000 --samples 20`) measures
 //! `onecloud plan` against a cloud of 1,000 objects with 100 changes.
 
@@ -27,10 +33,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod agents;
+mod cli;
 mod cloud_plan;
 mod dummy_hosts;
 mod kvm_deploy;
 mod lifecycle;
+mod tm_prolog;
+mod vnm;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
@@ -46,6 +55,15 @@ enum Scenario {
     /// Deploy overhead on a real KVM host (localhost, libvirt): one.vm.deploy -> RUNNING
     /// minus `virsh create` of the same domain XML. Needs root and libvirtd.
     KvmDeploy,
+    /// Prolog of a non-persistent qcow2 disk (the node agent's transfer driver on real
+    /// files): a 1 GiB and a 20 GiB image side by side. Needs qemu-img and qemu-io.
+    TmProlog,
+    /// Our onevm (--help, list, show) against the third-party Python onevm, same cloud.
+    Cli,
+    /// Host-side virtual networks in a throwaway network namespace (no oned): NIC set-up on
+    /// an existing bridge, the first NIC of a new VXLAN network, a security-group change
+    /// reaching 200 NICs. Needs root.
+    Vnm,
     /// `onecloud plan` (load the file, read the pools, compare) against a cloud of
     /// `--objects` objects with 100 changes.
     CloudPlan,
@@ -86,6 +104,12 @@ struct Args {
     /// kvm-deploy: measured deploys (after one warm-up).
     #[arg(long, default_value_t = 20)]
     deploys: usize,
+    /// cli: where the third-party Python CLI's onevm is (default /var/tmp/one-rs-venv/bin).
+    #[arg(long)]
+    compat_dir: Option<PathBuf>,
+    /// cli: runs of each Python command (they are slow).
+    #[arg(long, default_value_t = 3)]
+    compat_samples: usize,
     /// cloud-plan: objects the cloud file declares.
     #[arg(long, default_value_t = 1_000)]
     objects: usize,
@@ -286,6 +310,9 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Lifecycle => lifecycle::run(args).await,
         Scenario::Agents => agents::run(args).await,
         Scenario::KvmDeploy => kvm_deploy::run(args).await,
+        Scenario::TmProlog => tm_prolog::run(args).await,
+        Scenario::Cli => cli::run(args).await,
+        Scenario::Vnm => vnm::run(args).await,
         Scenario::CloudPlan => cloud_plan::run(args).await,
     }
 }

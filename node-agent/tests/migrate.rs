@@ -116,6 +116,8 @@ async fn live_and_cold_migration_between_two_libvirt_hosts() {
         }
     };
     let ds = format!("/var/tmp/one-rs-mig-ds-{pid}");
+    // The shared datastore is there (a host never makes a missing one).
+    std::fs::create_dir_all(&ds).unwrap();
     let prefix = format!("one-rs-m{pid}-");
     let name = format!("{prefix}4");
     let on_a = driver(a.uri(), &prefix, &ds);

@@ -1,6 +1,7 @@
 //! oned's configuration: typed, with defaults in code; `etc/oned.toml` documents every option.
 
 use serde::Deserialize;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -45,7 +46,7 @@ pub struct Config {
     /// Hypervisor hosts reached through the node agent (IM_MAD / VM_MAD `kvm`).
     pub hosts: HostsConfig,
     /// Host failure recovery (docs/host-recovery.md).
-    pub recovery: crate::recovery::RecoveryConfig,
+    pub recovery: RecoveryConfig,
     /// Virtual networks: automatic VLAN / VXLAN ids, the hosts' network drivers, security
     /// group updates (docs/networking.md).
     pub network: NetworkConfig,
@@ -459,7 +460,7 @@ impl HostsConfig {
                 self.vnc_port_start
             ));
         }
-        crate::hostmgr::vnc::parse_reserved(&self.vnc_ports_reserved)
+        parse_reserved(&self.vnc_ports_reserved)
             .map_err(|e| format!("hosts.vnc_ports_reserved: {e}"))?;
         if self.ssh_port == 0 {
             return Err("hosts.ssh_port must be a port, not 0".into());
@@ -584,6 +585,84 @@ impl Config {
             self.db.clone()
         }
     }
+}
+
+/// `[recovery]` in oned.toml.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecoveryConfig {
+    /// false: no recovery at all, whatever templates say.
+    pub enabled: bool,
+    /// Seconds between two looks at the hosts.
+    pub check_interval_seconds: f64,
+    /// Default HOST_ERROR_GRACE: seconds a host stays in ERROR before it is recovered.
+    pub grace_seconds: f64,
+    /// Default FENCE_COMMAND ("" = hosts are not fenced).
+    pub fence_command: String,
+    /// Seconds the fence command may run before it is killed (and counts as failed).
+    pub fence_timeout_seconds: f64,
+    /// Recovery log records kept (the oldest go first).
+    pub log_retention: i64,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            enabled: true,
+            check_interval_seconds: 5.0,
+            grace_seconds: 120.0,
+            fence_command: String::new(),
+            fence_timeout_seconds: 60.0,
+            log_retention: 1000,
+        }
+    }
+}
+
+impl RecoveryConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v, min) in [
+            ("check_interval_seconds", self.check_interval_seconds, 0.01),
+            ("grace_seconds", self.grace_seconds, 0.0),
+            ("fence_timeout_seconds", self.fence_timeout_seconds, 0.01),
+        ] {
+            if !(v.is_finite() && v >= min && v <= 1e9) {
+                return Err(format!(
+                    "recovery.{name} must be a number of seconds >= {min}, not {v}"
+                ));
+            }
+        }
+        if self.log_retention < 1 {
+            return Err(format!(
+                "recovery.log_retention must be at least 1, not {}",
+                self.log_retention
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses reserved ranges: "a:b" (inclusive) or "p", separated by commas or blanks.
+pub fn parse_reserved(s: &str) -> Result<Vec<RangeInclusive<u32>>, String> {
+    let mut out = Vec::new();
+    for part in s.split([',', ' ']).map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{part:?} is not a port or a range of ports (a:b)"))
+        };
+        let r = match part.split_once(':') {
+            Some((a, b)) => num(a)?..=num(b)?,
+            None => {
+                let p = num(part)?;
+                p..=p
+            }
+        };
+        if r.start() > r.end() {
+            return Err(format!("{part:?}: the range ends before it starts"));
+        }
+        out.push(r);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

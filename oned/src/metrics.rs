@@ -6,8 +6,7 @@
 //! credentials of a user of the oneadmin group (checked as an API session), unless
 //! `[metrics] public = true`. Host and VM names are not for everybody's eyes.
 
-use crate::server::Oned;
-use axum::extract::State;
+use crate::daemon::Oned;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -15,8 +14,8 @@ use one_proto::state::VmState;
 use one_proto::template::Template;
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 /// API calls and failures per method, for the whole process.
 static API: Mutex<BTreeMap<&'static str, (u64, u64)>> = Mutex::new(BTreeMap::new());
@@ -107,13 +106,13 @@ fn basic_credentials(headers: &HeaderMap) -> Option<String> {
     String::from_utf8(raw).ok().filter(|s| s.contains(':'))
 }
 
-pub async fn handler(State(oned): State<Arc<Oned>>, headers: HeaderMap) -> Response {
+pub async fn handler(oned: &Oned, headers: &HeaderMap) -> Response {
     let cfg = &oned.config.metrics;
     if !cfg.enabled {
         return StatusCode::NOT_FOUND.into_response();
     }
     if !cfg.public && !loopback(&oned.config.listen) {
-        let session = match basic_credentials(&headers) {
+        let session = match basic_credentials(headers) {
             Some(c) => oned.auth.authenticate(&oned.store, &c).await,
             None => None,
         };
@@ -132,7 +131,7 @@ pub async fn handler(State(oned): State<Arc<Oned>>, headers: HeaderMap) -> Respo
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render(&oned),
+        render(oned),
     )
         .into_response()
 }

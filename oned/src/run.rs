@@ -3,9 +3,10 @@
 use crate::api::Registry;
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::daemon::Oned;
 use crate::datadir::{DataDir, read_auth_file};
 use crate::db::{Db, redact};
-use crate::server::{Oned, router};
+use crate::server::router;
 use crate::store::Store;
 use anyhow::Context;
 use std::path::PathBuf;
@@ -78,7 +79,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let oned = Arc::new(Oned {
         auth: Authenticator::new(Duration::from_secs(cfg.session_cache_seconds)),
-        registry: Registry::full(),
         lcm: crate::lcm::Lcm::new(&cfg),
         monitor: crate::monitor::Monitor::new(&cfg),
         hooks: crate::hooks::Hooks::new(&cfg),
@@ -96,10 +96,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ssh = crate::hostmgr::ssh::SshTransport::new(&oned).context("oned's SSH key pair")?;
     oned.hostmgr.set_ssh(Arc::new(ssh));
     crate::hostmgr::start(&oned);
-    axum::serve(listener, router(oned.clone()))
+    axum::serve(listener, router(oned.clone(), Registry::full()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    crate::monitor::history::flush_now(&oned).await;
+    crate::monitor::flush_history(&oned).await;
     oned.store.db.close().await;
     tracing::info!("oned stopped");
     Ok(())

@@ -1,10 +1,7 @@
 //! The HTTP side of the API: `POST /RPC2`, decoding, authentication, dispatch, encoding.
 
 use crate::api::{Call, Params, Registry, auth_failed};
-use crate::auth::Authenticator;
-use crate::config::Config;
-use crate::datadir::DataDir;
-use crate::store::Store;
+use crate::daemon::Oned;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::State;
@@ -15,23 +12,10 @@ use one_proto::xmlrpc::{self, Limits, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Everything a request handler can reach.
-pub struct Oned {
-    pub config: Config,
-    pub store: Store,
-    pub auth: Authenticator,
+/// What the HTTP routes reach: the daemon and the API's method table.
+pub struct Http {
+    pub oned: Arc<Oned>,
     pub registry: Registry,
-    pub data_dir: DataDir,
-    /// The VM lifecycle: operations in flight and their driver steps.
-    pub lcm: crate::lcm::Lcm,
-    /// Host (and datastore) monitoring.
-    pub monitor: crate::monitor::Monitor,
-    /// State and API hooks.
-    pub hooks: crate::hooks::Hooks,
-    /// Node agent sessions of hypervisor hosts.
-    pub hostmgr: crate::hostmgr::HostMgr,
-    /// Takes security-group rule changes to the hosts.
-    pub secgroups: crate::secgroup::Updater,
 }
 
 /// XML-RPC fault codes (the xmlrpc-c values OpenNebula's server uses).
@@ -40,12 +24,16 @@ const FAULT_TYPE: i32 = -501;
 const FAULT_NO_METHOD: i32 = -506;
 const FAULT_LIMIT: i32 = -509;
 
-pub fn router(oned: Arc<Oned>) -> Router {
+pub fn router(oned: Arc<Oned>, registry: Registry) -> Router {
     Router::new()
         .route("/RPC2", post(rpc))
         .route("/", post(rpc))
-        .route("/metrics", axum::routing::get(crate::metrics::handler))
-        .with_state(oned)
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(Arc::new(Http { oned, registry }))
+}
+
+async fn metrics(State(http): State<Arc<Http>>, headers: axum::http::HeaderMap) -> Response {
+    crate::metrics::handler(&http.oned, &headers).await
 }
 
 fn xml_response(body: String) -> Response {
@@ -61,7 +49,8 @@ fn fault(code: i32, message: &str) -> Response {
     xml_response(xmlrpc::write_fault(code, message))
 }
 
-async fn rpc(State(oned): State<Arc<Oned>>, body: Body) -> Response {
+async fn rpc(State(http): State<Arc<Http>>, body: Body) -> Response {
+    let oned = &http.oned;
     let limit = oned.config.max_request_bytes;
     let bytes = match to_bytes(body, limit).await {
         Ok(b) => b,
@@ -80,7 +69,7 @@ async fn rpc(State(oned): State<Arc<Oned>>, body: Body) -> Response {
         Ok(c) => c,
         Err(e) => return fault(FAULT_PARSE, &e.to_string()),
     };
-    let Some((method, handler)) = oned.registry.get(&call.method) else {
+    let Some((method, handler)) = http.registry.get(&call.method) else {
         return fault(
             FAULT_NO_METHOD,
             &format!("Unknown method {:?}", call.method),
@@ -110,7 +99,7 @@ async fn rpc(State(oned): State<Arc<Oned>>, body: Body) -> Response {
             };
             let values: Vec<Value> = params.collect();
             // API hooks: None (nothing copied) unless a hook watches this method.
-            let hook_event = crate::hooks::ApiCapture::new(&oned, method, &values);
+            let hook_event = crate::hooks::ApiCapture::new(oned, method, &values);
             let params = Params::new(method, values);
             // The handler runs as its own task so that a bug that panics answers INTERNAL
             // instead of dropping the connection; a timeout keeps a client from hanging forever.
@@ -124,7 +113,7 @@ async fn rpc(State(oned): State<Arc<Oned>>, body: Body) -> Response {
                 Err(_) => Err(crate::api::internal(method, "the call timed out")),
             };
             if let Some(ev) = hook_event {
-                ev.emit(&oned, uid, &answer);
+                ev.emit(oned, uid, &answer);
             }
             answer
         }

@@ -46,6 +46,7 @@ driver_ops! {
     DiskSnapshotRevert => "disk_snapshot_revert", Tm;
     DiskSnapshotDelete => "disk_snapshot_delete", Tm;
     DiskResize => "disk_resize", Tm;
+    DiskSaveas => "disk_saveas", Tm;
     NetPre => "net_pre", Vnm;
     NetPost => "net_post", Vnm;
     NetClean => "net_clean", Vnm;

@@ -894,3 +894,35 @@ def test_list_and_show_snapshots(oned_factory, tmp_path):
         ("oneacl_list", "oneacl", ["list"]),
     ]:
         snapshot(name, mask(c.ok(tool, *args), extra))
+
+
+def test_the_cli_examples_of_the_documentation(oned, tmp_path):
+    """README.md "Command-line tools" and docs/cli.md's examples, as typed (with this test's
+    endpoint; `$PWD/var` is a clone whose var/ is this oned's data directory)."""
+    from doc_examples import doc_example, localize, run_sh
+
+    bindir = Path(cli_bin("onevm")).parent
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    (clone / "var").symlink_to(oned.data_dir)
+    env = {"PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(tmp_path),
+           "NO_COLOR": "1", "TZ": "UTC"}
+
+    r = run_sh(localize(doc_example("README.md", "cli").text, endpoint=oned.endpoint),
+               env=env, cwd=clone)
+    one = oned.client()
+    assert [h.NAME for h in one.hostpool.info().HOST] == ["h1"]
+    vms = one.vmpool.info(-2, -1, -1, -1).VM
+    assert sorted(v.NAME for v in vms) == ["web-0", "web-1", "web-2"]
+    shown = json.loads(r.stdout[r.stdout.index("{"):])
+    assert shown["VM"]["NAME"] == "web-1"
+
+    r = run_sh(localize(doc_example("docs/cli.md", "endpoint").text, endpoint=oned.endpoint),
+               env=env, cwd=clone)
+    assert "oneadmin" in r.stdout and "h1" in r.stdout
+
+    gen = tmp_path / "gen"
+    run_sh(localize(doc_example("docs/cli.md", "gen").text).replace("/tmp/one-cli", str(gen)),
+           env=env)
+    assert (gen / "completions").is_dir() and any((gen / "completions").iterdir())
+    assert (gen / "man" / "onevm.1").is_file()

@@ -339,93 +339,219 @@ def disk_snaps(v, disk_id=0):
     return {}
 
 
+def snap_vm(oned, one, hid, where="RUNNING", name="snapimg"):
+    """A VM whose DISK 1 is a non-persistent qcow2 image (disk snapshots need an image disk:
+    DISK 0 of the lifecycle VM is volatile), in rest state `where`."""
+    iid = one.image.allocate(
+        f'NAME="{name}"\nSOURCE="/var/tmp/{name}"\nSIZE="10"\nFORMAT="qcow2"\nTYPE="DATABLOCK"', 1)
+    extra = f'DISK=[IMAGE_ID="{iid}"]\n'
+    if where == "RUNNING":
+        return running_vm(oned, one, hid, extra), iid
+    return vm_in(oned, one, hid, where, extra), iid
+
+
 def test_disk_snapshots_create_rename_revert_delete(oned, one, hid):
-    vid = running_vm(oned, one, hid)
+    vid, _ = snap_vm(oned, one, hid)
     slow(one, hid)
-    assert one.vm.disksnapshotcreate(vid, 0, "base") == 0
+    assert one.vm.disksnapshotcreate(vid, 1, "base") == 0
     assert vm(oned, vid).pair == (ACTIVE, DISK_SNAPSHOT)
     v = wait_state(oned, vid, *R)
-    s = disk_snaps(v)
+    s = disk_snaps(v, 1)
     assert list(s) == [0] and s[0]["NAME"] == "base" and s[0]["ACTIVE"] == "YES" and s[0]["PARENT"] == "-1"
+    # qcow2 disks: ALLOW_ORPHANS FORMAT in TM_MAD_CONF, which is DENY for qcow2.
+    assert v.root.findtext("SNAPSHOTS/ALLOW_ORPHANS") == "DENY"
     xsd_check(v.xml)
     configure_host(one, hid, delay_ms=0)
-    assert one.vm.disksnapshotcreate(vid, 0, "next") == 1
+    assert one.vm.disksnapshotcreate(vid, 1, "next") == 1
     v = wait_state(oned, vid, *R)
-    s = disk_snaps(v)
+    s = disk_snaps(v, 1)
     assert s[1]["PARENT"] == "0" and s[1]["ACTIVE"] == "YES" and s[0]["CHILDREN"] == "1"
     assert "ACTIVE" not in s[0] or s[0]["ACTIVE"] != "YES"
     assert v.root.findtext("SNAPSHOTS/NEXT_SNAPSHOT") == "2"
+    disk1 = [d for d in v.disks() if d["DISK_ID"] == "1"][0]
+    assert disk1["DISK_SNAPSHOT_TOTAL_SIZE"] == "20"
     xsd_check(v.xml)
 
-    assert one.vm.disksnapshotrename(vid, 0, 0, "renamed") == vid
-    assert disk_snaps(vm(oned, vid))[0]["NAME"] == "renamed"
-    # Revert only while powered off; a snapshot with children or the active one stays.
-    refused(oned, vid, lambda: one.vm.disksnapshotrevert(vid, 0, 0))
-    refused(oned, vid, lambda: one.vm.disksnapshotdelete(vid, 0, 0), match=None)
-    refused(oned, vid, lambda: one.vm.disksnapshotdelete(vid, 0, 1), match=None)
+    assert one.vm.disksnapshotrename(vid, 1, 0, "renamed") == vid
+    assert disk_snaps(vm(oned, vid), 1)[0]["NAME"] == "renamed"
+    # Revert only while powered off.
+    refused(oned, vid, lambda: one.vm.disksnapshotrevert(vid, 1, 0))
 
     act(oned, one, "poweroff", vid, *POFF)
     slow(one, hid)
-    assert one.vm.disksnapshotrevert(vid, 0, 0) == vid
+    assert one.vm.disksnapshotrevert(vid, 1, 0) == vid
     assert vm(oned, vid).pair == (ACTIVE, DISK_SNAPSHOT_REVERT_POWEROFF)
     v = wait_state(oned, vid, *POFF)
-    s = disk_snaps(v)
+    s = disk_snaps(v, 1)
     assert s[0]["ACTIVE"] == "YES" and s[1].get("ACTIVE") != "YES"
     configure_host(one, hid, delay_ms=0)
-    assert one.vm.disksnapshotdelete(vid, 0, 1) == vid
+    # A second line from 0: 0 now has two children and may not go (DENY).
+    assert one.vm.disksnapshotcreate(vid, 1, "branch") == 2
     v = wait_state(oned, vid, *POFF)
-    assert list(disk_snaps(v)) == [0]
-    assert disk_snaps(v)[0].get("CHILDREN", "") == ""
+    assert disk_snaps(v, 1)[0]["CHILDREN"] == "1,2"
+    refused(oned, vid, lambda: one.vm.disksnapshotdelete(vid, 1, 0), match="more than one children")
+    # The active leaf goes; its parent becomes active.
+    assert one.vm.disksnapshotdelete(vid, 1, 2) == vid
+    v = wait_state(oned, vid, *POFF)
+    s = disk_snaps(v, 1)
+    assert list(s) == [0, 1] and s[0]["ACTIVE"] == "YES" and s[0]["CHILDREN"] == "1"
+    # 0 is the active snapshot and has a child: it stays; 1 is a leaf.
+    refused(oned, vid, lambda: one.vm.disksnapshotdelete(vid, 1, 0), match="active snapshot with children")
+    assert one.vm.disksnapshotdelete(vid, 1, 1) == vid
+    v = wait_state(oned, vid, *POFF)
+    assert list(disk_snaps(v, 1)) == [0]
+    assert disk_snaps(v, 1)[0].get("CHILDREN", "") == ""
+    xsd_check(v.xml)
+
+
+def test_a_snapshot_in_a_line_is_taken_out(oned, one, hid):
+    """DENY trees: deleting the middle of 0 <- 1 <- 2 puts 2 under 0."""
+    vid, _ = snap_vm(oned, one, hid)
+    for i in range(3):
+        assert one.vm.disksnapshotcreate(vid, 1, f"s{i}") == i
+        wait_state(oned, vid, *R)
+    assert one.vm.disksnapshotdelete(vid, 1, 1) == vid
+    v = wait_state(oned, vid, *R)
+    s = disk_snaps(v, 1)
+    assert list(s) == [0, 2] and s[2]["PARENT"] == "0" and s[0]["CHILDREN"] == "2"
+    assert s[2]["ACTIVE"] == "YES"
     xsd_check(v.xml)
 
 
 def test_disk_snapshot_states_while_powered_off_and_suspended(oned, one, hid):
-    a = vm_in(oned, one, hid, "POWEROFF")
-    b = vm_in(oned, one, hid, "SUSPENDED")
+    a, _ = snap_vm(oned, one, hid, "POWEROFF", name="a")
+    b, _ = snap_vm(oned, one, hid, "SUSPENDED", name="b")
     slow(one, hid)
-    one.vm.disksnapshotcreate(a, 0, "p")
-    one.vm.disksnapshotcreate(b, 0, "s")
+    one.vm.disksnapshotcreate(a, 1, "p")
+    one.vm.disksnapshotcreate(b, 1, "s")
     assert vm(oned, a).pair == (ACTIVE, DISK_SNAPSHOT_POWEROFF)
     assert vm(oned, b).pair == (ACTIVE, DISK_SNAPSHOT_SUSPENDED)
     wait_state(oned, a, *POFF)
     wait_state(oned, b, SUSPENDED, LCM_INIT)
-    assert list(disk_snaps(vm(oned, b))) == [0]
-    refused(oned, b, lambda: one.vm.disksnapshotrevert(b, 0, 0))
+    assert list(disk_snaps(vm(oned, b), 1)) == [0]
+    refused(oned, b, lambda: one.vm.disksnapshotrevert(b, 1, 0))
 
 
 def test_failed_disk_snapshot_create_is_taken_back(oned, one, hid):
-    vid = running_vm(oned, one, hid)
+    vid, _ = snap_vm(oned, one, hid)
     configure_host(one, hid, fail="disk_snapshot_create")
-    one.vm.disksnapshotcreate(vid, 0, "x")
+    one.vm.disksnapshotcreate(vid, 1, "x")
     v = failed(oned, vid, "disk_snapshot_create")
-    assert disk_snaps(v) == {}
+    assert disk_snaps(v, 1) == {}
     xsd_check(v.xml)
 
 
 def test_running_disk_snapshot_delete_state(oned, one, hid):
-    vid = running_vm(oned, one, hid)
-    one.vm.disksnapshotcreate(vid, 0, "a")
+    vid, _ = snap_vm(oned, one, hid)
+    one.vm.disksnapshotcreate(vid, 1, "a")
     wait_state(oned, vid, *R)
-    one.vm.disksnapshotcreate(vid, 0, "b")
+    one.vm.disksnapshotcreate(vid, 1, "b")
     wait_state(oned, vid, *R)
-    # "b" is active: revert to "a" (powered off) so that "b" can be deleted while running.
-    act(oned, one, "poweroff", vid, *POFF)
-    one.vm.disksnapshotrevert(vid, 0, 0)
-    wait_state(oned, vid, *POFF)
-    act(oned, one, "resume", vid, *R)
     slow(one, hid)
-    one.vm.disksnapshotdelete(vid, 0, 1)
+    one.vm.disksnapshotdelete(vid, 1, 1)
     assert vm(oned, vid).pair == (ACTIVE, DISK_SNAPSHOT_DELETE)
     v = wait_state(oned, vid, *R)
-    assert list(disk_snaps(v)) == [0]
+    assert list(disk_snaps(v, 1)) == [0]
+    assert disk_snaps(v, 1)[0]["ACTIVE"] == "YES", "the parent of the deleted active snapshot"
+
+
+def test_disk_snapshots_need_an_image_disk_that_is_writable(oned, one, hid):
+    vid, _ = snap_vm(oned, one, hid)
+    # DISK 0 is volatile (OpenNebula: no snapshots of volatile disks).
+    refused(oned, vid, lambda: one.vm.disksnapshotcreate(vid, 0, "x"), match="volatile disks")
+    refused(oned, vid, lambda: one.vm.disksnapshotcreate(vid, 7, "x"), match="does not exist")
+
+
+# ---------------------------------------------------------------------------------------
+# disk-saveas
+
+HOTPLUG_SAVEAS, HOTPLUG_SAVEAS_POWEROFF, HOTPLUG_SAVEAS_SUSPENDED = 26, 27, 28
+HOTPLUG_SAVEAS_UNDEPLOYED, HOTPLUG_SAVEAS_STOPPED = 67, 68
+IMG_READY, IMG_LOCKED, IMG_ERROR = 1, 4, 5
+
+
+def image_doc(oned, iid):
+    text = oned.admin_xml("one.image.info", iid)
+    xsd_check(text)
+    return parse_xml(text)
+
+
+@pytest.mark.parametrize(
+    "where,phase,rest",
+    [
+        ("RUNNING", HOTPLUG_SAVEAS, R),
+        ("POWEROFF", HOTPLUG_SAVEAS_POWEROFF, POFF),
+        ("SUSPENDED", HOTPLUG_SAVEAS_SUSPENDED, (SUSPENDED, LCM_INIT)),
+        ("UNDEPLOYED", HOTPLUG_SAVEAS_UNDEPLOYED, (UNDEPLOYED, LCM_INIT)),
+    ],
+)
+def test_disk_saveas_makes_an_image_locked_then_ready(oned, one, hid, where, phase, rest):
+    vid, orig = snap_vm(oned, one, hid, where)
+    slow(one, hid, 2000)  # long enough to look at the image and the VM in between
+    new = one.vm.disksaveas(vid, 1, "saved", "", -1)
+    assert vm(oned, vid).pair == (ACTIVE, phase)
+    x = image_doc(oned, new)
+    assert int(x.findtext("STATE")) == IMG_LOCKED
+    d = [d for d in vm(oned, vid).disks() if d["DISK_ID"] == "1"][0]
+    assert d["HOTPLUG_SAVE_AS"] == str(new) and d["HOTPLUG_SAVE_AS_ACTIVE"] == "YES"
+    xsd_check(vm(oned, vid).xml)
+    v = wait_state(oned, vid, *rest)
+    assert not any(k.startswith("HOTPLUG_SAVE_AS") for d in v.disks() for k in d)
+    x = image_doc(oned, new)
+    assert int(x.findtext("STATE")) == IMG_READY
+    assert x.findtext("NAME") == "saved" and x.findtext("TYPE") == "2", "DATABLOCK, the original's"
+    assert x.findtext("SIZE") == "10" and x.findtext("FORMAT") == "qcow2"
+    assert x.findtext("DATASTORE_ID") == "1" and x.findtext("PERSISTENT") == "0"
+    ds = parse_xml(oned.admin_xml("one.datastore.info", 1))
+    assert x.findtext("SOURCE").startswith(ds.findtext("BASE_PATH") + "/")
+    assert x.findtext("TEMPLATE/SAVED_IMAGE_ID") == str(orig)
+    assert x.findtext("TEMPLATE/SAVED_VM_ID") == str(vid) and x.findtext("TEMPLATE/SAVED_DISK_ID") == "1"
+    assert str(new) in [i.text for i in ds.findall("IMAGES/ID")]
+
+
+def test_disk_saveas_of_a_snapshot_and_its_failure(oned, one, hid):
+    vid, _ = snap_vm(oned, one, hid)
+    one.vm.disksnapshotcreate(vid, 1, "s")
+    wait_state(oned, vid, *R)
+    configure_host(one, hid, fail="disk_saveas")
+    new = one.vm.disksaveas(vid, 1, "from-snap", "OS", 0)
+    failed(oned, vid, "disk_saveas")
+    x = image_doc(oned, new)
+    # The image says what went wrong and keeps its quota charge until deleted.
+    assert int(x.findtext("STATE")) == IMG_ERROR
+    assert "disk_saveas" in x.findtext("TEMPLATE/ERROR")
+    assert x.findtext("TYPE") == "0", "the TYPE asked for (OS)"
+    configure_host(one, hid, fail="")
+    ok = one.vm.disksaveas(vid, 1, "from-snap-2", "", 0)
+    wait_state(oned, vid, *R)
+    x = image_doc(oned, ok)
+    assert int(x.findtext("STATE")) == IMG_READY and x.findtext("TEMPLATE/SAVED_SNAPSHOT_ID") == "0"
+
+
+def test_disk_saveas_refusals(oned, one, hid):
+    vid, _ = snap_vm(oned, one, hid)
+    with pytest.raises(pyone.OneInternalException, match="volatile disk"):
+        one.vm.disksaveas(vid, 0, "x", "", -1)
+    with pytest.raises(pyone.OneInternalException, match="does not exist"):
+        one.vm.disksaveas(vid, 1, "x", "", 5)
+    with pytest.raises(pyone.OneInternalException, match="does not exist"):
+        one.vm.disksaveas(vid, 9, "x", "", -1)
+    assert vm(oned, vid).pair == R
+    one.vm.disksaveas(vid, 1, "taken", "", -1)
+    wait_state(oned, vid, *R)
+    with pytest.raises(pyone.OneException, match="NAME is already taken"):
+        one.vm.disksaveas(vid, 1, "taken", "", -1)
+    pending = new_vm(one)
+    with pytest.raises(pyone.OneInternalException, match="RUNNING, POWEROFF or SUSPENDED"):
+        one.vm.disksaveas(pending, 0, "y", "", -1)
 
 
 @pytest.mark.parametrize("where", ["PENDING", "STOPPED", "UNDEPLOYED"])
 def test_disk_snapshots_refused(oned, one, hid, where):
-    vid = vm_in(oned, one, hid, where)
-    refused(oned, vid, lambda: one.vm.disksnapshotcreate(vid, 0, "x"))
-    refused(oned, vid, lambda: one.vm.disksnapshotrevert(vid, 0, 0))
-    refused(oned, vid, lambda: one.vm.disksnapshotdelete(vid, 0, 0))
+    vid, _ = snap_vm(oned, one, hid, where)
+    refused(oned, vid, lambda: one.vm.disksnapshotcreate(vid, 1, "x"))
+    refused(oned, vid, lambda: one.vm.disksnapshotrevert(vid, 1, 0))
+    refused(oned, vid, lambda: one.vm.disksnapshotdelete(vid, 1, 0))
 
 
 # ---------------------------------------------------------------------------------------

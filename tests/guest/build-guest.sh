@@ -24,7 +24,23 @@
 #   ONE-GUEST-POWEROFF                   on an ACPI power-button press, then powers off
 # It sets HOSTNAME/SET_HOSTNAME and ETHn_IP/ETHn_MASK/ETHn_GATEWAY (the NIC found by
 # ETHn_MAC, else ethn) from context.sh. ONE_GUEST_DEBUG=1 in the context also dumps the
-# input devices and modules. The guest keeps no state: every boot starts afresh.
+# input devices and modules.
+#
+# Disks (storage tests), from context.sh:
+#   ONE_GUEST_MARK=<token> ONE_GUEST_MARK_DEV="vda vdb" (default vda): at every boot, for
+#   each device, the guest reads the marker `ONE-MARK <token>:<n>` in its first sector,
+#   writes `ONE-MARK <token>:<n+1>` there (n = 0 when there was none; synced to the disk)
+#   and prints
+#     ONE-GUEST-MARK DEV=<dev> FOUND=<token:n|none> WROTE=<token:n+1>
+#   and each heartbeat also says MARK=<dev>:<what the disk holds now> (the page cache
+#   dropped first, so it is the disk's content, e.g. after a restore).
+#   ONE_GUEST_MOUNT="vdc": mounts each device read-only (the file system of a formatted
+#   volatile disk) and prints ONE-GUEST-MOUNT DEV=<dev> FS=<type or none>.
+#   ONE_GUEST_SWAP="vdd": swapon each device; prints ONE-GUEST-SWAP DEV=<dev> ON=yes|no.
+# A disk is state the guest keeps across boots; everything else starts afresh.
+#
+# tests/guest/net-init.sh (included) adds the network reports: ONE-GUEST-NET (IP, hostname,
+# SSH key applied), ONE-GUEST-NICS (NIC hotplug, new context), ONE-GUEST-PING.
 set -euo pipefail
 
 # Modules loaded at boot, with their dependencies resolved from modules.dep at build time:
@@ -60,8 +76,10 @@ done
 mkdir -p "$outdir"
 outdir="$(cd "$outdir" && pwd)"
 
-# The build identity: this script's content (it holds /init), so an edit rebuilds.
-build_id="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)"
+# The build identity: this script's content (it holds /init) and the files /init includes,
+# so an edit rebuilds.
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+build_id="$(cat "${BASH_SOURCE[0]}" "$here/net-init.sh" | sha256sum | cut -c1-16)"
 
 cached() {
     [ -s "$outdir/vmlinuz" ] && [ -s "$outdir/initrd.img" ] && [ -s "$outdir/guest.env" ] &&
@@ -151,6 +169,8 @@ for m in "${order[@]}"; do
     esac
 done
 printf '%s\n' "${order[@]}" >"$root/etc/modules"
+# The network side of the guest (ONE-GUEST-NET, -NICS, -PING: see net-init.sh).
+cp "$here/net-init.sh" "$root/etc/net-init.sh"
 printf '%s\n' "$release" >"$root/etc/kernel-release"
 
 cat >"$root/init" <<'INIT'
@@ -221,8 +241,59 @@ while [ $n -lt 8 ]; do
     n=$((n + 1))
 done
 
+# Disks: block devices appear asynchronously after the modules load.
+wait_dev() {
+    j=0
+    while [ $j -lt 50 ] && [ ! -b "/dev/$1" ]; do j=$((j + 1)); sleep 0.1; done
+    [ -b "/dev/$1" ]
+}
+# The marker in the first sector of /dev/$1 (token:n), or nothing.
+read_mark() {
+    dd if="/dev/$1" bs=512 count=1 2>/dev/null | tr '\000' '\n' | head -n 1 |
+        sed -n 's/^ONE-MARK \([^ ]*\)$/\1/p'
+}
+if [ -n "${ONE_GUEST_MARK:-}" ]; then
+    for dev in ${ONE_GUEST_MARK_DEV:-vda}; do
+        if ! wait_dev "$dev"; then
+            echo "ONE-GUEST-MARK DEV=$dev FOUND=nodevice WROTE=none"
+            continue
+        fi
+        found="$(read_mark "$dev")"
+        n=0
+        case "$found" in "$ONE_GUEST_MARK":*) n="${found##*:}" ;; esac
+        new="$ONE_GUEST_MARK:$((n + 1))"
+        printf 'ONE-MARK %s\n' "$new" >/tmp/mark
+        dd if=/tmp/mark of="/dev/$dev" bs=512 count=1 conv=sync,notrunc,fsync 2>/dev/null
+        sync
+        echo "ONE-GUEST-MARK DEV=$dev FOUND=${found:-none} WROTE=$new"
+    done
+fi
+for dev in ${ONE_GUEST_MOUNT:-}; do
+    fs=none
+    mkdir -p "/mnt-$dev"
+    if wait_dev "$dev" && mount -o ro "/dev/$dev" "/mnt-$dev" 2>/dev/null; then
+        fs="$(awk -v m="/mnt-$dev" '$2 == m {print $3}' /proc/mounts)"
+    fi
+    echo "ONE-GUEST-MOUNT DEV=$dev FS=${fs:-none}"
+done
+for dev in ${ONE_GUEST_SWAP:-}; do
+    on=no
+    wait_dev "$dev" && swapon "/dev/$dev" 2>/dev/null && on=yes
+    echo "ONE-GUEST-SWAP DEV=$dev ON=$on"
+done
+marks() {
+    [ -n "${ONE_GUEST_MARK:-}" ] || return 0
+    echo 3 >/proc/sys/vm/drop_caches 2>/dev/null
+    out=""
+    for dev in ${ONE_GUEST_MARK_DEV:-vda}; do
+        [ -b "/dev/$dev" ] && out="$out $dev:$(read_mark "$dev")"
+    done
+    echo " MARK=$(echo $out | tr ' ' ',')"
+}
+
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 echo "ONE-GUEST-READY ETH0_IP=${ETH0_IP:-} HOSTNAME=$name CONTEXT=$context UPTIME=$(uptime_s)"
+. /etc/net-init.sh
 
 if [ -n "${ONE_GUEST_DEBUG:-}" ]; then
     cat /proc/bus/input/devices; ls -l /dev/input; ls /sys/class/input; lsmod
@@ -235,7 +306,7 @@ while :; do
         seq=$((seq + 1))
         blk="$(ls /sys/block | grep -v -e '^loop' -e '^ram' | tr '\n' ',' | sed 's/,$//')"
         net="$(ls /sys/class/net | grep -v '^lo$' | tr '\n' ',' | sed 's/,$//')"
-        echo "ONE-GUEST-ALIVE SEQ=$seq UPTIME=$(uptime_s) BLOCK=$blk NET=$net"
+        echo "ONE-GUEST-ALIVE SEQ=$seq UPTIME=$(uptime_s) BLOCK=$blk NET=$net$(marks)"
     else
         sleep 3600
     fi

@@ -17,6 +17,9 @@ pub trait Exec: Send + Sync {
     /// `check_only` has the kernel validate it without applying it (`nft -c -f -`).
     fn nft(&self, script: &str, check_only: bool) -> Result<()>;
 
+    /// `nft -j list table bridge TABLE`: the table as JSON; Ok(None) when it does not exist.
+    fn nft_list(&self, table: &str) -> Result<Option<String>>;
+
     /// A sysctl's value (`net.bridge.bridge-nf-call-iptables`), None when it does not exist.
     fn sysctl(&self, name: &str) -> Option<String>;
 
@@ -50,8 +53,10 @@ impl System {
                 c
             }
             Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, program]);
+                // nsenter rather than `ip netns exec`: the network namespace is all these
+                // tools need, and remounting /sys for each call costs milliseconds.
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(program);
                 c
             }
             None => Command::new(program),
@@ -71,6 +76,22 @@ impl Exec for System {
         }
         c.args(["-f", "-"]);
         run_with_stdin(&mut c, script)
+    }
+
+    fn nft_list(&self, table: &str) -> Result<Option<String>> {
+        match cmd::stdout(
+            self.command("nft")
+                .args(["-j", "list", "table", "bridge", table]),
+        ) {
+            Ok(out) => Ok(Some(out)),
+            Err(e)
+                if is_missing(&e)
+                    || matches!(&e, Error::Command { detail, .. } if detail.contains("No such file")) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn sysctl(&self, name: &str) -> Option<String> {

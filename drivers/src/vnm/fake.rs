@@ -326,6 +326,11 @@ impl Exec for FakeHost {
         }
     }
 
+    fn nft_list(&self, _table: &str) -> Result<Option<String>> {
+        // The model keeps no ruleset: a host whose agent starts afresh.
+        Ok(None)
+    }
+
     fn sysctl(&self, name: &str) -> Option<String> {
         self.st().sysctls.get(name).cloned()
     }

@@ -29,10 +29,10 @@ pub mod sg;
 
 use crate::{Error, Result, Revert};
 use exec::Exec;
-use nft::{CtMode, Script};
+use nft::{CtMode, Profile, Script};
 pub use nic::{NicNet, VmNet, VnMad};
 use one_proto::agent::NetworkConfig;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Probe of bridge conntrack: checked by the kernel (`nft -c`), never applied.
@@ -49,6 +49,27 @@ pub struct Vnm {
     /// Bridge → the (VM, NIC) pairs a `pre` set it up for and no `clean` has released.
     users: Mutex<HashMap<String, BTreeSet<(i64, i64)>>>,
     ct: Mutex<Option<CtMode>>,
+    /// What the host's firewall holds; one transaction at a time.
+    fw: Mutex<FwState>,
+}
+
+/// The filtered NICs as loaded: which profile each jumps to and its anti-spoofing rules
+/// (a rule change that leaves those alone only repoints the NIC).
+#[derive(Default, Clone)]
+struct FwState {
+    /// Read back from the kernel once (chains an earlier agent loaded).
+    synced: bool,
+    /// The base chains (and the conntrack plumbing, when Some(Some(..))) loaded since the
+    /// last sync: later transactions leave them out.
+    base: Option<Option<CtMode>>,
+    nics: HashMap<(i64, i64), LoadedNic>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct LoadedNic {
+    profile: Option<String>,
+    /// The anti-spoofing rules as loaded; None when not known (read back after a restart).
+    spoof: Option<Vec<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,6 +88,7 @@ impl Vnm {
             links: Mutex::new(()),
             users: Mutex::new(HashMap::new()),
             ct: Mutex::new(None),
+            fw: Mutex::new(FwState::default()),
         }
     }
 
@@ -85,7 +107,8 @@ impl Vnm {
         if let Some(m) = *slot {
             return Ok(m);
         }
-        let mode = if self.x.nft(BRIDGE_CT_PROBE, true).is_ok() {
+        let bridge_ct = || self.x.nft(BRIDGE_CT_PROBE, true).is_ok();
+        let mode = if bridge_ct() || (self.x.modprobe("nf_conntrack_bridge") && bridge_ct()) {
             CtMode::Bridge
         } else {
             let key4 = "net.bridge.bridge-nf-call-iptables";
@@ -154,22 +177,17 @@ impl Vnm {
         let nics = vm.select(only);
         let _g = lock(&self.links);
         let mut done = Vec::new();
-        let mut script = Script::new(None);
-        for n in nics.iter().filter(|n| n.vn_mad.filters()) {
-            if let Some(tap) = &n.tap {
-                script.remove(vm.vm_id, n.nic_id, tap);
-            }
-        }
-        if script.nics() > 0 {
-            match self.x.nft(script.text(), false) {
-                Ok(()) => done.push(format!(
-                    "firewall rules of {} NIC(s) removed",
-                    script.nics()
-                )),
-                // Without nft there can be no rules to remove.
-                Err(e) if nft_missing(&e) => {}
-                Err(e) => return Err(e),
-            }
+        let gone: Vec<(i64, &NicNet)> = nics
+            .iter()
+            .filter(|n| n.vn_mad.filters())
+            .map(|n| (vm.vm_id, *n))
+            .collect();
+        match self.unload(&gone) {
+            Ok(0) => {}
+            Ok(n) => done.push(format!("firewall rules of {n} NIC(s) removed")),
+            // Without nft there can be no rules to remove.
+            Err(e) if nft_missing(&e) => {}
+            Err(e) => return Err(e),
         }
         let leaving: Vec<String> = nics.iter().filter_map(|n| n.tap.clone()).collect();
         {
@@ -220,21 +238,151 @@ impl Vnm {
         } else {
             None
         };
-        let mut script = Script::new(ct);
-        for (vm, nics) in items {
-            for n in nics.iter().filter(|n| n.vn_mad.filters()) {
-                script.set(vm.vm_id, n, &vm.rules_of(n), ct);
+        let mut fw = lock(&self.fw);
+        let result = self.fw_apply(&mut fw, ct, |fw, script| {
+            let mut known: HashSet<String> =
+                fw.nics.values().filter_map(|l| l.profile.clone()).collect();
+            for (vm, nics) in items {
+                for n in nics.iter().filter(|n| n.vn_mad.filters()) {
+                    let Some(tap) = n.tap.as_deref() else {
+                        continue;
+                    };
+                    let key = (vm.vm_id, n.nic_id);
+                    if !n.needs_filter() {
+                        // Chains to take away only when this host has them.
+                        if fw.nics.remove(&key).is_some() {
+                            script.remove(vm.vm_id, n.nic_id, tap);
+                        }
+                        continue;
+                    }
+                    let profile = match (n.security_groups.is_some(), ct) {
+                        (true, Some(ct)) => {
+                            let p = Profile::of(&vm.rules_of(n), ct);
+                            if known.insert(p.name.clone()) {
+                                script.add_profile(&p);
+                            }
+                            Some(p.name)
+                        }
+                        _ => None,
+                    };
+                    let spoof = nft::spoof_lines(n);
+                    let before = fw.nics.get(&key);
+                    let same_spoof = before.is_some_and(|b| b.spoof.as_ref() == Some(&spoof));
+                    match (&profile, before.map(|b| &b.profile)) {
+                        (Some(p), Some(Some(_))) if same_spoof => {
+                            script.repoint(vm.vm_id, n.nic_id, p)
+                        }
+                        _ => script.set(vm.vm_id, n, profile.as_deref()),
+                    }
+                    fw.nics.insert(
+                        key,
+                        LoadedNic {
+                            profile,
+                            spoof: Some(spoof),
+                        },
+                    );
+                }
             }
-        }
-        if script.nics() == 0 {
-            return Ok(0);
-        }
-        match self.x.nft(script.text(), false) {
-            Ok(()) => Ok(script.nics()),
+        });
+        match result {
+            Ok(n) => Ok(n),
             // Nothing to filter: a host without nft is fine.
             Err(e) if !any && nft_missing(&e) => Ok(0),
             Err(e) => Err(e),
         }
+    }
+
+    /// Removes the filters of these NICs in one transaction.
+    fn unload(&self, nics: &[(i64, &NicNet)]) -> Result<usize> {
+        let mut fw = lock(&self.fw);
+        self.fw_apply(&mut fw, None, |fw, script| {
+            for (vm, n) in nics {
+                if let Some(tap) = n.tap.as_deref()
+                    && fw.nics.remove(&(*vm, n.nic_id)).is_some()
+                {
+                    script.remove(*vm, n.nic_id, tap);
+                }
+            }
+        })
+    }
+
+    /// Renders a change of the firewall on a copy of what it holds (`change`), deletes the
+    /// profiles no NIC uses any more, and loads it in one transaction; the copy becomes the
+    /// state only when the kernel took it. A failure makes the next call read the kernel's
+    /// state again and render everything in full, so a ruleset flushed behind our back heals.
+    fn fw_apply(
+        &self,
+        fw: &mut FwState,
+        ct: Option<CtMode>,
+        change: impl Fn(&mut FwState, &mut Script),
+    ) -> Result<usize> {
+        let mut last = None;
+        for _attempt in 0..2 {
+            if !fw.synced {
+                *fw = FwState {
+                    synced: true,
+                    base: None,
+                    nics: HashMap::new(),
+                };
+                if let Some(json) = self.x.nft_list(nft::TABLE)? {
+                    for (key, profile) in nft::nics_in_listing(&json) {
+                        fw.nics.insert(
+                            key,
+                            LoadedNic {
+                                profile,
+                                spoof: None,
+                            },
+                        );
+                    }
+                }
+            }
+            let mut next = fw.clone();
+            // The base chains go in the first transaction (and again when the conntrack
+            // plumbing is needed and was not loaded).
+            let need_base = match fw.base {
+                None => true,
+                Some(loaded) => ct.is_some() && loaded != ct,
+            };
+            let mut script = if need_base {
+                next.base = Some(ct);
+                Script::new(ct)
+            } else {
+                Script::bare()
+            };
+            change(&mut next, &mut script);
+            if script.nics() == 0 {
+                return Ok(0);
+            }
+            let used: HashSet<&String> = next
+                .nics
+                .values()
+                .filter_map(|l| l.profile.as_ref())
+                .collect();
+            let unused: BTreeSet<&String> = fw
+                .nics
+                .values()
+                .filter_map(|l| l.profile.as_ref())
+                .filter(|p| !used.contains(p))
+                .collect();
+            for p in unused {
+                script.delete_profile(p);
+            }
+            match self.x.nft(script.text(), false) {
+                Ok(()) => {
+                    let n = script.nics();
+                    *fw = next;
+                    return Ok(n);
+                }
+                Err(e) => {
+                    // Read the kernel's state again and render in full once more: a
+                    // ruleset changed behind our back heals.
+                    tracing::warn!(error = %e, "firewall transaction failed; retrying from the kernel's state");
+                    fw.synced = false;
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("two attempts made"))
     }
 }
 

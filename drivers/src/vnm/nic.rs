@@ -75,7 +75,8 @@ pub struct NicNet {
     pub ipv6: Vec<Ipv6Addr>,
     pub filter_ip_spoofing: bool,
     pub filter_mac_spoofing: bool,
-    /// None: the NIC names no security group (no filtering by groups at all).
+    /// None: the NIC names no security group, or its groups allow everything both ways (no
+    /// filtering by groups at all).
     pub security_groups: Option<Vec<i64>>,
     /// The network's own VXLAN multicast base (VXLAN_MC), overriding the host's.
     pub vxlan_mc: Option<Ipv4Addr>,
@@ -299,7 +300,20 @@ impl VmNet {
             .vectors("SECURITY_GROUP_RULE")
             .map(SgRule::from_vector)
             .collect::<Result<Vec<_>>>()?;
-        Ok(VmNet { vm_id, nics, rules })
+        let mut vm = VmNet { vm_id, nics, rules };
+        // Groups that allow everything both ways (group 0 `default`) filter nothing: such a
+        // NIC needs no chains at all, as if it had no group.
+        for i in 0..vm.nics.len() {
+            let open = |dir| {
+                vm.rules_of(&vm.nics[i]).iter().any(|r| {
+                    r.direction == dir && r.protocol == super::sg::Protocol::All && !r.peer
+                })
+            };
+            if open(super::sg::Direction::Inbound) && open(super::sg::Direction::Outbound) {
+                vm.nics[i].security_groups = None;
+            }
+        }
+        Ok(vm)
     }
 
     /// The NICs an operation works on: NIC `only` (a NIC hotplug), else all of them.
@@ -364,6 +378,31 @@ mod tests {
         assert_eq!(n.security_groups, Some(vec![0, 100]));
         assert_eq!(vm.rules_of(n).len(), 1);
         assert!(n.needs_filter());
+    }
+
+    #[test]
+    fn groups_that_allow_everything_filter_nothing() {
+        let nic = r#"NIC=[NIC_ID=0, BRIDGE=br, VN_MAD=bridge, TARGET="one-1-0", SECURITY_GROUPS="0,5"]
+            SECURITY_GROUP_RULE=[SECURITY_GROUP_ID=0, PROTOCOL=ALL, RULE_TYPE=OUTBOUND]
+            SECURITY_GROUP_RULE=[SECURITY_GROUP_ID=0, PROTOCOL=ALL, RULE_TYPE=INBOUND]
+            SECURITY_GROUP_RULE=[SECURITY_GROUP_ID=5, PROTOCOL=TCP, RULE_TYPE=INBOUND, RANGE=22]"#;
+        let vm = VmNet::from_template(1, &template(nic)).unwrap();
+        assert_eq!(vm.nics[0].security_groups, None);
+        assert!(!vm.nics[0].needs_filter());
+        // Only one direction open: filtered.
+        let one_way = nic.replace(
+            "PROTOCOL=ALL, RULE_TYPE=INBOUND",
+            "PROTOCOL=ICMP, RULE_TYPE=INBOUND",
+        );
+        let vm = VmNet::from_template(1, &template(&one_way)).unwrap();
+        assert_eq!(vm.nics[0].security_groups, Some(vec![0, 5]));
+        // An open rule limited to some peers is not open.
+        let peers = nic.replace(
+            "PROTOCOL=ALL, RULE_TYPE=INBOUND",
+            "PROTOCOL=ALL, RULE_TYPE=INBOUND, IP=10.0.0.1, SIZE=5",
+        );
+        let vm = VmNet::from_template(1, &template(&peers)).unwrap();
+        assert!(vm.nics[0].security_groups.is_some());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! races and clean-up; then for real in throwaway network namespaces (root only).
 
 use super::fake::FakeHost;
+use super::nft::{CtMode, Profile};
 use super::*;
 use one_proto::template::Template;
 
@@ -349,7 +350,10 @@ fn a_hotplugged_nic_only_touches_itself() {
     let (f, v) = host(FakeHost::new());
     let two = vm(
         7,
-        &format!("{BRIDGE_NIC}\nNIC=[NIC_ID=1, BRIDGE=onebr6, VN_MAD=bridge, TARGET=\"one-7-1\"]"),
+        &format!(
+            "{BRIDGE_NIC}\nNIC=[NIC_ID=1, BRIDGE=onebr6, VN_MAD=bridge, TARGET=\"one-7-1\", \
+             MAC=\"02:00:00:00:00:01\", FILTER_MAC_SPOOFING=YES]"
+        ),
     );
     v.pre(&two, Some(1)).unwrap();
     assert!(f.exists("onebr6") && !f.exists("onebr5"));
@@ -391,47 +395,113 @@ fn the_rules_of_a_nic_exactly() {
     v.pre(&vm(7, SG_NIC), None).unwrap();
     let scripts = f.take_scripts();
     assert_eq!(scripts.len(), 1, "one transaction");
-    let nic: Vec<&str> = scripts[0]
+    let s = &scripts[0];
+    let p = Profile::of(
+        &vm(7, SG_NIC)
+            .rules
+            .iter()
+            .filter(|r| r.group != 200)
+            .collect::<Vec<_>>(),
+        CtMode::Bridge,
+    );
+    let body: Vec<String> = s
         .lines()
-        .filter(|l| l.contains("vm7_nic0"))
+        .filter(|l| l.contains("vm7_nic0") || l.contains(&p.name))
+        .map(|l| l.replace(&p.name, "P"))
         .collect();
     let want = [
+        "add chain bridge one_rs P_o",
+        "flush chain bridge one_rs P_o",
+        "add rule bridge one_rs P_o meta protocol != { ip, ip6 } accept",
+        "add rule bridge one_rs P_o icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept",
+        "add rule bridge one_rs P_o ct state established,related accept",
+        "add rule bridge one_rs P_o accept",
+        "add rule bridge one_rs P_o drop",
+        "add chain bridge one_rs P_i",
+        "flush chain bridge one_rs P_i",
+        "add rule bridge one_rs P_i meta protocol != { ip, ip6 } accept",
+        "add rule bridge one_rs P_i icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } accept",
+        "add rule bridge one_rs P_i ct state established,related accept",
+        "add rule bridge one_rs P_i ip saddr { 10.0.0.0-10.0.0.255 } meta l4proto icmp icmp type 8 accept",
+        "add rule bridge one_rs P_i meta l4proto tcp th dport { 22, 8000-8080 } accept",
+        "add rule bridge one_rs P_i drop",
+        "add chain bridge one_rs vm7_nic0_og",
+        "flush chain bridge one_rs vm7_nic0_og",
+        "add rule bridge one_rs vm7_nic0_og jump P_o",
+        "add chain bridge one_rs vm7_nic0_i",
+        "flush chain bridge one_rs vm7_nic0_i",
+        "add rule bridge one_rs vm7_nic0_i jump P_i",
         "add chain bridge one_rs vm7_nic0_o",
         "flush chain bridge one_rs vm7_nic0_o",
         "add rule bridge one_rs vm7_nic0_o meta protocol { 0x8100, 0x88a8 } drop",
         "add rule bridge one_rs vm7_nic0_o ether saddr != 02:00:0a:00:00:07 drop",
         "add rule bridge one_rs vm7_nic0_o meta protocol arp arp saddr ip != { 0.0.0.0, 10.0.0.7 } drop",
-        "add rule bridge one_rs vm7_nic0_o meta protocol ip ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 return",
+        "add rule bridge one_rs vm7_nic0_o meta protocol ip ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept",
         "add rule bridge one_rs vm7_nic0_o meta protocol ip ip saddr != { 10.0.0.7 } drop",
         "add rule bridge one_rs vm7_nic0_o meta protocol ip6 ip6 saddr != { ::, fe80::aff:fe00:7 } drop",
-        "add rule bridge one_rs vm7_nic0_o meta protocol != { ip, ip6 } return",
-        "add rule bridge one_rs vm7_nic0_o icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } return",
-        "add rule bridge one_rs vm7_nic0_o ct state established,related return",
-        "add rule bridge one_rs vm7_nic0_o return",
-        "add rule bridge one_rs vm7_nic0_o drop",
-        "add element bridge one_rs nic_out { \"one-7-0\" : jump vm7_nic0_o }",
-        "add chain bridge one_rs vm7_nic0_i",
-        "flush chain bridge one_rs vm7_nic0_i",
-        "add rule bridge one_rs vm7_nic0_i meta protocol != { ip, ip6 } return",
-        "add rule bridge one_rs vm7_nic0_i icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } return",
-        "add rule bridge one_rs vm7_nic0_i ct state established,related return",
-        "add rule bridge one_rs vm7_nic0_i meta l4proto tcp th dport { 22, 8000-8080 } return",
-        "add rule bridge one_rs vm7_nic0_i ip saddr { 10.0.0.0-10.0.0.255 } meta l4proto icmp icmp type 8 return",
-        "add rule bridge one_rs vm7_nic0_i drop",
+        "add rule bridge one_rs vm7_nic0_o jump vm7_nic0_og",
         "add element bridge one_rs nic_in { \"one-7-0\" : jump vm7_nic0_i }",
+        "add element bridge one_rs nic_out { \"one-7-0\" : jump vm7_nic0_o }",
     ];
-    assert_eq!(nic, want, "group 200's rule is not the NIC's");
-    // Clean removes both chains and map entries, whether or not they are there.
-    v.clean(&vm(7, SG_NIC), None).unwrap();
+    assert_eq!(body, want, "group 200's rule is not the NIC's");
+    for l in [
+        "add rule bridge one_rs fwd_out iifname vmap @nic_out",
+        "add rule bridge one_rs fwd_in oifname vmap @nic_in",
+        "add chain bridge one_rs fwd_in { type filter hook forward priority 10 ; policy accept ; }",
+    ] {
+        assert!(s.contains(l), "{l}");
+    }
+    // A second NIC with the same groups shares the profile; a repeated pre rewrites the NIC
+    // but not the profile.
+    v.pre(&vm(8, &SG_NIC.replace("one-7-0", "one-8-0")), None)
+        .unwrap();
+    let s = f.take_scripts().join("");
+    assert!(s.contains(&format!(
+        "add rule bridge one_rs vm8_nic0_i jump {}_i",
+        p.name
+    )));
+    assert!(
+        !s.contains(&format!("add chain bridge one_rs {}_o", p.name)),
+        "loaded once"
+    );
+    // A rule change: one new profile, the NICs repointed (their anti-spoofing rules stay),
+    // the old profile deleted once no NIC uses it.
+    let more = format!(
+        "{SG_NIC}\n  SECURITY_GROUP_RULE=[SECURITY_GROUP_ID=100, PROTOCOL=UDP, RULE_TYPE=INBOUND]"
+    );
+    let changed = [vm(7, &more), vm(8, &more.replace("one-7-0", "one-8-0"))];
+    assert_eq!(v.update_security_groups(&changed).unwrap(), 2);
+    let s = f.take_scripts();
+    assert_eq!(s.len(), 1, "one transaction");
+    let s = &s[0];
+    assert!(s.contains("meta l4proto udp accept"));
+    assert!(
+        !s.contains("vm7_nic0_o "),
+        "the anti-spoofing chain is left alone:\n{s}"
+    );
+    assert!(s.contains(&format!("delete chain bridge one_rs {}_i", p.name)));
+    // Clean removes both NICs' chains and map entries, and the profile with the last one.
+    v.clean(&changed[0], None).unwrap();
     let s = f.take_scripts().join("");
     for l in [
         "delete element bridge one_rs nic_out { \"one-7-0\" }",
         "delete chain bridge one_rs vm7_nic0_o",
+        "delete chain bridge one_rs vm7_nic0_og",
         "delete element bridge one_rs nic_in { \"one-7-0\" }",
         "delete chain bridge one_rs vm7_nic0_i",
     ] {
         assert!(s.contains(l), "{l}\n{s}");
     }
+    assert!(
+        !s.contains("delete chain bridge one_rs p"),
+        "VM 8 still uses the profile"
+    );
+    v.clean(&changed[1], None).unwrap();
+    assert!(
+        f.take_scripts()
+            .join("")
+            .contains("delete chain bridge one_rs p")
+    );
 }
 
 #[test]
@@ -445,11 +515,11 @@ fn without_bridge_conntrack_replies_are_told_by_a_mark_bit() {
         "add rule bridge one_rs prerouting meta mark set meta mark and 0xefffffff",
         "add rule inet one_rs prerouting ct state established,related meta mark set meta mark or 0x10000000",
         "add rule inet one_rs output meta mark set meta mark and 0xefffffff",
-        "add rule bridge one_rs vm7_nic0_i meta mark & 0x10000000 == 0x10000000 return",
+        "meta mark & 0x10000000 == 0x10000000 accept",
     ] {
         assert!(s.contains(l), "{l}\n{s}");
     }
-    assert!(!s.contains("ct state established,related return"));
+    assert!(!s.contains("ct state established,related accept"));
 }
 
 #[test]

@@ -42,6 +42,9 @@ pub struct VmDoc {
     pub template: Template,
     /// The SEQ of the last HISTORY record (the `deployment.<seq>` file); 0 without history.
     pub seq: i64,
+    /// The TM_MAD of the last HISTORY record: the transfer driver of the system datastore
+    /// the VM is on; `None` without history.
+    pub tm_mad: Option<String>,
 }
 
 impl VmDoc {
@@ -111,31 +114,43 @@ impl VmDoc {
             id,
             name: ids.get("NAME").unwrap_or("").to_string(),
             template,
-            seq: history_raw.map_or(Ok(0), last_seq)?,
+            seq: history_raw.map_or(Ok(0), |h| last_history(h, "SEQ").map(|v| v.unwrap_or(0)))?,
+            tm_mad: history_raw
+                .map(|h| last_text(h, "TM_MAD"))
+                .transpose()?
+                .flatten()
+                .filter(|t| !t.trim().is_empty()),
         })
     }
 }
 
-/// The last `HISTORY/SEQ` in the body of HISTORY_RECORDS.
-fn last_seq(history: &str) -> Result<i64, DomainError> {
+/// The last `HISTORY/<name>` in the body of HISTORY_RECORDS, as a number.
+fn last_history(history: &str, name: &'static str) -> Result<Option<i64>, DomainError> {
+    match last_text(history, name)? {
+        None => Ok(None),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| invalid(format!("HISTORY/{name}"), &text, "not a number")),
+    }
+}
+
+/// The text of the last `HISTORY/<name>` in the body of HISTORY_RECORDS.
+fn last_text(history: &str, name: &str) -> Result<Option<String>, DomainError> {
     let mut reader = Reader::from_str(history);
-    let mut seq = 0;
-    let mut in_seq = false;
+    let mut out = None;
+    let mut inside = false;
     loop {
         match reader
             .read_event()
             .map_err(|e| DomainError::Xml(e.to_string()))?
         {
-            Event::Start(e) => in_seq = e.name().into_inner() == "SEQ",
-            Event::Text(t) if in_seq => {
-                let text = t.xml10_content();
-                seq = text
-                    .trim()
-                    .parse()
-                    .map_err(|_| invalid("HISTORY/SEQ", &text, "not a number"))?;
-            }
-            Event::End(_) => in_seq = false,
-            Event::Eof => return Ok(seq),
+            Event::Start(e) => inside = e.name().into_inner() == name,
+            Event::Text(t) if inside => out = Some(t.xml10_content().into_owned()),
+            Event::Empty(e) if e.name().into_inner() == name => out = Some(String::new()),
+            Event::End(_) => inside = false,
+            Event::Eof => return Ok(out),
             _ => {}
         }
     }

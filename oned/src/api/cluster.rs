@@ -9,7 +9,6 @@ use one_proto::objects::datastore::Datastore;
 use one_proto::objects::host::Host;
 use one_proto::objects::vnet::Vnet;
 use one_proto::template::Template;
-use one_proto::xml::XmlWriter;
 
 /// The cluster every installation has; it cannot be deleted.
 pub const DEFAULT_CLUSTER: i64 = 0;
@@ -19,9 +18,6 @@ impl ApiObject for Cluster {
     const POOL_ROOT: &'static str = "CLUSTER_POOL";
     const ACL_TYPE: ObjectType = ObjectType::Cluster;
 
-    fn write_xml(&self, w: &mut XmlWriter) {
-        Cluster::write_xml(self, w)
-    }
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template
     }

@@ -4,6 +4,7 @@
 use super::errors::*;
 use super::{ApiResult, Call, ok_id, ok_xml};
 use crate::authz::{self, ObjAuth};
+pub use crate::doc::Document;
 use crate::store::{State, Stored, Txn};
 use one_proto::ApiError;
 use one_proto::acl::{AuthOp, ObjectType};
@@ -13,19 +14,13 @@ use one_proto::xml::XmlWriter;
 use std::sync::Arc;
 
 /// A pool object as the API sees it.
-pub trait ApiObject: Stored {
+pub trait ApiObject: Stored + Document {
     /// Name in error messages ("virtual machine").
     const OBJNAME: &'static str;
     /// Root element of pool listings ("VM_POOL").
     const POOL_ROOT: &'static str;
     const ACL_TYPE: ObjectType;
 
-    /// The full document (info calls).
-    fn write_xml(&self, w: &mut XmlWriter);
-    /// The body used in pool listings (defaults to the full document).
-    fn write_pool_xml(&self, w: &mut XmlWriter) {
-        self.write_xml(w);
-    }
     /// Owner, group, name, permissions and lock of owned objects.
     fn header(&self) -> Option<&Header> {
         None
@@ -58,12 +53,6 @@ pub trait ApiObject: Stored {
             perms: self.header().map(|h| h.perms),
             clusters: self.clusters(),
         }
-    }
-
-    fn to_xml(&self) -> String {
-        let mut w = XmlWriter::new();
-        self.write_xml(&mut w);
-        w.finish()
     }
 }
 

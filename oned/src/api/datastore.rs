@@ -11,16 +11,12 @@ use one_proto::objects::user::User;
 use one_proto::objects::{Header, Permissions};
 use one_proto::state::{DatastoreState, DatastoreType, DiskType};
 use one_proto::template::Template;
-use one_proto::xml::XmlWriter;
 
 impl ApiObject for Datastore {
     const OBJNAME: &'static str = "datastore";
     const POOL_ROOT: &'static str = "DATASTORE_POOL";
     const ACL_TYPE: ObjectType = ObjectType::Datastore;
 
-    fn write_xml(&self, w: &mut XmlWriter) {
-        Datastore::write_xml(self, w)
-    }
     crate::owned_header!();
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template

@@ -15,7 +15,7 @@ use super::user::update_default_quotas;
 use super::{ApiResult, Call, Params, Registry, errors::*, ok_id, ok_xml};
 use crate::auth::Session;
 use crate::authz::{self, ObjAuth};
-use crate::quota;
+use crate::ops::quota;
 use crate::store::{Kind, State, Txn};
 use one_proto::acl::{self, AclRule, AuthOp, ObjectType};
 use one_proto::objects::Permissions;
@@ -59,14 +59,6 @@ impl ApiObject for Group {
     const POOL_ROOT: &'static str = "GROUP_POOL";
     const ACL_TYPE: ObjectType = ObjectType::Group;
 
-    /// The document with empty DEFAULT_GROUP_QUOTAS: the trait cannot reach the stored
-    /// defaults, so `one.group.info` and the pool listing write theirs here in group.rs.
-    fn write_xml(&self, w: &mut XmlWriter) {
-        Group::write_xml(self, w, &Quotas::default())
-    }
-    fn write_pool_xml(&self, w: &mut XmlWriter) {
-        Group::write_pool_xml(self, w)
-    }
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template
     }

@@ -20,14 +20,6 @@ impl ApiObject for Hook {
     const POOL_ROOT: &'static str = "HOOK_POOL";
     const ACL_TYPE: ObjectType = ObjectType::Hook;
 
-    /// `one.hook.info` includes the execution records.
-    fn write_xml(&self, w: &mut XmlWriter) {
-        Hook::write_xml(self, w, true)
-    }
-    /// `one.hookpool.info` does not.
-    fn write_pool_xml(&self, w: &mut XmlWriter) {
-        Hook::write_xml(self, w, false)
-    }
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template
     }
@@ -97,8 +89,10 @@ fn admin_only(call: &Call, op: AuthOp, id: Option<i64>) -> Result<(), ApiError> 
 }
 
 /// Whether oned serves a method (the CALL of an API hook must exist).
-fn method_exists(call: &Call) -> impl Fn(&str) -> bool + '_ {
-    |m: &str| call.oned.registry.get(m).is_some()
+fn method_exists(m: &str) -> bool {
+    static SERVED: std::sync::LazyLock<super::Registry> =
+        std::sync::LazyLock::new(super::Registry::full);
+    SERVED.get(m).is_some()
 }
 
 fn allocate_err(call: &Call, reason: &str) -> ApiError {
@@ -116,7 +110,7 @@ async fn allocate_hook(call: &Call, text: &str) -> ApiResult {
     let type_text = t.get("TYPE").unwrap_or("").to_string();
     let ty = HookType::parse(&type_text)
         .ok_or_else(|| allocate_err(call, &format!("Invalid Hook type: {type_text}")))?;
-    crate::hooks::spec::check_template(&mut t, ty, &method_exists(call))
+    crate::hooks::spec::check_template(&mut t, ty, &method_exists)
         .map_err(|m| allocate_err(call, &m))?;
 
     let mut tx = call.oned.store.begin().await;
@@ -174,7 +168,7 @@ async fn update(call: &Call, id: i64, text: &str, mode: i64) -> ApiResult {
         t.merge(&new);
     }
     // TYPE cannot change: the template is checked against the hook's own type.
-    crate::hooks::spec::check_template(&mut t, hook.hook_type, &method_exists(call))
+    crate::hooks::spec::check_template(&mut t, hook.hook_type, &method_exists)
         .map_err(|m| internal(call.method, &format!("Cannot update template. {m}")))?;
     hook.template = t;
     tx.put(hook);

@@ -9,16 +9,12 @@ use one_proto::acl::{AuthOp, ObjectType};
 use one_proto::objects::host::{Host, HostShare};
 use one_proto::state::HostState;
 use one_proto::template::Template;
-use one_proto::xml::XmlWriter;
 
 impl ApiObject for Host {
     const OBJNAME: &'static str = "host";
     const POOL_ROOT: &'static str = "HOST_POOL";
     const ACL_TYPE: ObjectType = ObjectType::Host;
 
-    fn write_xml(&self, w: &mut XmlWriter) {
-        Host::write_xml(self, w)
-    }
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template
     }

@@ -18,7 +18,7 @@
 
 use super::common::{self, ApiObject, authorize, authorize_create, check_lock, commit};
 use super::{ApiResult, Call, Params, Registry, errors::*, ok_id};
-use crate::quota::{self, QuotaUsage};
+use crate::ops::{self, quota};
 use crate::store::{Kind, Txn};
 use one_proto::ApiError;
 use one_proto::acl::{AuthOp, ObjectType};
@@ -29,7 +29,6 @@ use one_proto::objects::user::User;
 use one_proto::objects::{Header, Permissions};
 use one_proto::state::{DatastoreType, DiskType, ImageState, ImageType};
 use one_proto::template::{Template, Vector};
-use one_proto::xml::XmlWriter;
 use std::path::{Path, PathBuf};
 
 impl ApiObject for Image {
@@ -37,9 +36,6 @@ impl ApiObject for Image {
     const POOL_ROOT: &'static str = "IMAGE_POOL";
     const ACL_TYPE: ObjectType = ObjectType::Image;
 
-    fn write_xml(&self, w: &mut XmlWriter) {
-        Image::write_xml(self, w)
-    }
     crate::owned_header!();
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template
@@ -413,13 +409,6 @@ fn find_by_name_owner(tx: &Txn<'_>, name: &str, uid: i64, except: i64) -> Option
     common::name_taken_by_owner::<Image>(tx, name, uid, except)
 }
 
-fn usage(ds_id: i64, size_mb: i64) -> QuotaUsage {
-    QuotaUsage {
-        datastore: vec![(ds_id, 1, size_mb)],
-        ..QuotaUsage::default()
-    }
-}
-
 /// Strips the `[method] ` prefix of an error to embed its text in another message.
 pub(crate) fn detail(e: &ApiError) -> &str {
     match e.message.find("] ") {
@@ -511,7 +500,13 @@ async fn allocate_image(call: &Call, text: &str, ds_id: i64, no_capacity_check: 
     if yes(ds.template.get("PERSISTENT_ONLY").unwrap_or("")) && !persistent {
         return Err(alloc_err("This Datastore only accepts persistent images."));
     }
-    quota::charge(&mut tx, m, uid, gid, &usage(ds_id, size_mb))?;
+    quota::charge(
+        &mut tx,
+        m,
+        uid,
+        gid,
+        &ops::image::datastore_usage(ds_id, size_mb),
+    )?;
 
     let id = tx.next_id(Kind::Image);
     let now = crate::auth::now_secs();
@@ -650,34 +645,12 @@ pub(crate) fn delete_in(
         tx,
         img.header.uid,
         img.header.gid,
-        &usage(img.datastore_id, img.size_mb),
+        &ops::image::datastore_usage(img.datastore_id, img.size_mb),
     );
     if img.cloning_id >= 0 {
-        release_cloning(tx, img.cloning_id, id);
+        ops::image::release_cloning(tx, img.cloning_id, id);
     }
     Ok(())
-}
-
-/// Ends a clone operation on image `src` (the clone `clone_id` is gone or done).
-fn release_cloning(tx: &mut Txn<'_>, src: i64, clone_id: i64) {
-    let Some(mut img) = tx.get::<Image>(src) else {
-        return;
-    };
-    match img.state {
-        ImageState::Used | ImageState::Clone => {
-            if img.clones.contains(&clone_id) {
-                img.clones.retain(|i| *i != clone_id);
-                img.cloning_ops = (img.cloning_ops - 1).max(0);
-            }
-            if img.cloning_ops == 0 && img.running_vms == 0 {
-                img.set_state(ImageState::Ready);
-            }
-            tx.put(img);
-        }
-        other => {
-            tracing::error!(image = src, clone = clone_id, state = %other, "release cloning image in wrong state");
-        }
-    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -901,7 +874,7 @@ async fn chown(call: &Call, id: i64, uid: i64, gid: i64) -> ApiResult {
     }
     let (new_uid, new_gid) = (img.header.uid, img.header.gid);
     if (new_uid, new_gid) != (old_uid, old_gid) {
-        let u = usage(img.datastore_id, img.size_mb);
+        let u = ops::image::datastore_usage(img.datastore_id, img.size_mb);
         quota::charge(&mut tx, m, new_uid, new_gid, &u)?;
         quota::release(&mut tx, old_uid, old_gid, &u);
     }
@@ -1003,7 +976,13 @@ pub(crate) fn clone_in(
         ImageState::Ready | ImageState::Used | ImageState::Clone => {}
         s => return Err(alloc_err(&format!("Cannot clone image in state: {s}"))),
     }
-    quota::charge(tx, m, uid, gid, &usage(target_id, src.size_mb))?;
+    quota::charge(
+        tx,
+        m,
+        uid,
+        gid,
+        &ops::image::datastore_usage(target_id, src.size_mb),
+    )?;
 
     let new_id = tx.next_id(Kind::Image);
     let now = crate::auth::now_secs();
@@ -1432,58 +1411,6 @@ fn fill_disk(call: &Call, disk: &mut Vector, img: &Image, ds: &Datastore, ptype:
             disk.set(attr, v.to_string());
         }
     }
-}
-
-/// Releases a DISK's image (VM ended or disk detached); idempotent.
-pub fn release_disk(tx: &mut Txn<'_>, disk: &Vector, vmid: i64) {
-    let Some(iid) = disk
-        .get("IMAGE_ID")
-        .and_then(|v| v.trim().parse::<i64>().ok())
-    else {
-        return;
-    };
-    let Some(mut img) = tx.get::<Image>(iid) else {
-        return;
-    };
-    if !img.vms.contains(&vmid) {
-        return;
-    }
-    if matches!(
-        img.image_type,
-        ImageType::Kernel | ImageType::Ramdisk | ImageType::Context | ImageType::Backup
-    ) {
-        tracing::error!(
-            image = iid,
-            vm = vmid,
-            "trying to release a KERNEL, RAMDISK, BACKUP or CONTEXT image"
-        );
-        return;
-    }
-    img.vms.retain(|v| *v != vmid);
-    img.running_vms = (img.running_vms - 1).max(0);
-    let idle = img.running_vms == 0;
-    match img.state {
-        ImageState::UsedPers => {
-            img.modtime = crate::auth::now_secs();
-            if idle {
-                img.set_state(ImageState::Ready);
-            }
-        }
-        ImageState::LockedUsedPers => {
-            img.modtime = crate::auth::now_secs();
-            if idle {
-                img.set_state(ImageState::Locked);
-            }
-        }
-        ImageState::Used if idle && img.cloning_ops == 0 => img.set_state(ImageState::Ready),
-        ImageState::LockedUsed if idle && img.cloning_ops == 0 => img.set_state(ImageState::Locked),
-        ImageState::Used | ImageState::LockedUsed => {}
-        other => {
-            tracing::error!(image = iid, vm = vmid, state = %other, "releasing image in wrong state");
-        }
-    }
-    tracing::debug!(image = iid, vm = vmid, state = %img.state, "image released by VM disk");
-    tx.put(img);
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub mod vmtemplate;
 pub mod vnet;
 
 use crate::auth::Session;
-use crate::server::Oned;
+use crate::daemon::Oned;
 pub use errors::*;
 use one_proto::ApiError;
 use one_proto::xmlrpc::Value;

@@ -10,6 +10,7 @@
 //! | commit | i id, b recovery | id; rules again to all VMs, or to UPDATING / ERROR ones |
 //! | info | i id, [b decrypt] | SECURITY_GROUP |
 //! | one.secgrouppool.info | i filter, i start, i end | SECURITY_GROUP_POOL |
+//! | one.vm.attachsg / detachsg | i vm, i nic_id, i secgroup | vm id; a running VM's host reloads its rules |
 //!
 //! Every change is committed before the call is answered; the VMs' hosts get the rules
 //! afterwards from the updater (`crate::secgroup::updater`), tracked in the group's VM sets.
@@ -23,7 +24,6 @@ use one_proto::objects::secgroup::{self, SecurityGroup, normalize_rules};
 use one_proto::objects::user::User;
 use one_proto::objects::{Header, Permissions};
 use one_proto::template::Template;
-use one_proto::xml::XmlWriter;
 
 const OBJNAME: &str = "security group";
 
@@ -32,9 +32,6 @@ impl ApiObject for SecurityGroup {
     const POOL_ROOT: &'static str = "SECURITY_GROUP_POOL";
     const ACL_TYPE: ObjectType = ObjectType::SecGroup;
 
-    fn write_xml(&self, w: &mut XmlWriter) {
-        SecurityGroup::write_xml(self, w);
-    }
     crate::owned_header!();
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template
@@ -72,6 +69,12 @@ pub fn register(r: &mut Registry) {
     });
     r.add("one.secgroup.info", |c: Call, p: Params| async move {
         common::info::<SecurityGroup>(&c, p.int32(0)?)
+    });
+    r.add("one.vm.attachsg", |c: Call, p: Params| async move {
+        attach_detach(&c, p.int32(0)?, p.int32(1)?, p.int32(2)?, true).await
+    });
+    r.add("one.vm.detachsg", |c: Call, p: Params| async move {
+        attach_detach(&c, p.int32(0)?, p.int32(1)?, p.int32(2)?, false).await
     });
     r.add("one.secgrouppool.info", |c: Call, p: Params| async move {
         common::pool_info::<SecurityGroup>(
@@ -218,4 +221,105 @@ async fn commit_sg(call: &Call, id: i64, recover: bool) -> ApiResult {
     call.oned.secgroups.kick();
     tracing::info!(secgroup = id, recover, "security group committed");
     ok_id(id)
+}
+
+/// `one.vm.attachsg` / `one.vm.detachsg(vm, nic, group)`: the group joins or leaves the
+/// NIC's SECURITY_GROUPS; the VM's rules follow, and a running VM's host loads them again
+/// (as OpenNebula: refused while the VM's rules are being made on a host, BOOT, MIGRATE,
+/// HOTPLUG_NIC, or it is UNKNOWN).
+async fn attach_detach(call: &Call, id: i64, nic_id: i64, sg_id: i64, attach: bool) -> ApiResult {
+    use crate::secgroup::updater::{Class, classify};
+    use one_proto::objects::vm::Vm;
+    let m = call.method;
+    let mut tx = call.oned.store.begin().await;
+    let mut vm: Vm = get_for_change(call, &tx, id, AuthOp::Manage)?;
+    let class = classify(vm.state, vm.lcm_state);
+    if matches!(class, Class::Error | Class::Gone) {
+        return Err(action(
+            m,
+            &format!("VM {id} is in wrong state {}", vm.state_str()),
+        ));
+    }
+    let sg: SecurityGroup = tx.get(sg_id).ok_or_else(|| no_exists(m, OBJNAME, sg_id))?;
+    common::authorize(call, &tx.committed(), &sg, AuthOp::Use)?;
+    let Some(nic) = vm
+        .template
+        .vectors_mut("NIC")
+        .find(|n| n.get("NIC_ID").and_then(|s| s.trim().parse::<i64>().ok()) == Some(nic_id))
+    else {
+        return Err(action(m, &format!("VM {id} doesn't have NIC id {nic_id}")));
+    };
+    let mut ids: Vec<i64> = nic
+        .get("SECURITY_GROUPS")
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    match (attach, ids.contains(&sg_id)) {
+        (true, true) => {
+            return Err(action(
+                m,
+                &format!("VM {id} SG {sg_id} already in NIC {nic_id}"),
+            ));
+        }
+        (false, false) => {
+            return Err(action(
+                m,
+                &format!("VM {id} NIC {nic_id} doesn't contain SG {sg_id}"),
+            ));
+        }
+        (true, false) => ids.push(sg_id),
+        (false, true) => ids.retain(|i| *i != sg_id),
+    }
+    ids.sort_unstable();
+    let joined: Vec<String> = ids.iter().map(i64::to_string).collect();
+    nic.set("SECURITY_GROUPS", joined.join(","));
+    crate::secgroup::sync_vm(&mut tx, &mut vm);
+    let on_host = class == Class::Host;
+    let mut tracked = false;
+    if on_host {
+        // The host reloads the VM's rules: tracked in a group the VM is (still) in.
+        let group = if attach {
+            Some(sg_id)
+        } else {
+            crate::secgroup::vm_groups(&vm).into_iter().next()
+        };
+        if let Some(g) = group.and_then(|g| tx.get::<SecurityGroup>(g)) {
+            let mut g = g;
+            g.set_outdated(id);
+            tx.put(g);
+            tracked = true;
+        }
+    }
+    tx.put(vm);
+    commit(call, tx).await?;
+    if on_host && !tracked {
+        call.oned.secgroups.reload_vm(id);
+    } else {
+        call.oned.secgroups.kick();
+    }
+    tracing::info!(
+        vm = id,
+        nic = nic_id,
+        secgroup = sg_id,
+        attach,
+        "security group of a NIC changed"
+    );
+    ok_id(id)
+}
+
+/// Refuses the call unless it may USE every (existing) security group the VM's NICs name,
+/// as OpenNebula authorizes a NIC.
+pub fn authorize_vm(
+    call: &Call,
+    tx: &Txn<'_>,
+    vm: &one_proto::objects::vm::Vm,
+) -> Result<(), ApiError> {
+    let state = tx.committed();
+    for id in crate::secgroup::vm_groups(vm) {
+        if let Some(sg) = state.secgroups.get(id) {
+            super::common::authorize(call, &state, &**sg, AuthOp::Use)?;
+        }
+    }
+    Ok(())
 }

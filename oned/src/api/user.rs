@@ -15,7 +15,7 @@ use super::group::{drop_admin, drop_rules_of, group_allowed, group_auth};
 use super::{ApiResult, Call, Params, Registry, errors::*, ok_id, ok_xml};
 use crate::auth::{self, now_secs, random_hex};
 use crate::authz::{self, ObjAuth};
-use crate::quota;
+use crate::ops::quota;
 use crate::store::{Kind, Txn};
 use one_proto::acl::{AuthOp, ObjectType};
 use one_proto::objects::Permissions;
@@ -38,14 +38,6 @@ impl ApiObject for User {
     const POOL_ROOT: &'static str = "USER_POOL";
     const ACL_TYPE: ObjectType = ObjectType::User;
 
-    /// The document with empty DEFAULT_USER_QUOTAS: the trait cannot reach the stored
-    /// defaults, so `one.user.info` and the pool listing write theirs with [`user_xml`].
-    fn write_xml(&self, w: &mut XmlWriter) {
-        User::write_xml(self, w, &Quotas::default())
-    }
-    fn write_pool_xml(&self, w: &mut XmlWriter) {
-        User::write_pool_xml(self, w)
-    }
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template
     }

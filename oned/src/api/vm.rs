@@ -21,9 +21,10 @@ use super::common::{self, ApiObject, IdRange, PoolFilter, authorize_create, comm
 use super::{ApiResult, Call, Params, Registry, errors::*, ok_id, ok_xml};
 use crate::auth::now_secs;
 use crate::authz::{self, ObjAuth};
-use crate::context::{self, Lookup, Scope};
-use crate::quota::{self, QuotaUsage};
-use crate::store::{Kind, State, Txn};
+use crate::context::{self, Scope};
+use crate::ops::quota;
+use crate::ops::vm::quota_usage;
+use crate::store::{Kind, Txn};
 use one_proto::acl::{AuthOp, ObjectType};
 use one_proto::objects::datastore::Datastore;
 use one_proto::objects::group::Group;
@@ -34,7 +35,6 @@ use one_proto::objects::vnet::Vnet;
 use one_proto::objects::{Header, Permissions};
 use one_proto::state::{ImageType, LcmState, VmState};
 use one_proto::template::{AttrValue, Template, Vector};
-use one_proto::xml::XmlWriter;
 use one_proto::{ApiError, ErrorCode};
 use std::collections::{BTreeSet, HashSet};
 
@@ -45,13 +45,6 @@ impl ApiObject for Vm {
     const POOL_ROOT: &'static str = "VM_POOL";
     const ACL_TYPE: ObjectType = ObjectType::Vm;
 
-    /// The extended pool body (last HISTORY record only); `one.vm.info` uses `Vm::write_xml`.
-    fn write_xml(&self, w: &mut XmlWriter) {
-        self.write_extended_xml(w);
-    }
-    fn write_pool_xml(&self, w: &mut XmlWriter) {
-        self.write_short_xml(w);
-    }
     crate::owned_header!();
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.user_template
@@ -403,127 +396,8 @@ fn query_values(vm: &Vm, path: &[String]) -> Vec<String> {
 // -----------------------------------------------------------------------------------------
 // one.vm.action
 
-/// For the image code: image `image_id` left LOCKED (its copy finished, or failed). The DISKs
-/// of the VMs in `vms` that waited for it lose CLONING=YES; a CLONING VM with no disk left
-/// waiting goes PENDING (HOLD if it was submitted on hold); on failure it goes
-/// CLONING_FAILURE. As OpenNebula's disk_lock_success / disk_lock_failure.
-pub fn image_lock_done(tx: &mut Txn<'_>, image_id: i64, vms: &[i64], success: bool) {
-    let iid = image_id.to_string();
-    for &vmid in vms {
-        let Some(mut vm) = tx.get::<Vm>(vmid) else {
-            continue;
-        };
-        if !matches!(vm.state, VmState::Cloning | VmState::CloningFailure) {
-            continue;
-        }
-        let mut changed = false;
-        for d in vm.template.vectors_mut("DISK") {
-            if d.get("IMAGE_ID") == Some(iid.as_str()) && context::is_yes(d.get("CLONING")) {
-                if success {
-                    d.remove("CLONING");
-                }
-                changed = true;
-            }
-        }
-        if !changed {
-            continue;
-        }
-        let waiting = vm
-            .template
-            .vectors("DISK")
-            .any(|d| context::is_yes(d.get("CLONING")));
-        if !success {
-            vm.state = VmState::CloningFailure;
-        } else if !waiting && vm.state == VmState::Cloning {
-            vm.state = if context::is_yes(vm.template.get("SUBMIT_ON_HOLD")) {
-                VmState::Hold
-            } else {
-                VmState::Pending
-            };
-        }
-        tracing::info!(vm = vmid, image = image_id, success, state = %vm.state, "vm disk image ready");
-        tx.put(vm);
-    }
-}
-
 // -----------------------------------------------------------------------------------------
 // Quotas
-
-/// States whose VMs count against the RUNNING_* quotas (OpenNebula's is_running_quota).
-fn is_running_quota(vm: &Vm) -> bool {
-    use LcmState as L;
-    match vm.state {
-        VmState::Pending | VmState::Cloning | VmState::CloningFailure | VmState::Hold => true,
-        VmState::Active => !matches!(
-            vm.lcm_state,
-            L::HotplugSaveasPoweroff
-                | L::HotplugSaveasSuspended
-                | L::DiskSnapshotPoweroff
-                | L::DiskSnapshotRevertPoweroff
-                | L::DiskSnapshotDeletePoweroff
-                | L::DiskSnapshotSuspended
-                | L::DiskSnapshotDeleteSuspended
-                | L::DiskResizePoweroff
-                | L::DiskResizeUndeployed
-                | L::HotplugNicPoweroff
-                | L::HotplugSaveasUndeployed
-                | L::HotplugSaveasStopped
-                | L::HotplugPrologPoweroff
-                | L::HotplugEpilogPoweroff
-        ),
-        _ => false,
-    }
-}
-
-/// What a VM charges to VM_QUOTA and IMAGE_QUOTA (NETWORK_QUOTA is the vnet code's).
-pub fn quota_usage(vm: &Vm) -> QuotaUsage {
-    let t = &vm.template;
-    let cpu: f64 = t
-        .get("CPU")
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
-    let memory: i64 = t
-        .get("MEMORY")
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let mut usage = QuotaUsage {
-        vms: 1,
-        cpu,
-        memory_mb: memory,
-        system_disk_mb: t.vectors("DISK").filter_map(system_disk_size).sum(),
-        ..QuotaUsage::default()
-    };
-    if is_running_quota(vm) {
-        usage.running_vms = 1;
-        usage.running_cpu = cpu;
-        usage.running_memory_mb = memory;
-    }
-    for d in t.vectors("DISK") {
-        if let Some(iid) = d.get("IMAGE_ID").and_then(|v| v.trim().parse::<i64>().ok()) {
-            match usage.image_rvms.iter_mut().find(|(id, _)| *id == iid) {
-                Some((_, n)) => *n += 1,
-                None => usage.image_rvms.push((iid, 1)),
-            }
-        }
-    }
-    usage
-}
-
-/// Size a disk takes in the system datastore: volatile disks, and image disks whose
-/// TM_MAD clones them there (LN_TARGET/CLONE_TARGET SYSTEM), in MB.
-fn system_disk_size(d: &Vector) -> Option<i64> {
-    let size: i64 = d.get("SIZE")?.trim().parse().ok()?;
-    let volatile = d.get("IMAGE_ID").is_none();
-    let persistent = d
-        .get("PERSISTENT")
-        .is_some_and(|p| p.eq_ignore_ascii_case("YES"));
-    let target = if persistent {
-        d.get("LN_TARGET")
-    } else {
-        d.get("CLONE_TARGET")
-    };
-    (volatile || target.is_some_and(|t| t.eq_ignore_ascii_case("SYSTEM"))).then_some(size)
-}
 
 /// NETWORK_QUOTA usage: one lease per NIC / NIC_ALIAS per network.
 fn lease_usage(t: &Template) -> Vec<(i64, i64)> {
@@ -683,7 +557,7 @@ pub async fn allocate_vm(
     let mut tx = call.oned.store.begin().await;
     let vmid = tx.next_id(Kind::Vm);
     let mut vm = build_vm(call, &mut tx, vmid, template, hold, from_template.as_ref())?;
-    crate::secgroup::authorize_vm(call, &tx, &vm)?;
+    super::secgroup::authorize_vm(call, &tx, &vm)?;
     crate::secgroup::sync_vm(&mut tx, &mut vm);
     let usage = quota_usage(&vm);
     quota::charge(&mut tx, call.method, vm.header.uid, vm.header.gid, &usage)?;
@@ -921,7 +795,7 @@ fn build_vm(
 
     b.tmpl.set("TM_MAD_SYSTEM", "");
     // Disks whose image is still being copied keep the VM in CLONING (even if held), as
-    // OpenNebula; `image_lock_done` moves it on.
+    // OpenNebula; `ops::vm::image_lock_done` moves it on.
     let cloning = b
         .tmpl
         .vectors("DISK")
@@ -1343,85 +1217,6 @@ fn volatile_disk(
     Ok(())
 }
 
-/// What `$USER[...]`, `$NETWORK[...]` and `$IMAGE[...]` read, from the committed pools (the
-/// attributes they read do not change within an allocation).
-struct StateLookup<'s> {
-    state: &'s State,
-}
-
-fn template_b64(t: &Template) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(t.to_xml("TEMPLATE"))
-}
-
-impl Lookup for StateLookup<'_> {
-    fn user_attr(&self, uid: i64, attr: &str) -> Option<String> {
-        let u = self.state.users.get(uid)?;
-        if attr == "TEMPLATE" {
-            return Some(template_b64(&u.template));
-        }
-        u.template.get(attr).map(str::to_string)
-    }
-
-    fn vnet_attr(&self, vnet_id: i64, ar_id: i64, attr: &str) -> Option<String> {
-        let n = self.state.vnets.get(vnet_id)?;
-        if attr == "TEMPLATE" {
-            return Some(template_b64(&n.template));
-        }
-        n.ar(ar_id)
-            .and_then(|ar| ar.attrs.get(attr))
-            .filter(|v| !v.is_empty())
-            .or_else(|| n.template.get(attr))
-            .map(str::to_string)
-    }
-
-    fn image_attr(&self, image_id: i64, attr: &str) -> Option<String> {
-        let i = self.state.images.get(image_id)?;
-        if attr == "TEMPLATE" {
-            return Some(template_b64(&i.template));
-        }
-        i.template.get(attr).map(str::to_string)
-    }
-}
-
-/// Keeps the ETHn_* variables of the VM's CONTEXT (NETWORK = "YES") in line with its NICs,
-/// as OpenNebula regenerates the network context: after a NIC attach every NIC's variables
-/// are set again (the new one's added); `detached` removes one NIC's variables (ETHn_* and
-/// its aliases' ETHn_ALIASm_*). The context CD is rewritten by the driver afterwards.
-pub fn refresh_network_context(tx: &Txn<'_>, vm: &mut Vm, detached: Option<i64>) {
-    let Some(mut ctx) = vm.template.vector("CONTEXT").cloned() else {
-        return;
-    };
-    if !context::is_yes(ctx.get("NETWORK")) {
-        return;
-    }
-    if let Some(id) = detached {
-        let prefix = format!("ETH{id}_");
-        ctx.attrs.retain(|(k, _)| !k.starts_with(&prefix));
-    } else {
-        let state = tx.committed();
-        let lookup = StateLookup { state: &state };
-        let snapshot = vm.clone();
-        let document = || Vm::to_xml(&snapshot);
-        let scope = Scope {
-            vmid: vm.header.id,
-            name: &snapshot.header.name,
-            uid: snapshot.header.uid,
-            uname: &snapshot.header.uname,
-            gid: snapshot.header.gid,
-            gname: &snapshot.header.gname,
-            template: &snapshot.template,
-            user_template: &snapshot.user_template,
-            lookup: &lookup,
-            document: &document,
-        };
-        context::add_network_context(&mut ctx, &scope);
-    }
-    if let Some(c) = vm.template.vector_mut("CONTEXT") {
-        *c = ctx;
-    }
-}
-
 /// SCHED_REQUIREMENTS (one at most; the legacy REQUIREMENTS name too) and CONTEXT variables.
 fn resolve_variables(
     call: &Call,
@@ -1449,7 +1244,7 @@ fn resolve_variables(
         ));
     }
     let state = tx.committed();
-    let lookup = StateLookup { state: &state };
+    let lookup = crate::ops::context::StateLookup { state: &state };
     let snapshot = vm.clone();
     let document = || Vm::to_xml(&snapshot);
     let scope = Scope {

@@ -8,7 +8,7 @@ use super::vm_lifecycle::log_state;
 use super::{ApiResult, Call, Params, Registry, errors::*, ok_id};
 use crate::auth::now_secs;
 use crate::lcm::{self, effects};
-use crate::quota;
+use crate::ops::quota;
 use crate::store::Txn;
 use one_proto::ApiError;
 use one_proto::acl::AuthOp;
@@ -64,6 +64,17 @@ pub fn register(r: &mut Registry) {
             disk_snapshot_rename(&c, p.int32(0)?, p.int32(1)?, p.int32(2)?, p.str(3)?).await
         },
     );
+    r.add("one.vm.disksaveas", |c: Call, p: Params| async move {
+        disk_saveas(
+            &c,
+            p.int32(0)?,
+            p.int32(1)?,
+            p.str(2)?,
+            p.opt_str(3, "")?,
+            p.opt_int(4, -1)?,
+        )
+        .await
+    });
     r.add("one.vm.diskresize", |c: Call, p: Params| async move {
         disk_resize(&c, p.int32(0)?, p.int32(1)?, p.str(2)?).await
     });
@@ -190,8 +201,8 @@ fn free_target(vm: &Vm, prefix: &str) -> String {
 /// Moves the quota charge from what `before` used to what `after` uses.
 fn requota(call: &Call, tx: &mut Txn<'_>, before: &Vm, after: &Vm) -> Result<(), ApiError> {
     let (u, g) = (after.header.uid, after.header.gid);
-    quota::release(tx, u, g, &super::vm::quota_usage(before));
-    quota::charge(tx, call.method, u, g, &super::vm::quota_usage(after))
+    quota::release(tx, u, g, &crate::ops::vm::quota_usage(before));
+    quota::charge(tx, call.method, u, g, &crate::ops::vm::quota_usage(after))
 }
 
 async fn attach_disk(call: &Call, id: i64, text: &str) -> ApiResult {
@@ -309,7 +320,7 @@ async fn detach(call: &Call, id: i64, dev: &Device, dev_id: i64) -> ApiResult {
     if dev.vector == "NIC" {
         // The guest reads the context without the NIC once it is gone (OpenNebula clears
         // its variables when the detach starts).
-        super::vm::refresh_network_context(&tx, &mut vm, Some(dev_id));
+        crate::ops::context::refresh_network_context(&tx, &mut vm, Some(dev_id));
     }
     start(
         &mut vm,
@@ -342,9 +353,9 @@ async fn attach_nic(call: &Call, id: i64, text: &str) -> ApiResult {
     }
     nic.set("ATTACH", "YES");
     vm.template.push("NIC", AttrValue::Vector(nic));
-    crate::secgroup::authorize_vm(call, &tx, &vm)?;
+    super::secgroup::authorize_vm(call, &tx, &vm)?;
     crate::secgroup::sync_vm(&mut tx, &mut vm);
-    super::vm::refresh_network_context(&tx, &mut vm, None);
+    crate::ops::context::refresh_network_context(&tx, &mut vm, None);
     start(
         &mut vm,
         phase,
@@ -427,12 +438,6 @@ async fn snapshot_change(call: &Call, id: i64, snap_id: i64, what: &str) -> ApiR
     ok_id(id)
 }
 
-fn disk_exists(vm: &Vm, disk_id: i64) -> bool {
-    vm.template
-        .vectors("DISK")
-        .any(|d| id_of(d, "DISK_ID") == Some(disk_id))
-}
-
 async fn disk_snapshot_create(call: &Call, id: i64, disk_id: i64, name: &str) -> ApiResult {
     let tx = call.oned.store.begin().await;
     let mut vm: Vm = common::get_for_change(call, &tx, id, AuthOp::Manage)?;
@@ -442,25 +447,23 @@ async fn disk_snapshot_create(call: &Call, id: i64, disk_id: i64, name: &str) ->
         S::Suspended => L::DiskSnapshotSuspended,
         _ => return Err(refused(call, "disk-snapshot-create", &vm)),
     };
-    if !disk_exists(&vm, disk_id) {
-        return Err(action(
-            call.method,
-            &format!("VM {id} has no DISK with DISK_ID {disk_id}"),
-        ));
-    }
-    let before = (vm.state, vm.lcm_state);
-    let size = vm
+    let Some(disk) = vm
         .template
         .vectors("DISK")
         .find(|d| id_of(d, "DISK_ID") == Some(disk_id))
-        .and_then(|d| id_of(d, "SIZE"))
-        .unwrap_or(0);
+        .cloned()
+    else {
+        return Err(action(call.method, "VM disk does not exist"));
+    };
+    snapshot_support(&disk).map_err(|e| action(call.method, &e))?;
+    let before = (vm.state, vm.lcm_state);
+    let size = id_of(&disk, "SIZE").unwrap_or(0);
     let now = now_secs();
     let pos = match vm.snapshots.iter().position(|s| s.disk_id == disk_id) {
         Some(p) => p,
         None => {
             vm.snapshots.push(DiskSnapshots {
-                allow_orphans: "MIXED".into(),
+                allow_orphans: allow_orphans(&disk).into(),
                 current_base: -1,
                 disk_id,
                 next_snapshot: 0,
@@ -500,6 +503,7 @@ async fn disk_snapshot_create(call: &Call, id: i64, disk_id: i64, name: &str) ->
         size,
     });
     tree.next_snapshot += 1;
+    lcm::hotplug::set_snapshot_total(&mut vm, disk_id);
     start(
         &mut vm,
         phase,
@@ -535,22 +539,28 @@ async fn disk_snapshot_change(
         (S::Poweroff, false) => L::DiskSnapshotRevertPoweroff,
         _ => return Err(refused(call, what, &vm)),
     };
-    let Some(snap) = vm
-        .snapshots
-        .iter()
-        .find(|t| t.disk_id == disk_id)
-        .and_then(|t| t.snapshots.iter().find(|s| s.id == snap_id))
-    else {
+    let Some(tree) = vm.snapshots.iter().find(|t| t.disk_id == disk_id) else {
         return Err(action(
             call.method,
             &format!("VM {id} disk {disk_id} has no snapshot {snap_id}"),
         ));
     };
-    if delete && (snap.active || !snap.children.is_empty()) {
+    if !tree.snapshots.iter().any(|s| s.id == snap_id) {
         return Err(action(
             call.method,
-            &format!("Snapshot {snap_id} is active or has children and cannot be deleted"),
+            &format!("VM {id} disk {disk_id} has no snapshot {snap_id}"),
         ));
+    }
+    if delete {
+        let persistent = vm
+            .template
+            .vectors("DISK")
+            .find(|d| id_of(d, "DISK_ID") == Some(disk_id))
+            .is_some_and(|d| {
+                d.get("PERSISTENT")
+                    .is_some_and(|p| p.eq_ignore_ascii_case("yes"))
+            });
+        test_delete(tree, snap_id, persistent).map_err(|e| action(call.method, &e))?;
     }
     let before = (vm.state, vm.lcm_state);
     start(
@@ -565,6 +575,301 @@ async fn disk_snapshot_change(
     );
     finish(call, tx, vm, before, true).await?;
     ok_id(id)
+}
+
+/// OpenNebula's checks before a disk snapshot: a disk of an image, not read-only.
+fn snapshot_support(disk: &Vector) -> Result<(), String> {
+    let kind = disk.get("TYPE").unwrap_or("").trim().to_ascii_uppercase();
+    if disk.get("IMAGE_ID").is_none_or(|v| v.trim().is_empty()) || kind == "FS" || kind == "SWAP" {
+        return Err("Cannot make snapshots on volatile disks".into());
+    }
+    if kind == "CDROM" {
+        return Err(format!("Cannot make snapshots on disks of type: {kind}"));
+    }
+    if disk
+        .get("READONLY")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"))
+    {
+        return Err("Cannot make snapshots on readonly disks".into());
+    }
+    Ok(())
+}
+
+/// ALLOW_ORPHANS of a disk's snapshots: the shared, qcow2 and local TM drivers say FORMAT
+/// (oned.conf's TM_MAD_CONF), which is DENY for a qcow2 disk and ALLOW for a raw one.
+fn allow_orphans(disk: &Vector) -> &'static str {
+    let raw = disk
+        .get("FORMAT")
+        .or_else(|| disk.get("DRIVER"))
+        .is_some_and(|f| f.trim().eq_ignore_ascii_case("raw"));
+    if raw { "ALLOW" } else { "DENY" }
+}
+
+fn children_of(tree: &DiskSnapshots, id: i64) -> Vec<i64> {
+    tree.snapshots
+        .iter()
+        .find(|s| s.id == id)
+        .map(|s| {
+            s.children
+                .split(',')
+                .filter_map(|c| c.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether snapshot `id` may be deleted: OpenNebula's rules for ALLOW_ORPHANS=DENY (qcow2
+/// disks), which allow taking a snapshot out of a line of them but never orphan one.
+pub fn test_delete(tree: &DiskSnapshots, id: i64, persistent: bool) -> Result<(), String> {
+    if tree.allow_orphans.eq_ignore_ascii_case("ALLOW") {
+        return Ok(());
+    }
+    let Some(snap) = tree.snapshots.iter().find(|s| s.id == id) else {
+        return Err("Snapshot does not exist".into());
+    };
+    let active = tree.snapshots.iter().find(|s| s.active).map(|s| s.id);
+    if persistent && id == 0 {
+        return Err("Cannot delete snapshot 0 for persistent disk images".into());
+    }
+    let children = children_of(tree, id);
+    match children.as_slice() {
+        [] => return Ok(()),
+        [_] if active == Some(id) => {
+            return Err("Cannot delete the active snapshot with children".into());
+        }
+        [child] => {
+            let grand = children_of(tree, *child);
+            if grand.len() > 1 || (grand.len() == 1 && active == Some(*child)) {
+                return Err("Cannot delete snapshot if child has children".into());
+            }
+        }
+        _ => return Err("Cannot delete snapshot with more than one children".into()),
+    }
+    if snap.parent != -1 && children_of(tree, snap.parent).len() > 1 {
+        return Err("Cannot delete snapshot if parent has more than one child".into());
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// disk-saveas
+
+/// The HOTPLUG_SAVEAS phase of a VM in `vm`'s state (OpenNebula's set_saveas_state).
+fn saveas_phase(vm: &Vm) -> Option<L> {
+    Some(match vm.state {
+        _ if running(vm) => L::HotplugSaveas,
+        S::Poweroff => L::HotplugSaveasPoweroff,
+        S::Suspended => L::HotplugSaveasSuspended,
+        S::Undeployed => L::HotplugSaveasUndeployed,
+        S::Stopped => L::HotplugSaveasStopped,
+        _ => return None,
+    })
+}
+
+/// one.vm.disksaveas: a new image (LOCKED until the copy is done, then READY; ERROR with the
+/// reason if it fails) in the datastore of the disk's image, holding the disk's current
+/// content or snapshot `snap_id`'s. The VM goes through HOTPLUG_SAVEAS* and back; the copy
+/// is the host's `disk_saveas` (CPDS).
+async fn disk_saveas(
+    call: &Call,
+    id: i64,
+    disk_id: i64,
+    img_name: &str,
+    img_type: &str,
+    snap_id: i64,
+) -> ApiResult {
+    use super::common::ApiObject;
+    use crate::store::Kind;
+    use one_proto::acl::ObjectType;
+    use one_proto::objects::datastore::Datastore;
+    use one_proto::objects::image::{Image, ImageSnapshots};
+    use one_proto::objects::{Header, Permissions};
+    use one_proto::state::{ImageState, ImageType};
+    let m = call.method;
+    let mut tx = call.oned.store.begin().await;
+    let mut vm: Vm = common::get_for_change(call, &tx, id, AuthOp::Manage)?;
+    let Some(phase) = saveas_phase(&vm) else {
+        return Err(internal(
+            m,
+            "VM has to be RUNNING, POWEROFF or SUSPENDED to save disks.",
+        ));
+    };
+    let Some(disk) = vm
+        .template
+        .vectors("DISK")
+        .find(|d| id_of(d, "DISK_ID") == Some(disk_id))
+        .cloned()
+    else {
+        return Err(internal(m, "Cannot use DISK. VM disk does not exist"));
+    };
+    let Some(iid_orig) = id_of(&disk, "IMAGE_ID") else {
+        return Err(internal(
+            m,
+            "Cannot use DISK. Cannot save_as a volatile disk",
+        ));
+    };
+    if snap_id != -1
+        && !vm
+            .snapshots
+            .iter()
+            .filter(|t| t.disk_id == disk_id)
+            .any(|t| t.snapshots.iter().any(|s| s.id == snap_id))
+    {
+        return Err(internal(
+            m,
+            &format!("Cannot use DISK. Snapshot {snap_id} does not exist"),
+        ));
+    }
+    let size = id_of(&disk, "SIZE").unwrap_or(0);
+    let orig: one_proto::objects::image::Image = tx
+        .get(iid_orig)
+        .ok_or_else(|| no_exists(m, "image", iid_orig))?;
+    if !matches!(
+        orig.image_type,
+        ImageType::Os | ImageType::Datablock | ImageType::Cdrom
+    ) {
+        return Err(internal(
+            m,
+            &format!("Cannot save an image of type {}", orig.image_type),
+        ));
+    }
+    let image_type = if img_type.trim().is_empty() {
+        orig.image_type
+    } else {
+        ImageType::from_name(img_type.trim())
+            .ok_or_else(|| internal(m, &format!("Unknown image type {img_type:?}")))?
+    };
+    let ds_id = orig.datastore_id;
+    let mut ds: Datastore = tx
+        .get(ds_id)
+        .ok_or_else(|| no_exists(m, "datastore", ds_id))?;
+    if ds.total_mb > 0 && size > ds.free_mb {
+        return Err(action(m, "Not enough space in datastore"));
+    }
+    {
+        let state = tx.committed();
+        common::authorize_create(call, &state, ObjectType::Image)?;
+        common::authorize(call, &state, &ds, AuthOp::Use)?;
+    }
+    common::check_name(img_name).map_err(|e| allocate(m, Image::OBJNAME, &e))?;
+    let (uid, gid) = (call.session.uid, call.session.gid);
+    if let Some(other) = common::name_taken_by_owner::<Image>(&tx, img_name, uid, -1) {
+        return Err(allocate(
+            m,
+            Image::OBJNAME,
+            &format!("NAME is already taken by IMAGE {other}."),
+        ));
+    }
+    quota::charge(
+        &mut tx,
+        m,
+        uid,
+        gid,
+        &crate::ops::image::datastore_usage(ds_id, size),
+    )?;
+    let format = disk
+        .get("FORMAT")
+        .or_else(|| disk.get("DRIVER"))
+        .map(|f| f.trim().to_ascii_lowercase())
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| "raw".into());
+    let new_id = tx.next_id(Kind::Image);
+    let source = format!(
+        "{}/{}",
+        ds.base_path.trim_end_matches('/'),
+        crate::auth::random_hex(16)
+    );
+    let mut template = Template::new();
+    template.set("SAVED_IMAGE_ID", iid_orig.to_string());
+    template.set("SAVED_DISK_ID", disk_id.to_string());
+    template.set("SAVED_VM_ID", id.to_string());
+    if snap_id != -1 {
+        template.set("SAVED_SNAPSHOT_ID", snap_id.to_string());
+    }
+    for k in ["TARGET", "DEV_PREFIX"] {
+        if let Some(v) = orig.template.get(k).filter(|v| !v.is_empty()) {
+            template.set(k, v.to_string());
+        }
+    }
+    let uname = tx
+        .get::<one_proto::objects::user::User>(uid)
+        .map(|u| u.name)
+        .unwrap_or_else(|| call.session.uname.clone());
+    let now = now_secs();
+    let img = Image {
+        header: Header {
+            id: new_id,
+            uid,
+            gid,
+            uname,
+            gname: call.session.gname.clone(),
+            name: img_name.to_string(),
+            perms: Permissions::from_umask(call.oned.config.umask()),
+            lock: None,
+        },
+        image_type,
+        disk_type: ds.disk_type,
+        persistent: false,
+        regtime: now,
+        modtime: now,
+        source: source.clone(),
+        path: String::new(),
+        format,
+        fs: String::new(),
+        size_mb: size,
+        state: ImageState::Locked,
+        prev_state: ImageState::Init,
+        running_vms: 0,
+        cloning_ops: 0,
+        cloning_id: -1,
+        target_snapshot: -1,
+        datastore_id: ds_id,
+        datastore: ds.header.name.clone(),
+        vms: Vec::new(),
+        clones: Vec::new(),
+        app_clones: Vec::new(),
+        template,
+        snapshots: ImageSnapshots::default(),
+    };
+    tx.put(img);
+    if !ds.images.contains(&new_id) {
+        ds.images.push(new_id);
+    }
+    let ds_path = ds.base_path.clone();
+    tx.put(ds);
+    // The DISK says what it is being saved as while the copy runs (OpenNebula's
+    // HOTPLUG_SAVE_AS* attributes).
+    for d in vm.template.vectors_mut("DISK") {
+        if id_of(d, "DISK_ID") == Some(disk_id) {
+            d.set("HOTPLUG_SAVE_AS", new_id.to_string());
+            d.set("HOTPLUG_SAVE_AS_ACTIVE", "YES");
+            d.set("HOTPLUG_SAVE_AS_SNAPSHOT_ID", snap_id.to_string());
+            d.set("HOTPLUG_SAVE_AS_SOURCE", source.clone());
+        }
+    }
+    let before = (vm.state, vm.lcm_state);
+    start(
+        &mut vm,
+        phase,
+        "disk-saveas",
+        &[
+            ("DISK_ID", disk_id.to_string()),
+            ("SNAPSHOT_ID", snap_id.to_string()),
+            ("IMAGE_ID", new_id.to_string()),
+            ("SAVEAS_SOURCE", source),
+            ("SAVEAS_DATASTORE", ds_path),
+        ],
+        HistoryMark::Action,
+    );
+    finish(call, tx, vm, before, true).await?;
+    tracing::info!(
+        vm = id,
+        disk = disk_id,
+        image = new_id,
+        snap = snap_id,
+        "disk save-as started"
+    );
+    Ok(Value::Int(new_id))
 }
 
 async fn disk_snapshot_rename(
@@ -805,4 +1110,89 @@ async fn updateconf(call: &Call, id: i64, text: &str, mode: i64) -> ApiResult {
     effects::set_history_action(&mut vm, lcm::actions::action_code("updateconf"));
     finish(call, tx, vm, before, live).await?;
     ok_id(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(spec: &[(i64, i64, &str, bool)]) -> DiskSnapshots {
+        DiskSnapshots {
+            allow_orphans: "DENY".into(),
+            current_base: -1,
+            disk_id: 0,
+            next_snapshot: 9,
+            snapshots: spec
+                .iter()
+                .map(|(id, parent, children, active)| DiskSnapshot {
+                    id: *id,
+                    parent: *parent,
+                    children: children.to_string(),
+                    active: *active,
+                    ..DiskSnapshot::default()
+                })
+                .collect(),
+        }
+    }
+
+    /// OpenNebula's Snapshots::test_delete for DENY (qcow2 disks).
+    #[test]
+    fn deny_rules_for_deleting_disk_snapshots() {
+        // 0 <- 1 <- 2 (active): any of the line may go (its child takes its place).
+        let line = tree(&[(0, -1, "1", false), (1, 0, "2", false), (2, 1, "", true)]);
+        assert!(test_delete(&line, 0, false).is_ok());
+        assert!(test_delete(&line, 1, false).is_ok());
+        assert!(test_delete(&line, 2, false).is_ok());
+        assert_eq!(
+            test_delete(&line, 0, true).unwrap_err(),
+            "Cannot delete snapshot 0 for persistent disk images"
+        );
+        // 0 with two children; 1 active with a child.
+        let fork = tree(&[
+            (0, -1, "1,2", false),
+            (1, 0, "3", true),
+            (2, 0, "", false),
+            (3, 1, "", false),
+        ]);
+        assert_eq!(
+            test_delete(&fork, 0, false).unwrap_err(),
+            "Cannot delete snapshot with more than one children"
+        );
+        assert_eq!(
+            test_delete(&fork, 1, false).unwrap_err(),
+            "Cannot delete the active snapshot with children"
+        );
+        assert!(test_delete(&fork, 2, false).is_ok());
+        // 0 <- 1 (active) <- 3: 0's child is active and has a child.
+        let under_active = tree(&[(0, -1, "1", false), (1, 0, "3", true), (3, 1, "", false)]);
+        assert_eq!(
+            test_delete(&under_active, 0, false).unwrap_err(),
+            "Cannot delete snapshot if child has children"
+        );
+        assert!(test_delete(&fork, 3, false).is_ok());
+        // ALLOW (raw disks): anything goes.
+        let mut raw = fork.clone();
+        raw.allow_orphans = "ALLOW".into();
+        assert!(test_delete(&raw, 0, false).is_ok());
+    }
+
+    #[test]
+    fn volatile_cdrom_and_readonly_disks_have_no_snapshots() {
+        let v = |pairs: &[(&str, &str)]| {
+            let mut v = Vector::new();
+            for (k, x) in pairs {
+                v.set(k, *x);
+            }
+            v
+        };
+        assert!(snapshot_support(&v(&[("IMAGE_ID", "3"), ("FORMAT", "qcow2")])).is_ok());
+        assert_eq!(
+            snapshot_support(&v(&[("TYPE", "fs"), ("SIZE", "4")])).unwrap_err(),
+            "Cannot make snapshots on volatile disks"
+        );
+        assert!(snapshot_support(&v(&[("IMAGE_ID", "3"), ("TYPE", "CDROM")])).is_err());
+        assert!(snapshot_support(&v(&[("IMAGE_ID", "3"), ("READONLY", "YES")])).is_err());
+        assert_eq!(allow_orphans(&v(&[("FORMAT", "qcow2")])), "DENY");
+        assert_eq!(allow_orphans(&v(&[("FORMAT", "raw")])), "ALLOW");
+    }
 }

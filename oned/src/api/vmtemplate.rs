@@ -11,7 +11,6 @@ use one_proto::objects::user::User;
 use one_proto::objects::vmtemplate::VmTemplate;
 use one_proto::objects::{Header, Permissions};
 use one_proto::template::{AttrValue, Template};
-use one_proto::xml::XmlWriter;
 use std::collections::BTreeSet;
 
 impl ApiObject for VmTemplate {
@@ -19,9 +18,6 @@ impl ApiObject for VmTemplate {
     const POOL_ROOT: &'static str = "VMTEMPLATE_POOL";
     const ACL_TYPE: ObjectType = ObjectType::Template;
 
-    fn write_xml(&self, w: &mut XmlWriter) {
-        VmTemplate::write_xml(self, w)
-    }
     crate::owned_header!();
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template

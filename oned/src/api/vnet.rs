@@ -1,6 +1,6 @@
 //! one.vn.* / one.vnpool.info: virtual networks, their address ranges, leases, holds and
 //! reservations; and the NIC lease contract VM allocation uses ([`lease_for_nic`],
-//! [`release_nic`]).
+//! `ops::lease::release_nic`).
 //!
 //! Address arithmetic and lease bookkeeping live in `one_proto::objects::vnet`; this module
 //! does what needs the pools: authorization, names, clusters, quotas, reservations (which
@@ -9,7 +9,7 @@
 //! Error codes follow OpenNebula 7: failures of the network's own operations (bad address
 //! range, address in use, ...) are INTERNAL, wrong requests to reserve/delete are ACTION.
 //!
-//! NETWORK quota: [`lease_for_nic`] charges one lease to the VM owner and [`release_nic`]
+//! NETWORK quota: [`lease_for_nic`] charges one lease to the VM owner and `ops::lease::release_nic`
 //! gives it back; the VM code must not charge or release NETWORK quota itself.
 
 use super::cluster::{add_to_cluster, remove_from_clusters, resolve_cluster_id};
@@ -20,7 +20,7 @@ use super::common::{
 use super::{ApiResult, Call, Params, Registry, errors::*, ok_id, ok_xml};
 use crate::authz::{self, ObjAuth};
 use crate::config::{NetworkConfig, VLAN_ID_MAX, VNI_MAX};
-use crate::quota::{self, QuotaUsage};
+use crate::ops::quota::{self, QuotaUsage};
 use crate::store::{Kind, State, Txn};
 use one_proto::acl::{AuthOp, ObjectType};
 use one_proto::objects::cluster::Cluster;
@@ -42,13 +42,6 @@ impl ApiObject for Vnet {
     const POOL_ROOT: &'static str = "VNET_POOL";
     const ACL_TYPE: ObjectType = ObjectType::Net;
 
-    fn write_xml(&self, w: &mut XmlWriter) {
-        Vnet::write_xml(self, w, Some(&|_| true));
-    }
-    /// Pool listings leave the leases out (OpenNebula lists the stored body, without them).
-    fn write_pool_xml(&self, w: &mut XmlWriter) {
-        Vnet::write_xml(self, w, None);
-    }
     crate::owned_header!();
     fn user_template_mut(&mut self) -> &mut Template {
         &mut self.template
@@ -1277,52 +1270,6 @@ pub fn lease_for_nic(
         "lease taken"
     );
     Ok(())
-}
-
-/// Returns a NIC's lease to its network (VM ended or NIC detached) and the lease to the VM
-/// owner's NETWORK quota (the owner is read from the VM in the transaction, so call this while
-/// the VM is still there). Missing networks or leases are ignored: releasing is idempotent.
-pub fn release_nic(tx: &mut Txn<'_>, nic: &Vector, vmid: i64) {
-    let Some(id) = nonempty(nic, "NETWORK_ID").and_then(|s| s.parse::<i64>().ok()) else {
-        return;
-    };
-    let Some(mut v) = tx.get::<Vnet>(id) else {
-        tracing::warn!(
-            vnet = id,
-            vm = vmid,
-            "NIC of a network that no longer exists"
-        );
-        return;
-    };
-    let owner = LeaseOwner::Vm(vmid);
-    let ar_id = nonempty(nic, "AR_ID").and_then(|s| s.parse::<i64>().ok());
-    let freed = match nonempty(nic, "MAC") {
-        Some(mac) => v.free_lease(ar_id, &AddrRequest::Mac(mac.to_string()), owner),
-        None => false,
-    };
-    if !v.holds(owner) {
-        v.forget_vm(vmid);
-    }
-    tx.put(v);
-    if !freed {
-        tracing::debug!(vnet = id, vm = vmid, "no lease to release");
-        return;
-    }
-    match tx.get::<Vm>(vmid) {
-        Some(vm) => {
-            let usage = QuotaUsage {
-                leases: vec![(id, 1)],
-                ..QuotaUsage::default()
-            };
-            quota::release(tx, vm.header.uid, vm.header.gid, &usage);
-        }
-        None => tracing::warn!(
-            vnet = id,
-            vm = vmid,
-            "lease freed but the VM is gone: NETWORK quota not released"
-        ),
-    }
-    tracing::info!(vnet = id, vm = vmid, "lease released");
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 pub mod dummy;
 
-use crate::server::Oned;
+use crate::daemon::Oned;
 use one_proto::agent::VmDocument;
 use one_proto::driver::{DriverError, DriverReply, DriverRequest};
 use one_proto::objects::host::Host;

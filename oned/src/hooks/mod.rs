@@ -11,10 +11,11 @@
 pub mod exec;
 pub mod spec;
 
-use crate::api::common::ApiObject;
 use crate::config::Config;
+use crate::daemon::Oned;
+use crate::doc::Document;
 use crate::events::{ApiEvent, Event, StateObject};
-use crate::server::Oned;
+use crate::store::Stored;
 use base64::Engine;
 use one_proto::ApiError;
 use one_proto::objects::hook::{CallInfo, ExecutionResult, Hook, HookExecution};
@@ -139,7 +140,7 @@ fn object_xml(oned: &Oned, prefix: &str, id: i64) -> Option<String> {
         cluster::Cluster, datastore::Datastore, group::Group, host::Host, image::Image, user::User,
         vm::Vm, vmtemplate::VmTemplate, vnet::Vnet,
     };
-    fn doc<T: ApiObject>(oned: &Oned, id: i64) -> Option<String> {
+    fn doc<T: Stored + Document>(oned: &Oned, id: i64) -> Option<String> {
         oned.store.get::<T>(id).map(|o| o.to_xml())
     }
     match prefix {

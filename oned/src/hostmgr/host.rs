@@ -8,7 +8,7 @@
 use super::session::{FrameReader, Link, SessionError, handshake, start_link};
 use super::transport::{AgentStream, StderrTail, Target, TransportError};
 use super::{Inner, Timing, ingest};
-use crate::server::Oned;
+use crate::daemon::Oned;
 use one_proto::agent::{
     AgentConfig, Beat, DatastoreDir, DomainType, FromAgent, Keepalive, LogLevel, MonitoringPeriods,
     OnboardingReport, PROTOCOL_VERSION, Reply, Request, RequestId, ToAgent, Welcome,

@@ -22,8 +22,8 @@ pub mod transport;
 pub mod vnc;
 
 use crate::config::{Config, HostsConfig};
+use crate::daemon::Oned;
 use crate::driver::{DriverFuture, HostDriver};
-use crate::server::Oned;
 use one_proto::agent::{AgentVersion, Reply, Request, SecurityGroupUpdate, VmDocument};
 use one_proto::driver::DriverError;
 use one_proto::objects::host::Host;

@@ -14,7 +14,7 @@
 
 use super::transport::{AgentStream, ConnectFuture, StderrTail, Target, Transport, TransportError};
 use crate::config::HostsConfig;
-use crate::server::Oned;
+use crate::daemon::Oned;
 use one_proto::objects::host::Host;
 use russh::ChannelMsg;
 use russh::client::{self, Handle};

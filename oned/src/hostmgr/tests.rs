@@ -5,7 +5,6 @@
 use super::ingest::tests::{host, system, vm_on};
 use super::transport::{AgentStream, ConnectFuture, StderrTail, Target, Transport};
 use super::*;
-use crate::api::Registry;
 use crate::auth::Authenticator;
 use crate::datadir::DataDir;
 use crate::db::Db;
@@ -219,7 +218,6 @@ impl World {
         });
         let oned = Arc::new(Oned {
             auth: Authenticator::new(Duration::from_secs(60)),
-            registry: Registry::default(),
             lcm: crate::lcm::Lcm::new(&cfg),
             monitor: crate::monitor::Monitor::new(&cfg),
             hooks: crate::hooks::Hooks::new(&cfg),

@@ -3,7 +3,7 @@
 //! reserved ranges (`[hosts] vnc_port_start`, `vnc_ports_reserved`). A bare `5900 + id`
 //! would overflow the port range past id 59,635 and collide across clusters' moves.
 
-use crate::config::HostsConfig;
+use crate::config::{HostsConfig, parse_reserved};
 use crate::store::State;
 use one_proto::objects::vm::Vm;
 use one_proto::state::VmState;
@@ -12,30 +12,6 @@ use std::ops::RangeInclusive;
 
 /// The highest TCP port.
 const MAX_PORT: u32 = 65535;
-
-/// Parses reserved ranges: "a:b" (inclusive) or "p", separated by commas or blanks.
-pub fn parse_reserved(s: &str) -> Result<Vec<RangeInclusive<u32>>, String> {
-    let mut out = Vec::new();
-    for part in s.split([',', ' ']).map(str::trim).filter(|p| !p.is_empty()) {
-        let num = |v: &str| {
-            v.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("{part:?} is not a port or a range of ports (a:b)"))
-        };
-        let r = match part.split_once(':') {
-            Some((a, b)) => num(a)?..=num(b)?,
-            None => {
-                let p = num(part)?;
-                p..=p
-            }
-        };
-        if r.start() > r.end() {
-            return Err(format!("{part:?}: the range ends before it starts"));
-        }
-        out.push(r);
-    }
-    Ok(out)
-}
 
 /// The VNC ports VMs of cluster `cluster_id` hold (GRAPHICS/PORT of VMs not DONE whose last
 /// stay is in that cluster), VM `except` left out.

@@ -188,21 +188,21 @@ pub fn close_history(vm: &mut Vm, now: i64) {
 /// Gives back everything the VM holds (leases, images, quotas, host capacity): it is DONE.
 pub fn finish(tx: &mut Txn<'_>, vm: &mut Vm, now: i64) {
     let vmid = vm.header.id;
-    let usage = crate::api::vm::quota_usage(vm);
+    let usage = crate::ops::vm::quota_usage(vm);
     for a in &vm.template.attrs {
         if let AttrValue::Vector(v) = &a.value {
             match a.name.as_str() {
                 "NIC" | "NIC_ALIAS" if v.get("NETWORK_ID").is_some() => {
-                    crate::api::vnet::release_nic(tx, v, vmid);
+                    crate::ops::lease::release_nic(tx, v, vmid);
                 }
                 "DISK" if v.get("IMAGE_ID").is_some() => {
-                    crate::api::image::release_disk(tx, v, vmid)
+                    crate::ops::image::release_disk(tx, v, vmid)
                 }
                 _ => {}
             }
         }
     }
-    crate::quota::release(tx, vm.header.uid, vm.header.gid, &usage);
+    crate::ops::quota::release(tx, vm.header.uid, vm.header.gid, &usage);
     crate::secgroup::release_vm(tx, vmid);
     release_all_hosts(tx, vm);
     super::set_state(vm, VmState::Done, LcmState::LcmInit);

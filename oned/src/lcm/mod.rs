@@ -42,7 +42,7 @@ pub mod vmlog;
 
 use crate::auth::now_secs;
 use crate::config::Config;
-use crate::server::Oned;
+use crate::daemon::Oned;
 use crate::store::Txn;
 use one_proto::driver::{DriverError, DriverOp, DriverReply, DriverRequest};
 use one_proto::objects::host::Host;
@@ -566,7 +566,7 @@ pub fn conclude(
         _ => {}
     }
     if hotplug::is_hotplug_phase(lcm) {
-        hotplug::conclude(tx, vm, &op, success, now);
+        hotplug::conclude(tx, vm, &op, success, error, now);
     }
     match next {
         Next::Phase(l) => enter(vm, l, op),

@@ -253,6 +253,21 @@ pub fn phase(lcm: L, op: &VmOperation) -> Option<Phase> {
             p(vec![step(D::DiskSnapshotDelete)], SUSPENDED, SUSPENDED)
         }
         L::DiskSnapshotRevertPoweroff => p(vec![step(D::DiskSnapshotRevert)], POWEROFF, POWEROFF),
+        // disk-saveas: the host copies the disk into the new image; the VM goes back to
+        // where it was either way (the image says how it went).
+        L::HotplugSaveas => p(vec![step(D::DiskSaveas)], RUNNING, RUNNING),
+        L::HotplugSaveasPoweroff => p(vec![step(D::DiskSaveas)], POWEROFF, POWEROFF),
+        L::HotplugSaveasSuspended => p(vec![step(D::DiskSaveas)], SUSPENDED, SUSPENDED),
+        L::HotplugSaveasUndeployed => p(
+            vec![step(D::DiskSaveas)],
+            Next::Rest(S::Undeployed, L::LcmInit),
+            Next::Rest(S::Undeployed, L::LcmInit),
+        ),
+        L::HotplugSaveasStopped => p(
+            vec![step(D::DiskSaveas)],
+            Next::Rest(S::Stopped, L::LcmInit),
+            Next::Rest(S::Stopped, L::LcmInit),
+        ),
         L::DiskResize => p(vec![step(D::DiskResize)], RUNNING, RUNNING),
         L::DiskResizePoweroff => p(vec![step(D::DiskResize)], POWEROFF, POWEROFF),
         L::DiskResizeUndeployed => p(

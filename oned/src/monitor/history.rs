@@ -9,10 +9,8 @@
 //!   `history_flush_seconds` in ONE transaction per flush (never one write per sample), which
 //!   also deletes expired rows. Reloaded at start, so a SIGKILL loses at most one interval.
 
-use crate::auth::now_secs;
 use crate::config::MonitoringConfig;
 use crate::db::Db;
-use crate::server::Oned;
 use one_proto::agent::VmSample;
 use one_proto::objects::host::HostMonitoring;
 use one_proto::objects::vm::Vm;
@@ -22,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 /// Rows per INSERT statement (3 parameters each: far below every backend's limit).
@@ -569,46 +567,6 @@ async fn insert(
     }
     q.execute(&mut **tx).await?;
     Ok(())
-}
-
-/// Configures the history, loads it, then flushes it every `history_flush_seconds`.
-pub fn start(oned: &Arc<Oned>) {
-    let oned = oned.clone();
-    tokio::spawn(async move {
-        let h = &oned.store.history;
-        h.configure(Retention::from_config(&oned.config.monitoring));
-        match h.load(&oned.store.db, now_secs()).await {
-            Ok((hosts, vms)) => tracing::info!(hosts, vms, "monitoring history loaded"),
-            Err(e) => tracing::warn!(error = %e, "monitoring history not loaded"),
-        }
-        let every = super::period(
-            oned.config.monitoring.history_flush_seconds,
-            30.0,
-            "monitoring.history_flush_seconds",
-        );
-        loop {
-            tokio::time::sleep(every).await;
-            flush_now(&oned).await;
-        }
-    });
-}
-
-/// Prunes and flushes the history now (also called at shutdown).
-pub async fn flush_now(oned: &Oned) {
-    let h = &oned.store.history;
-    let now = now_secs();
-    let (hosts, vms): (HashSet<i64>, HashSet<i64>) = {
-        let st = oned.store.read();
-        (
-            st.hosts.map.keys().copied().collect(),
-            st.vms.map.keys().copied().collect(),
-        )
-    };
-    h.prune(now, &hosts, &vms);
-    match h.flush(&oned.store.db, now).await {
-        Ok(n) => tracing::debug!(rows = n, "monitoring history flushed"),
-        Err(e) => tracing::warn!(error = %e, "monitoring history flush failed; retried next time"),
-    }
 }
 
 /// The VM samples of a dummy round: those of `vms` the history wants (spacing).

@@ -21,12 +21,12 @@ pub mod sample;
 
 use crate::auth::now_secs;
 use crate::config::{Config, DummyConfig};
+use crate::daemon::Oned;
 use crate::lcm::{self, Seen};
-use crate::server::Oned;
 use crate::store::{State, Store, StoreError};
 use one_proto::objects::host::{Host, HostDs};
 use one_proto::state::{DatastoreType, HostState, LcmState, VmState};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -66,7 +66,7 @@ pub fn start(oned: &Arc<Oned>) {
     tokio::spawn(async move { dummy_loop(o).await });
     let o = oned.clone();
     tokio::spawn(async move { datastore_loop(o).await });
-    history::start(oned);
+    start_history(oned);
 }
 
 /// A configured period, or `default` when it is not a positive finite number of seconds.
@@ -479,6 +479,46 @@ fn sample_hosts(
     }
     // The walk reached the end: every id was handled (those of deleted hosts too).
     (ids.len(), n)
+}
+
+/// Configures the history, loads it, then flushes it every `history_flush_seconds`.
+fn start_history(oned: &Arc<Oned>) {
+    let oned = oned.clone();
+    tokio::spawn(async move {
+        let h = &oned.store.history;
+        h.configure(history::Retention::from_config(&oned.config.monitoring));
+        match h.load(&oned.store.db, now_secs()).await {
+            Ok((hosts, vms)) => tracing::info!(hosts, vms, "monitoring history loaded"),
+            Err(e) => tracing::warn!(error = %e, "monitoring history not loaded"),
+        }
+        let every = period(
+            oned.config.monitoring.history_flush_seconds,
+            30.0,
+            "monitoring.history_flush_seconds",
+        );
+        loop {
+            tokio::time::sleep(every).await;
+            flush_history(&oned).await;
+        }
+    });
+}
+
+/// Prunes and flushes the history now (also called at shutdown).
+pub async fn flush_history(oned: &Oned) {
+    let h = &oned.store.history;
+    let now = now_secs();
+    let (hosts, vms): (HashSet<i64>, HashSet<i64>) = {
+        let st = oned.store.read();
+        (
+            st.hosts.map.keys().copied().collect(),
+            st.vms.map.keys().copied().collect(),
+        )
+    };
+    h.prune(now, &hosts, &vms);
+    match h.flush(&oned.store.db, now).await {
+        Ok(n) => tracing::debug!(rows = n, "monitoring history flushed"),
+        Err(e) => tracing::warn!(error = %e, "monitoring history flush failed; retried next time"),
+    }
 }
 
 #[cfg(test)]

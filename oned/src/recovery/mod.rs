@@ -13,71 +13,18 @@ pub mod log;
 pub mod policy;
 
 use crate::auth::now_secs;
+use crate::daemon::Oned;
 use crate::lcm::{self, actions};
-use crate::server::Oned;
 use log::{Episode, Record, Stage};
 use one_proto::objects::datastore::Datastore;
 use one_proto::objects::host::Host;
 use one_proto::objects::vm::Vm;
 use policy::{Mode, Policy, VmAction, VmView};
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `[recovery]` in oned.toml.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RecoveryConfig {
-    /// false: no recovery at all, whatever templates say.
-    pub enabled: bool,
-    /// Seconds between two looks at the hosts.
-    pub check_interval_seconds: f64,
-    /// Default HOST_ERROR_GRACE: seconds a host stays in ERROR before it is recovered.
-    pub grace_seconds: f64,
-    /// Default FENCE_COMMAND ("" = hosts are not fenced).
-    pub fence_command: String,
-    /// Seconds the fence command may run before it is killed (and counts as failed).
-    pub fence_timeout_seconds: f64,
-    /// Recovery log records kept (the oldest go first).
-    pub log_retention: i64,
-}
-
-impl Default for RecoveryConfig {
-    fn default() -> Self {
-        RecoveryConfig {
-            enabled: true,
-            check_interval_seconds: 5.0,
-            grace_seconds: 120.0,
-            fence_command: String::new(),
-            fence_timeout_seconds: 60.0,
-            log_retention: 1000,
-        }
-    }
-}
-
-impl RecoveryConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        for (name, v, min) in [
-            ("check_interval_seconds", self.check_interval_seconds, 0.01),
-            ("grace_seconds", self.grace_seconds, 0.0),
-            ("fence_timeout_seconds", self.fence_timeout_seconds, 0.01),
-        ] {
-            if !(v.is_finite() && v >= min && v <= 1e9) {
-                return Err(format!(
-                    "recovery.{name} must be a number of seconds >= {min}, not {v}"
-                ));
-            }
-        }
-        if self.log_retention < 1 {
-            return Err(format!(
-                "recovery.log_retention must be at least 1, not {}",
-                self.log_retention
-            ));
-        }
-        Ok(())
-    }
-}
+pub use crate::config::RecoveryConfig;
 
 fn now_millis() -> i64 {
     std::time::SystemTime::now()

@@ -9,11 +9,7 @@
 
 pub mod updater;
 
-use crate::api::Call;
-use crate::api::common::authorize;
 use crate::store::Txn;
-use one_proto::ApiError;
-use one_proto::acl::AuthOp;
 use one_proto::objects::secgroup::SecurityGroup;
 use one_proto::objects::vm::Vm;
 use one_proto::objects::vnet::Vnet;
@@ -75,18 +71,6 @@ pub fn set_vm_rules(vm: &mut Vm, sg_id: i64, rules: Vec<Vector>) {
         vm.template
             .push("SECURITY_GROUP_RULE", AttrValue::Vector(r));
     }
-}
-
-/// Refuses the call unless it may USE every (existing) security group the VM's NICs name,
-/// as OpenNebula authorizes a NIC.
-pub fn authorize_vm(call: &Call, tx: &Txn<'_>, vm: &Vm) -> Result<(), ApiError> {
-    let state = tx.committed();
-    for id in vm_groups(vm) {
-        if let Some(sg) = state.secgroups.get(id) {
-            authorize(call, &state, &**sg, AuthOp::Use)?;
-        }
-    }
-    Ok(())
 }
 
 /// Brings the VM's rules and the groups' VM sets in line with the groups its NICs name now:

@@ -15,7 +15,7 @@
 //! stopped is OUTDATED again at start, so a crash in the middle loses no update.
 
 use super::{group_rules, set_vm_rules};
-use crate::server::Oned;
+use crate::daemon::Oned;
 use one_proto::agent::VmDocument;
 use one_proto::objects::host::Host;
 use one_proto::objects::secgroup::SecurityGroup;
@@ -78,12 +78,24 @@ pub fn classify(state: S, lcm: L) -> Class {
 #[derive(Default)]
 pub struct Updater {
     kick: Notify,
+    /// VMs whose host must reload their rules though no group of theirs changed (a group
+    /// detached from their last NIC that had one): best effort, not tracked in a group.
+    reload: std::sync::Mutex<BTreeSet<i64>>,
 }
 
 impl Updater {
     /// Asks for a pass now (rules changed, or a commit).
     pub fn kick(&self) {
         self.kick.notify_one();
+    }
+
+    /// Has the host of VM `id` load its rules again at the next pass.
+    pub fn reload_vm(&self, id: i64) {
+        self.reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+        self.kick();
     }
 }
 
@@ -140,10 +152,25 @@ async fn pass(oned: &Arc<Oned>) -> bool {
         .filter(|g| !g.outdated_vms.is_empty())
         .map(|g| g.header.id)
         .collect();
-    if groups.is_empty() {
+    let reload: BTreeSet<i64> = std::mem::take(
+        &mut *oned
+            .secgroups
+            .reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    if groups.is_empty() && reload.is_empty() {
         return false;
     }
     let mut batches: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+    for id in &reload {
+        if let Some(vm) = tx.get::<Vm>(*id)
+            && classify(vm.state, vm.lcm_state) == Class::Host
+            && let Some(h) = vm.history.last()
+        {
+            batches.entry(h.hid).or_default().insert(*id);
+        }
+    }
     let mut counts = [0usize; 4];
     for gid in &groups {
         let Some(mut sg) = tx.get::<SecurityGroup>(*gid) else {

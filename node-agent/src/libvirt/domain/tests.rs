@@ -384,6 +384,7 @@ fn characters_xml_cannot_carry_are_refused() {
         name: "a\u{1}b".into(),
         template: Template::parse("MEMORY=64").unwrap(),
         seq: 0,
+        tm_mad: None,
     };
     assert!(matches!(
         domain_xml(&vm, &settings(DomainType::Kvm)),
