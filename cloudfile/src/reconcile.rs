@@ -597,6 +597,179 @@ mod tests {
     }
 
     #[test]
+    fn drift_is_a_change_whose_declaration_did_not_change() {
+        use crate::plan::plan;
+        use crate::tests::{SMALL, small_live, yaml};
+        let f = yaml(SMALL).unwrap();
+        let mut live = small_live(&f);
+        let in_line = plan(&f, &live, PlanOptions::default());
+        assert!(!in_line.has_changes());
+        let base = State {
+            commit: "c1".into(),
+            fingerprints: in_line.fingerprints.clone(),
+        };
+        // A change by hand: the file is the same, the cloud is not.
+        live.networks[0].template.set("DNS", "8.8.8.8");
+        let p = plan(&f, &live, PlanOptions::default());
+        assert_eq!(drift(&p, &base), [("network".to_owned(), "net".to_owned())]);
+        // Without a baseline (the first run) nothing is called drift.
+        assert!(drift(&p, &State::default()).is_empty());
+        // A new declaration of the same object is a change of the file, not drift.
+        let f2 = yaml(&SMALL.replace("DNS: 1.1.1.1", "DNS: 9.9.9.9")).unwrap();
+        let p = plan(&f2, &live, PlanOptions::default());
+        assert!(p.has_changes());
+        assert!(drift(&p, &base).is_empty());
+        // A VM removed by hand (the set's declaration unchanged) is drift of the VM set.
+        let mut live = small_live(&f);
+        live.vms.pop();
+        live.reindex();
+        let p = plan(&f, &live, PlanOptions::default());
+        let d = drift(&p, &base);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].0, "vm");
+    }
+
+    #[test]
+    fn the_baseline_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert!(read_state(&path).fingerprints.is_empty(), "none yet");
+        let s = State {
+            commit: "abc".into(),
+            fingerprints: [("network oneadmin/net".to_owned(), "f1".to_owned())].into(),
+        };
+        write_state(&path, &s).unwrap();
+        let back = read_state(&path);
+        assert_eq!(
+            (back.commit.as_str(), back.fingerprints),
+            ("abc", s.fingerprints)
+        );
+        assert!(!path.with_extension("json.tmp").exists());
+    }
+
+    /// Runs git in `dir`; None (with the reason printed as a skip) when git is missing.
+    fn git_in(dir: &Path, args: &[&str]) -> Option<String> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=test", "-c", "user.email=test@localhost"])
+            .args(args)
+            .output();
+        match out {
+            Ok(o) => {
+                assert!(o.status.success(), "git {args:?}: {o:?}");
+                Some(String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            }
+            Err(e) => {
+                skip(&format!("git cannot run here: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Says why a check could not run: on stdout and in ONE_TEST_SKIP_LOG (scripts/test.sh
+    /// counts those lines as skips).
+    fn skip(reason: &str) {
+        println!("SKIP: {reason}");
+        if let Some(path) = std::env::var_os("ONE_TEST_SKIP_LOG") {
+            let test = std::thread::current().name().unwrap_or("?").to_string();
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+            {
+                use std::io::Write;
+                let _ = f.write_all(format!("{test}\t{reason}\n").as_bytes());
+            }
+        }
+    }
+
+    fn records(dir: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Each run pulls the branch's newest commit and leaves one audit record, also when
+    /// the file is refused or oned cannot be reached (nothing listens on port 9).
+    #[tokio::test]
+    async fn every_run_pulls_the_newest_commit_and_leaves_an_audit_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        if git_in(&repo, &["init", "-q", "-b", "live"]).is_none() {
+            return;
+        }
+        std::fs::write(
+            repo.join("cloud.yaml"),
+            "cloud: lab\nnetworks:\n  n: {bogus: 1}\n",
+        )
+        .unwrap();
+        git_in(&repo, &["add", "."]).unwrap();
+        git_in(&repo, &["commit", "-qm", "a typo"]).unwrap();
+        let first = git_in(&repo, &["rev-parse", "HEAD"]).unwrap();
+        let audit = tmp.path().join("audit");
+        let opts = ReconcileOptions {
+            git: repo.to_string_lossy().into_owned(),
+            branch: Some("live".into()),
+            path: "cloud.yaml".into(),
+            interval: Duration::from_secs(60),
+            apply: false,
+            plan: PlanOptions::default(),
+            env: None,
+            audit_dir: audit.clone(),
+            metrics: None,
+            once: true,
+            apply_options: ApplyOptions::default(),
+        };
+        let client = Client::new("http://127.0.0.1:9/RPC2", "oneadmin:secret");
+        let metrics = Mutex::new(Metrics::default());
+        assert_eq!(once(&client, &opts, &metrics).await, 1);
+        let r = records(&audit);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0]["commit"], first.as_str());
+        assert_eq!(r[0]["subject"], "a typo");
+        assert_eq!(r[0]["result"], "invalid-file");
+        assert_eq!(r[0]["mode"], "report");
+        assert_eq!(r[0]["user"], "oneadmin");
+        let err = r[0]["error"].as_str().unwrap();
+        assert!(
+            err.contains("cloud.yaml:3:") && err.contains("bogus"),
+            "{err}"
+        );
+        // The fix, committed: the next run sees it (and now fails reaching oned).
+        std::fs::write(
+            repo.join("cloud.yaml"),
+            "cloud: lab\nnetworks:\n  n: {template: {VN_MAD: dummy}}\n",
+        )
+        .unwrap();
+        git_in(&repo, &["commit", "-qam", "the fix"]).unwrap();
+        let second = git_in(&repo, &["rev-parse", "HEAD"]).unwrap();
+        assert_eq!(once(&client, &opts, &metrics).await, 1);
+        let r = records(&audit);
+        assert_eq!(r.len(), 2, "records are appended");
+        assert_eq!(
+            (&r[1]["commit"], &r[1]["subject"]),
+            (&second.as_str().into(), &"the fix".into())
+        );
+        assert_eq!(r[1]["result"], "error", "{}", r[1]);
+        let err = r[1]["error"].as_str().unwrap();
+        assert!(err.contains("127.0.0.1:9"), "{err}");
+        let m = metrics.lock().unwrap();
+        assert_eq!(m.commit, second);
+        assert!(!m.last_success);
+        assert_eq!(m.runs.get("invalid-file"), Some(&1));
+        assert_eq!(m.runs.get("error"), Some(&1));
+        // The checkout is the audit directory's own clone, on the branch asked for.
+        let head = git_in(&audit.join("checkout"), &["rev-parse", "HEAD"]).unwrap();
+        assert_eq!(head, second);
+        // No baseline is written by a run that did not match the file.
+        assert!(!audit.join("state.json").exists());
+    }
+
+    #[test]
     fn metrics_text() {
         let mut m = Metrics::default();
         m.runs.insert("applied".into(), 2);

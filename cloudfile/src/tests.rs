@@ -15,7 +15,7 @@ fn opts() -> LoadOptions {
     }
 }
 
-fn yaml(text: &str) -> Result<CloudFile, crate::Diags> {
+pub(crate) fn yaml(text: &str) -> Result<CloudFile, crate::Diags> {
     load_str("cloud.yaml", text, Format::Yaml, &opts())
 }
 
@@ -388,7 +388,7 @@ fn builtin_live() -> Live {
     l
 }
 
-const SMALL: &str = r#"
+pub(crate) const SMALL: &str = r#"
 cloud: lab
 host_groups:
   compute: {im_mad: dummy, template: {ROLE: compute}, hosts: [h1]}
@@ -404,7 +404,7 @@ vms:
 "#;
 
 /// The cloud after applying SMALL (markers included).
-fn small_live(f: &CloudFile) -> Live {
+pub(crate) fn small_live(f: &CloudFile) -> Live {
     let mut l = builtin_live();
     l.hosts.push(oca::Host {
         id: 0,
