@@ -401,6 +401,55 @@ def test_reconcile_applies_a_new_commit_with_an_audit_record(cloud, tmp_path):
         proc.wait(10)
         out.close()
         print((tmp_path / "reconcile.out").read_text())
+    # The module's cloud is now what the repository says.
+    cloud.file = cloud.write((repo / "cloud.yaml").read_text(), "reconciled.yaml")
+
+
+def test_reconcile_once_reports_drift_and_applies_only_when_allowed(cloud, tmp_path):
+    """`reconcile --once`, as from cron: report mode leaves a change by hand in place and
+    exits 2 naming the drift; with --apply the cloud is put back and the run exits 0."""
+    if not shutil.which("git"):
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=test", "-c", "user.email=test@localhost"]
+    subprocess.run(git + ["init", "-q", "-b", "main"], check=True)
+    (repo / "cloud.yaml").write_text(cloud.file.read_text())
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "the lab"], check=True)
+    audit = tmp_path / "audit"
+
+    def reconcile(*extra):
+        p = cloud.run("reconcile", "--git", repo, "--branch", "main", "--audit-dir", audit,
+                      "--once", *extra)
+        last = json.loads((audit / "audit.jsonl").read_text().splitlines()[-1])
+        return p, last
+
+    # The first run finds the cloud in line and keeps that as the baseline.
+    p, rec = reconcile()
+    assert p.returncode == 0 and rec["result"] == "in-sync", (p.stdout, p.stderr, rec)
+    assert (audit / "state.json").exists()
+    net = cloud.vnet("lab-net")
+    cloud.one.vn.update(net.ID, 'DNS="9.9.9.9"', 1)
+    # Report only: the drift is named, nothing is changed.
+    p, rec = reconcile()
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "changes-pending" in p.stdout and "drift: network lab-net" in p.stdout, p.stdout
+    assert (rec["mode"], rec["result"], rec["drift"]) == \
+        ("report", "changes-pending", ["network lab-net"])
+    assert [(c["kind"], c["name"], c["action"]) for c in rec["changes"]] == \
+        [("network", "lab-net", "update")]
+    assert "report" not in rec
+    assert cloud.vnet("lab-net").TEMPLATE["DNS"] == "9.9.9.9"
+    # Allowed to apply: put back, and the record says what was done.
+    p, rec = reconcile("--apply")
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert (rec["mode"], rec["result"], rec["drift"]) == ("apply", "applied", ["network lab-net"])
+    assert [c["name"] for c in rec["report"]["done"]] == ["lab-net"]
+    assert cloud.vnet("lab-net").TEMPLATE["DNS"] == "1.1.1.1"
+    p, rec = reconcile()
+    assert p.returncode == 0 and (rec["result"], rec["drift"]) == ("in-sync", []), rec
+    assert len((audit / "audit.jsonl").read_text().splitlines()) == 4
 
 
 def test_the_examples_of_docs_cloudfile(oned_factory, tmp_path):
