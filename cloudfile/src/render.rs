@@ -23,14 +23,19 @@ pub fn diff_line(d: &AttrDiff) -> String {
 
 /// `network lab-net (id 3)`.
 pub fn change_title(c: &Change) -> String {
-    let noun = if c.kind == crate::Kind::Vm {
-        "VM"
-    } else {
-        c.kind.noun()
-    };
+    let noun = change_noun(c.kind);
     match c.id {
         Some(id) => format!("{noun} {} (id {id})", c.name),
         None => format!("{noun} {}", c.name),
+    }
+}
+
+/// A change's noun: changes of a VM set are about one VM each.
+fn change_noun(kind: crate::Kind) -> &'static str {
+    if kind == crate::Kind::Vm {
+        "VM"
+    } else {
+        kind.noun()
     }
 }
 
@@ -94,25 +99,37 @@ pub fn report_text(r: &ApplyReport) -> String {
             let _ = writeln!(
                 s,
                 "Apply stopped: {} {} failed ({}): {}",
-                f.kind.noun(),
+                change_noun(f.kind),
                 f.name,
                 f.action.word(),
                 f.error
             );
             let _ = writeln!(s, "Done ({}):", r.done.len());
             for o in &r.done {
-                let _ = writeln!(s, "  {} {} {}", o.action.word(), o.kind.noun(), o.name);
+                let _ = writeln!(
+                    s,
+                    "  {} {} {}",
+                    o.action.word(),
+                    change_noun(o.kind),
+                    o.name
+                );
             }
             let _ = writeln!(s, "Not done ({}):", r.not_done.len() + 1);
             let _ = writeln!(
                 s,
                 "  {} {} {} (failed)",
                 f.action.word(),
-                f.kind.noun(),
+                change_noun(f.kind),
                 f.name
             );
             for o in &r.not_done {
-                let _ = writeln!(s, "  {} {} {}", o.action.word(), o.kind.noun(), o.name);
+                let _ = writeln!(
+                    s,
+                    "  {} {} {}",
+                    o.action.word(),
+                    change_noun(o.kind),
+                    o.name
+                );
             }
         }
     }

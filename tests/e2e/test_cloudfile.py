@@ -452,6 +452,41 @@ def test_reconcile_once_reports_drift_and_applies_only_when_allowed(cloud, tmp_p
     assert len((audit / "audit.jsonl").read_text().splitlines()) == 4
 
 
+def test_apply_stops_at_the_first_failure_saying_what_was_done(cloud):
+    """A VM that can never be placed: apply waits up to --timeout, stops there, reports what
+    it did and did not do, and the next plan starts from where it stopped."""
+    path = cloud.write(
+        "cloud: cf-fail\n"
+        "templates:\n"
+        "  stuck:\n"
+        "    template: {CPU: 0.1, MEMORY: 64, SCHED_REQUIREMENTS: 'ROLE = \"nowhere\"'}\n"
+        "vms:\n"
+        "  stuck: {template: stuck, count: 2}\n", "fail.yaml")
+    p = cloud.run("apply", path, "--yes", "--timeout", "2s")
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    report = p.stdout[p.stdout.index("Apply stopped"):]
+    assert re.match(r"Apply stopped: VM stuck-0 failed \(create\): timed out after 2s waiting "
+                    r"for .*RUNNING.*\n", report), report
+    assert report.splitlines()[1:] == [
+        "Done (1):", "  create template stuck",
+        "Not done (2):", "  create VM stuck-0 (failed)", "  create VM stuck-1",
+    ], report
+    stuck = [vm for vm in cloud.one.vmpool.info(-2, -1, -1, -1).VM if vm.NAME == "stuck-0"]
+    tmpl = next(t for t in cloud.one.templatepool.info(-2, -1, -1).VMTEMPLATE
+                if t.NAME == "stuck")
+    try:
+        assert len(stuck) == 1 and stuck[0].STATE == 1, "made, and PENDING"
+        code, plan = cloud.plan(path)
+        assert code == 2 and changes(plan) == [("vm", "stuck-1", "create")], changes(plan)
+    finally:
+        for vm in stuck:
+            cloud.one.vm.action("terminate-hard", vm.ID)
+        wait_for("the stuck VM gone",
+                 lambda: all(vm.STATE == 6 for vm in cloud.one.vmpool.info(-2, -1, -1, -1).VM
+                             if vm.NAME == "stuck-0") or not stuck)
+        cloud.one.template.delete(tmpl.ID)
+
+
 def test_the_examples_of_docs_cloudfile(oned_factory, tmp_path):
     """docs/cloudfile.md's example cloud and commands, as typed, on an oned of their own."""
     oned = oned_factory("docs")
