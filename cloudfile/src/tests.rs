@@ -760,3 +760,80 @@ fn export_of_one_user_names_what_it_uses_as_external() {
     );
     assert!(back.get(&ObjKey::new(Kind::User, "bob")).is_some());
 }
+
+#[test]
+fn datastores_are_created_in_their_clusters_and_compared_by_template() {
+    let text = "cloud: lab\nclusters:\n  edge: {}\ndatastores:\n  fast:\n    clusters: [default, edge]\n    template: {TYPE: IMAGE_DS, DS_MAD: fs, TM_MAD: shared}\n";
+    let f = yaml(text).unwrap();
+    let mut live = builtin_live();
+    let p = plan(&f, &live, PlanOptions::default());
+    assert_eq!(
+        actions(&p),
+        [
+            ("Cluster edge".into(), Action::Create),
+            ("Datastore fast".into(), Action::Create)
+        ]
+    );
+    let ds = &p.changes[1];
+    assert_eq!(ds.diffs[0].attr, "clusters");
+    assert_eq!(ds.diffs[0].new.as_deref(), Some("default, edge"));
+    // As apply leaves it: marked, in both clusters, with what the drivers add.
+    live.clusters.push(oca::Cluster {
+        id: 100,
+        name: "edge".into(),
+        template: tmpl("ONECLOUD=lab"),
+        ..Default::default()
+    });
+    live.datastores.push(oca::Datastore {
+        id: 100,
+        name: "fast".into(),
+        clusters: vec![0, 100],
+        template: tmpl("TYPE=IMAGE_DS\nDS_MAD=fs\nTM_MAD=shared\nONECLOUD=lab"),
+        ..Default::default()
+    });
+    live.reindex();
+    let p = plan(&f, &live, PlanOptions::default());
+    assert!(!p.has_changes(), "{}", crate::render::plan_text(&p));
+    // Out of a cluster by hand, and a driver changed: both show.
+    live.datastores[3].clusters = vec![0];
+    live.datastores[3].template.set("TM_MAD", "ssh");
+    live.reindex();
+    let p = plan(&f, &live, PlanOptions::default());
+    let ds = p
+        .changes
+        .iter()
+        .find(|c| c.kind == Kind::Datastore)
+        .unwrap();
+    assert_eq!(ds.action, Action::Update);
+    let attrs: Vec<&str> = ds.diffs.iter().map(|d| d.attr.as_str()).collect();
+    assert_eq!(attrs, ["clusters", "TEMPLATE/TM_MAD"], "{:?}", ds.diffs);
+}
+
+#[test]
+fn a_directory_of_cloud_files_reads_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a-cloud.yaml"),
+        "cloud: lab\nclusters:\n  edge: {}\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("nets")).unwrap();
+    std::fs::write(
+        dir.path().join("nets/lab.toml"),
+        "[networks.net]\nclusters = [\"edge\"]\ntemplate = { VN_MAD = \"dummy\" }\n",
+    )
+    .unwrap();
+    // Hidden files and other files are not cloud files.
+    std::fs::write(dir.path().join(".hidden.yaml"), "bogus: 1\n").unwrap();
+    std::fs::write(dir.path().join("README.md"), "# not a cloud file\n").unwrap();
+    let f = crate::load(dir.path(), &opts()).unwrap();
+    assert_eq!(f.name, "lab");
+    assert_eq!(keys(&f), ["cluster edge", "network oneadmin/net"]);
+    // The same name in two files is refused, naming both places.
+    std::fs::write(dir.path().join("b.yaml"), "clusters:\n  edge: {}\n").unwrap();
+    let e = crate::load(dir.path(), &opts()).unwrap_err().to_string();
+    assert!(
+        e.contains("b.yaml:2:3") && e.contains("a-cloud.yaml"),
+        "{e}"
+    );
+}
