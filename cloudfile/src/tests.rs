@@ -837,3 +837,142 @@ fn a_directory_of_cloud_files_reads_as_one() {
         "{e}"
     );
 }
+
+#[test]
+fn quotas_are_matched_by_content_where_the_file_gives_a_limit() {
+    let text = "cloud: lab\ngroups:\n  devs:\n    quotas:\n      vm: {VMS: 10}\nusers:\n  bob:\n    group: devs\n    quotas:\n      datastores: {default: {SIZE: 1024}}\n";
+    let f = yaml(text).unwrap();
+    let mut live = builtin_live();
+    live.groups.push(oca::Group {
+        id: 100,
+        name: "devs".into(),
+        template: tmpl("ONECLOUD=lab"),
+        ..Default::default()
+    });
+    live.users.push(oca::User {
+        id: 5,
+        name: "bob".into(),
+        gid: 100,
+        groups: vec![100],
+        gname: "devs".into(),
+        auth_driver: "core".into(),
+        enabled: true,
+        template: tmpl("ONECLOUD=lab"),
+        ..Default::default()
+    });
+    live.reindex();
+    let quota_diffs = |p: &crate::Plan| -> Vec<(String, Action, Vec<String>)> {
+        p.changes
+            .iter()
+            .filter(|c| c.kind == Kind::Quota)
+            .map(|c| {
+                let d = c
+                    .diffs
+                    .iter()
+                    .map(|d| format!("{}: {:?} -> {:?}", d.attr, d.old, d.new))
+                    .collect();
+                (c.name.clone(), c.action, d)
+            })
+            .collect()
+    };
+    // Not set yet.
+    let p = plan(&f, &live, PlanOptions::default());
+    assert_eq!(
+        quota_diffs(&p),
+        [
+            (
+                "group devs".into(),
+                Action::Update,
+                vec![r#"VM/VMS: None -> Some("10")"#.into()]
+            ),
+            (
+                "user bob".into(),
+                Action::Update,
+                vec![r#"DATASTORE[default]/SIZE: None -> Some("1024")"#.into()]
+            ),
+        ]
+    );
+    // Set (as OpenNebula writes numbers), with usage and limits the file does not give.
+    let mut vm = Vector::new();
+    for (k, v) in [("VMS", "10.00"), ("VMS_USED", "3"), ("CPU", "8")] {
+        vm.set(k, v);
+    }
+    live.groups[2].quotas.vm.push(vm);
+    let mut ds = Vector::new();
+    for (k, v) in [("ID", "1"), ("SIZE", "1024"), ("IMAGES", "5")] {
+        ds.set(k, v);
+    }
+    live.users[1].quotas.datastore.push(ds);
+    live.reindex();
+    let p = plan(&f, &live, PlanOptions::default());
+    assert!(!p.has_changes(), "{}", crate::render::plan_text(&p));
+    // Changed by hand: only the limit the file gives shows.
+    live.groups[2].quotas.vm[0].set("VMS", "20");
+    live.groups[2].quotas.vm[0].set("CPU", "16");
+    live.reindex();
+    let p = plan(&f, &live, PlanOptions::default());
+    assert_eq!(
+        quota_diffs(&p),
+        [
+            (
+                "group devs".into(),
+                Action::Update,
+                vec![r#"VM/VMS: Some("20") -> Some("10")"#.into()]
+            ),
+            ("user bob".into(), Action::Nothing, vec![]),
+        ]
+    );
+}
+
+#[test]
+fn export_of_one_cluster_keeps_to_its_hosts_and_networks() {
+    let f = yaml(SMALL).unwrap();
+    let mut live = small_live(&f);
+    live.clusters.push(oca::Cluster {
+        id: 100,
+        name: "edge".into(),
+        template: tmpl("ONECLOUD=lab"),
+        ..Default::default()
+    });
+    let mut h2 = live.hosts[0].clone();
+    (h2.id, h2.name, h2.cluster_id, h2.cluster) = (1, "h2".into(), 100, "edge".into());
+    live.hosts.push(h2);
+    let mut n2 = live.networks[0].clone();
+    (n2.id, n2.name, n2.clusters) = (1, "edge-net".into(), vec![100]);
+    live.networks.push(n2);
+    live.reindex();
+    let opts = ExportOptions {
+        name: "lab".into(),
+        user: None,
+        cluster: Some("edge".into()),
+        adopt: false,
+        format: Format::Yaml,
+    };
+    let (doc, _, _) = build(&live, "oneadmin", &opts).unwrap();
+    let text = write(&doc, Format::Yaml).unwrap();
+    let back = load_str("exported", &text, Format::Yaml, &self::opts()).unwrap();
+    let got = keys(&back);
+    for k in ["cluster edge", "host h2", "network oneadmin/edge-net"] {
+        assert!(got.contains(&k.to_owned()), "{k} missing: {got:?}\n{text}");
+    }
+    for k in ["host h1", "network oneadmin/net"] {
+        assert!(
+            !got.contains(&k.to_owned()),
+            "{k} is not edge's: {got:?}\n{text}"
+        );
+    }
+    // What the exported objects are is what the cloud has: nothing to do.
+    let p = plan(&back, &live, PlanOptions::default());
+    assert!(!p.has_changes(), "{}\n{text}", crate::render::plan_text(&p));
+    assert!(
+        build(
+            &live,
+            "oneadmin",
+            &ExportOptions {
+                cluster: Some("nowhere".into()),
+                ..opts
+            }
+        )
+        .is_err()
+    );
+}

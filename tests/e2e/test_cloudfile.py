@@ -177,6 +177,9 @@ def test_apply_settles_everything_and_a_second_apply_changes_nothing(cloud):
     assert len(vms) == 3
     assert all((vm.STATE, vm.LCM_STATE) == (3, RUNNING) for vm in vms)
     assert sorted(vm.NAME for vm in vms) == ["web-0", "web-1", "web-2"]
+    devs = next(g for g in one.grouppool.info().GROUP if g.NAME == "devs")
+    vm_quota = one.group.info(devs.ID).VM_QUOTA.VM
+    assert [float(q.VMS) for q in vm_quota] == [10], "the group's quota is set"
     # The user's password came from the environment: alice can log in with it.
     alice = pyone.OneServer(cloud.oned.endpoint, session=f"alice:{ALICE_PASSWORD}")
     assert alice.user.info(-1).NAME == "alice"
