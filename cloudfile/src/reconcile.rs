@@ -361,13 +361,23 @@ fn drift(plan: &Plan, base: &State) -> Vec<(String, String)> {
 
 /// Runs reconcile until interrupted (or once). Returns the exit status of the last run with
 /// `once`: 0 in line, 2 changes (or drift) left, 1 a failure.
+///
+/// SIGINT and SIGTERM stop it between runs: a signal that comes during a run lets that run
+/// finish (an apply is not cut in the middle, and its audit record is written), then it
+/// exits 0.
 pub async fn run(client: &Client, opts: ReconcileOptions) -> Result<u8, Error> {
+    use tokio::signal::unix::{SignalKind, signal};
     std::fs::create_dir_all(&opts.audit_dir)
         .map_err(|e| Error::Other(format!("creating {}: {e}", opts.audit_dir.display())))?;
     let metrics = Arc::new(Mutex::new(Metrics::default()));
     if let Some(addr) = &opts.metrics {
         serve_metrics(addr, metrics.clone()).await?;
     }
+    // Registered once, before the first run: a signal during a run stays pending.
+    let handler =
+        |kind| signal(kind).map_err(|e| Error::Other(format!("installing a signal handler: {e}")));
+    let mut interrupt = handler(SignalKind::interrupt())?;
+    let mut terminate = handler(SignalKind::terminate())?;
     loop {
         let code = once(client, &opts, &metrics).await;
         if opts.once {
@@ -375,9 +385,12 @@ pub async fn run(client: &Client, opts: ReconcileOptions) -> Result<u8, Error> {
         }
         tokio::select! {
             _ = tokio::time::sleep(opts.interval) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(0),
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
         }
     }
+    eprintln!("onecloud: reconcile stopped by a signal");
+    Ok(0)
 }
 
 async fn serve_metrics(addr: &str, metrics: Arc<Mutex<Metrics>>) -> Result<(), Error> {

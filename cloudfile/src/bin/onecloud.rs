@@ -77,7 +77,8 @@ enum Command {
         format: String,
     },
     /// GitOps: pull a Git repository at an interval, plan its cloud file, apply it when
-    /// allowed, record every run and serve drift metrics.
+    /// allowed, record every run and serve drift metrics. SIGINT or SIGTERM stops it after
+    /// the run in progress.
     Reconcile(ReconcileArgs),
 }
 
