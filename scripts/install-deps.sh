@@ -7,7 +7,8 @@
 #   scripts/install-deps.sh --check   only report what is missing; exit 1 if anything is
 #
 # Debian packages: pkg-config, libxml2-utils (xmllint, for tests/xsd/one_xsd_check.py),
-# postgresql (initdb/pg_ctl for the throwaway clusters of the PostgreSQL test run),
+# postgresql (initdb/pg_ctl for the throwaway clusters of the PostgreSQL test run), git
+# (onecloud reconcile pulls with it),
 # python3-venv when the python3 at hand cannot create virtual environments.
 # Hypervisor hosts (KVM driver and its tests): qemu-system-x86, libvirt-daemon-system,
 # libvirt-clients, libvirt-dev (the virt crate), qemu-utils (qemu-img), openssh-server

@@ -14,7 +14,7 @@ die() {
 is_root() { [ "$(id -u)" -eq 0 ]; }
 
 # Debian packages the project needs now (build, run, test). Keep in sync with README.md.
-APT_PACKAGES=(pkg-config libxml2-utils postgresql)
+APT_PACKAGES=(pkg-config libxml2-utils postgresql git)
 
 # Python packages for the e2e suite and the examples; pinned to versions known to work.
 PY_REQUIREMENTS="$REPO/tests/requirements.txt"
