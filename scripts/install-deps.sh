@@ -28,7 +28,7 @@ case "${1:-}" in
 --check) check_only=1 ;;
 "") ;;
 -h | --help)
-    sed -n '2,19p' "$0"
+    sed -n '2,21p' "$0"
     exit 0
     ;;
 *) die "unknown argument $1 (try --help)" ;;
