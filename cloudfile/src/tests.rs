@@ -976,3 +976,71 @@ fn export_of_one_cluster_keeps_to_its_hosts_and_networks() {
         .is_err()
     );
 }
+
+#[test]
+fn group_admins_are_the_set_the_file_gives_after_the_users() {
+    let text =
+        "cloud: lab\ngroups:\n  devs:\n    admins: [alice]\nusers:\n  alice: {group: devs}\n";
+    let f = yaml(text).unwrap();
+    assert!(
+        pos_of(&f, "user alice") < pos_of(&f, "group admins devs"),
+        "{:?}",
+        keys(&f)
+    );
+    let mut live = builtin_live();
+    live.groups.push(oca::Group {
+        id: 100,
+        name: "devs".into(),
+        template: tmpl("ONECLOUD=lab"),
+        ..Default::default()
+    });
+    for (id, name) in [(5, "alice"), (6, "bob")] {
+        live.users.push(oca::User {
+            id,
+            name: name.into(),
+            gid: 100,
+            groups: vec![100],
+            gname: "devs".into(),
+            auth_driver: "core".into(),
+            enabled: true,
+            template: tmpl(if name == "alice" { "ONECLOUD=lab" } else { "" }),
+            ..Default::default()
+        });
+    }
+    live.reindex();
+    let admins = |live: &Live| {
+        let p = plan(&f, live, PlanOptions::default());
+        let c = p
+            .changes
+            .iter()
+            .find(|c| c.kind == Kind::GroupAdmins)
+            .unwrap()
+            .clone();
+        let d: Vec<(Option<String>, Option<String>)> = c
+            .diffs
+            .iter()
+            .map(|d| (d.old.clone(), d.new.clone()))
+            .collect();
+        (
+            c.action,
+            d,
+            p.changes.iter().filter(|c| c.is_change()).count(),
+        )
+    };
+    let (action, diffs, n) = admins(&live);
+    assert_eq!(action, Action::Update);
+    assert_eq!(n, 1, "only the admins change");
+    assert_eq!(diffs, [(Some(String::new()), Some("alice".to_owned()))]);
+    live.groups[2].admins = vec![5];
+    live.reindex();
+    assert_eq!(admins(&live).0, Action::Nothing);
+    // An administrator added by hand is removed: the file gives the whole set.
+    live.groups[2].admins = vec![5, 6];
+    live.reindex();
+    let (action, diffs, _) = admins(&live);
+    assert_eq!(action, Action::Update);
+    assert_eq!(
+        diffs,
+        [(Some("alice, bob".to_owned()), Some("alice".to_owned()))]
+    );
+}
