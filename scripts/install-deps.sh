@@ -9,6 +9,7 @@
 # Debian packages: pkg-config, libxml2-utils (xmllint, for tests/xsd/one_xsd_check.py), postgresql
 # (initdb/pg_ctl for the throwaway clusters of the PostgreSQL test run), e2fsprogs (mkfs for
 # empty datablocks), ca-certificates (https image URLs), curl (the upload benchmark),
+# git (onecloud reconcile pulls with it),
 # python3-venv when the python3 at hand cannot create virtual environments.
 # Hypervisor hosts (KVM driver and its tests): qemu-system-x86, libvirt-daemon-system,
 # libvirt-clients, libvirt-dev (the virt crate), qemu-utils (qemu-img), openssh-server
@@ -32,7 +33,7 @@ case "${1:-}" in
 --check) check_only=1 ;;
 "") ;;
 -h | --help)
-    sed -n '2,25p' "$0"
+    sed -n '2,26p' "$0"
     exit 0
     ;;
 *) die "unknown argument $1 (try --help)" ;;

@@ -15,8 +15,8 @@ is_root() { [ "$(id -u)" -eq 0 ]; }
 
 # Debian packages the project needs now (build, run, test). Keep in sync with README.md.
 # e2fsprogs: mkfs.ext4 for empty datablocks with FS; ca-certificates: https image URLs;
-# curl: the upload benchmark's reference (`curl -T`).
-APT_PACKAGES=(pkg-config libxml2-utils postgresql e2fsprogs ca-certificates curl)
+# curl: the upload benchmark's reference (`curl -T`); git: onecloud reconcile pulls with it.
+APT_PACKAGES=(pkg-config libxml2-utils postgresql e2fsprogs ca-certificates curl git)
 
 # Python packages for the e2e suite and the examples; pinned to versions known to work.
 PY_REQUIREMENTS="$REPO/tests/requirements.txt"

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Starts the cloud on this machine, from the repo: installs what is missing, starts libvirtd,
-# builds oned, one-scheduler, one-node-agent, the CLI and sunstone (release), puts the CLI's
-# commands (onevm, onehost, ...) on the PATH with their completions and man pages (symlinks
-# in /usr/local/bin as root, in ~/.local/bin otherwise), starts oned, the scheduler and the
-# web console in the background with their data in var/, registers this machine as the KVM
-# host `localhost` (its agent runs through a local pipe), and prints how to reach it all.
+# builds oned, one-scheduler, one-node-agent, the CLI, onecloud and sunstone (release), puts the
+# commands (onevm, onehost, ..., onecloud) on the PATH with their completions and man pages
+# (symlinks in /usr/local/bin as root, in ~/.local/bin otherwise), starts oned, the scheduler
+# and the web console in the background with their data in var/, registers this machine as
+# the KVM host `localhost` (its agent runs through a local pipe), and prints how to reach it all.
 #
 #   sudo scripts/start.sh        (or, as root, scripts/start.sh)
 #
@@ -156,7 +156,7 @@ EOF
 }
 
 # The CLI's commands, from the last build, when one is there (the "already running" path).
-CLI_COMMANDS=(onevm onehost oneimage onetemplate onevnet onedatastore oneuser onegroup onecluster oneacl onehook)
+CLI_COMMANDS=(onevm onehost oneimage onetemplate onevnet onedatastore oneuser onegroup onecluster oneacl onehook onecloud)
 if is_root; then
     CLI_BIN_DIR=/usr/local/bin
     CLI_SHARE_DIR=/usr/local/share
@@ -211,12 +211,12 @@ install_cli() {
     done
     if is_root; then
         [ -d /usr/share/fish/vendor_completions.d ] && for c in "${CLI_COMMANDS[@]}"; do
-            ln -sfn "$out/fish/$c.fish" "/usr/share/fish/vendor_completions.d/$c.fish"
+            [ -f "$out/fish/$c.fish" ] && ln -sfn "$out/fish/$c.fish" "/usr/share/fish/vendor_completions.d/$c.fish"
         done
     else
         mkdir -p "${XDG_CONFIG_HOME:-$HOME/.config}/fish/completions"
         for c in "${CLI_COMMANDS[@]}"; do
-            ln -sfn "$out/fish/$c.fish" "${XDG_CONFIG_HOME:-$HOME/.config}/fish/completions/$c.fish"
+            [ -f "$out/fish/$c.fish" ] && ln -sfn "$out/fish/$c.fish" "${XDG_CONFIG_HOME:-$HOME/.config}/fish/completions/$c.fish"
         done
     fi
     case ":$PATH:" in
@@ -278,7 +278,7 @@ if [ -f "$DATA/oned.lock" ] && command -v flock >/dev/null && ! flock -n "$DATA/
 fi
 
 # --- 3. build ---------------------------------------------------------------------------
-build_args=(-p oned -p one-scheduler -p one-node-agent -p one-cli -p sunstone)
+build_args=(-p oned -p one-scheduler -p one-node-agent -p one-cli -p sunstone -p one-cloudfile)
 [ "$PROFILE" = release ] && build_args=(--release "${build_args[@]}")
 step "building (cargo build ${build_args[*]})"
 as_invoker cargo build "${build_args[@]}"

@@ -4,7 +4,7 @@
 #   fmt           cargo fmt --all -- --check
 #   clippy        cargo clippy --workspace --all-targets -- -D warnings
 #   libvirt       tests/hostenv/start-libvirtd.sh (as root; the real-KVM tests skip without it)
-#   build         cargo build -p oned -p one-scheduler -p one-node-agent -p one-cli -p sunstone
+#   build         cargo build -p oned -p one-scheduler -p one-node-agent -p one-cli -p sunstone -p one-cloudfile
 #                 (debug; the e2e suite runs these binaries, the CLI's onevm, onehost, ...)
 #   rust          cargo nextest run --workspace (+ cargo test --doc), or cargo test --workspace
 #                 when cargo-nextest is not installed
@@ -104,7 +104,7 @@ wants fmt && gate fmt cargo fmt --all -- --check
 wants clippy && gate clippy cargo clippy --workspace --all-targets -- -D warnings
 BUILD_OK=1
 if wants build; then
-    gate build cargo build -p oned -p one-scheduler -p one-node-agent -p one-cli -p sunstone || BUILD_OK=0
+    gate build cargo build -p oned -p one-scheduler -p one-node-agent -p one-cli -p sunstone -p one-cloudfile || BUILD_OK=0
 fi
 
 # --- Rust tests ------------------------------------------------------------------------

@@ -23,6 +23,9 @@
 //! Scenario `sunstone` (`--scenario sunstone --vms 20000 --samples 500`, with
 //! `cargo build --release -p sunstone` first) measures the web console's pages with a large
 //! pool and, in headless chromium, login -> dashboard drawn.
+//!
+//! Scenario `cloud-plan` (`--scenario cloud-plan --objects 1000 --samples 20`) measures
+//! `onecloud plan` against a cloud of 1,000 objects with 100 changes.
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -35,6 +38,7 @@ use std::time::{Duration, Instant};
 
 mod agents;
 mod cli;
+mod cloud_plan;
 mod dummy_hosts;
 mod kvm_deploy;
 mod lifecycle;
@@ -68,6 +72,9 @@ enum Scenario {
     /// The web console with `--vms` VMs of one user: page server times, and login ->
     /// dashboard in headless chromium (needs the sunstone binary next to this one).
     Sunstone,
+    /// `onecloud plan` (load the file, read the pools, compare) against a cloud of
+    /// `--objects` objects with 100 changes.
+    CloudPlan,
 }
 
 #[derive(Parser, Debug)]
@@ -111,6 +118,9 @@ struct Args {
     /// cli: runs of each Python command (they are slow).
     #[arg(long, default_value_t = 3)]
     compat_samples: usize,
+    /// cloud-plan: objects the cloud file declares.
+    #[arg(long, default_value_t = 1_000)]
+    objects: usize,
 }
 
 struct Oned {
@@ -312,6 +322,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Cli => cli::run(args).await,
         Scenario::Vnm => vnm::run(args).await,
         Scenario::Sunstone => sunstone::run(args).await,
+        Scenario::CloudPlan => cloud_plan::run(args).await,
     }
 }
 

@@ -805,6 +805,29 @@ pub fn group_admin_rules(uid: i64, gid: i64) -> Vec<AclRule> {
     ]
 }
 
+/// The rules oned adds when group `gid` is created (the default VDC's
+/// `DEFAULT_VDC_CLUSTER_HOST_ACL` / `_NET_ACL` / `_DATASTORE_ACL`), ids -1:
+///
+/// ```text
+/// @gid HOST/* MANAGE #0
+/// @gid NET+DATASTORE/* USE #0
+/// ```
+pub fn group_vdc_rules(gid: i64) -> Vec<AclRule> {
+    use ObjectType::*;
+    let user = GROUP_ID | (gid as u64 & ID_MASK);
+    let zone = INDIVIDUAL_ID | u64::from(LOCAL_ZONE_ID);
+    vec![
+        AclRule::new(-1, user, ALL_ID | Host.bit(), AuthOp::Manage.bit(), zone),
+        AclRule::new(
+            -1,
+            user,
+            ALL_ID | Net.bit() | Datastore.bit(),
+            AuthOp::Use.bit(),
+            zone,
+        ),
+    ]
+}
+
 fn bits_of_ops(ops: &[AuthOp]) -> u64 {
     ops.iter().fold(0, |acc, o| acc | o.bit())
 }

@@ -15,6 +15,7 @@ pub mod group;
 pub mod hook;
 pub mod host;
 pub mod image;
+pub mod secgroup;
 pub mod system;
 pub mod user;
 pub mod vm;

@@ -20,6 +20,7 @@ pub mod hook;
 pub mod host;
 pub mod image;
 pub mod quota;
+pub mod secgroup;
 pub mod user;
 pub mod vm;
 pub mod vmtemplate;
