@@ -13,6 +13,9 @@
 //!
 //! Scenario `agents` (`--scenario agents --hosts 1000 --interval 10 --seconds 60`) measures
 //! oned's cost of N node agents (simulated mode: real processes and protocol, no libvirt).
+//!
+//! Scenario `storage` (`--scenario storage --rounds 5 [--sync]`) measures registration and
+//! upload of 1 GiB against `cp` and `curl -T` to a plain sink, side by side.
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -27,6 +30,7 @@ mod agents;
 mod dummy_hosts;
 mod kvm_deploy;
 mod lifecycle;
+mod storage;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
@@ -42,6 +46,9 @@ enum Scenario {
     /// Deploy overhead on a real KVM host (localhost, libvirt): one.vm.deploy -> RUNNING
     /// minus `virsh create` of the same domain XML. Needs root and libvirtd.
     KvmDeploy,
+    /// Registration of a 1 GiB file from a path against `cp`, and its upload against
+    /// `curl -T` to a plain HTTP sink, side by side.
+    Storage,
 }
 
 #[derive(Parser, Debug)]
@@ -79,6 +86,12 @@ struct Args {
     /// kvm-deploy: measured deploys (after one warm-up).
     #[arg(long, default_value_t = 20)]
     deploys: usize,
+    /// storage: rounds of each measure.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// storage: oned flushes images to the disk (storage.sync_images), against cp + sync.
+    #[arg(long)]
+    sync: bool,
 }
 
 struct Oned {
@@ -276,6 +289,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Lifecycle => lifecycle::run(args).await,
         Scenario::Agents => agents::run(args).await,
         Scenario::KvmDeploy => kvm_deploy::run(args).await,
+        Scenario::Storage => storage::run(args).await,
     }
 }
 

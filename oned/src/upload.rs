@@ -78,9 +78,12 @@ pub async fn handler(oned: Arc<Oned>, headers: HeaderMap, body: Body) -> Respons
     };
     let token = new_token();
     let path = oned.storage.staging.join(&token).display().to_string();
+    // Staged without fsync: a restart forgets the token anyway; the registration flushes
+    // the file when `storage.sync_images` asks for it.
     let open = Open::Write {
         path: path.clone(),
         max_bytes: max,
+        durable: false,
     };
     let (st, _) = match mux.open(&open).await {
         Ok(s) => s,
