@@ -26,6 +26,9 @@
 //!
 //! Scenario `cloud-plan` (`--scenario cloud-plan --objects 1000 --samples 20`) measures
 //! `onecloud plan` against a cloud of 1,000 objects with 100 changes.
+//!
+//! Scenario `storage` (`--scenario storage --rounds 5 [--sync]`) measures registration and
+//! upload of 1 GiB against `cp` and `curl -T` to a plain sink, side by side.
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -45,6 +48,7 @@ mod lifecycle;
 mod tm_prolog;
 mod vnm;
 mod sunstone;
+mod storage;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
@@ -75,6 +79,9 @@ enum Scenario {
     /// `onecloud plan` (load the file, read the pools, compare) against a cloud of
     /// `--objects` objects with 100 changes.
     CloudPlan,
+    /// Registration of a 1 GiB file from a path against `cp`, and its upload against
+    /// `curl -T` to a plain HTTP sink, side by side.
+    Storage,
 }
 
 #[derive(Parser, Debug)]
@@ -121,6 +128,12 @@ struct Args {
     /// cloud-plan: objects the cloud file declares.
     #[arg(long, default_value_t = 1_000)]
     objects: usize,
+    /// storage: rounds of each measure.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// storage: oned flushes images to the disk (storage.sync_images), against cp + sync.
+    #[arg(long)]
+    sync: bool,
 }
 
 struct Oned {
@@ -323,6 +336,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Vnm => vnm::run(args).await,
         Scenario::Sunstone => sunstone::run(args).await,
         Scenario::CloudPlan => cloud_plan::run(args).await,
+        Scenario::Storage => storage::run(args).await,
     }
 }
 

@@ -67,7 +67,11 @@ async fn serve_one(s: IncomingStream, roots: &[PathBuf]) {
     let what = format!("{:?}", s.request);
     let res = match s.request.clone() {
         Open::Read { path, offset } => read_file(s, &path, offset, roots).await,
-        Open::Write { path, max_bytes } => write_file(s, &path, max_bytes, roots).await,
+        Open::Write {
+            path,
+            max_bytes,
+            durable,
+        } => write_file(s, &path, max_bytes, durable, roots).await,
         Open::Tcp { port } => tcp(s, port).await,
     };
     match res {
@@ -145,6 +149,7 @@ async fn write_file(
     s: IncomingStream,
     path: &str,
     max: u64,
+    durable: bool,
     roots: &[PathBuf],
 ) -> Result<String, String> {
     let real = match inside(path, roots) {
@@ -189,7 +194,11 @@ async fn write_file(
                 .await
                 .map_err(|e| write_error(&real, &e))?;
         }
-        f.sync_all().await.map_err(|e| write_error(&real, &e))?;
+        if durable {
+            f.sync_all().await.map_err(|e| write_error(&real, &e))?;
+        } else {
+            f.flush().await.map_err(|e| write_error(&real, &e))?;
+        }
         // Never over an existing file: a link fails if one appeared meanwhile.
         tokio::fs::hard_link(&part, &real)
             .await
@@ -408,6 +417,7 @@ mod tests {
             .open(&Open::Write {
                 path: target.display().to_string(),
                 max_bytes: 10,
+                durable: true,
             })
             .await
             .unwrap();
@@ -425,6 +435,7 @@ mod tests {
             .open(&Open::Write {
                 path: target.display().to_string(),
                 max_bytes: 10,
+                durable: true,
             })
             .await
             .err()
@@ -436,6 +447,7 @@ mod tests {
             .open(&Open::Write {
                 path: big.display().to_string(),
                 max_bytes: 4,
+                durable: true,
             })
             .await
             .unwrap();
@@ -465,6 +477,7 @@ mod tests {
                 .open(&Open::Write {
                     path: p.clone(),
                     max_bytes: 1,
+                    durable: true,
                 })
                 .await
                 .err()
@@ -483,6 +496,7 @@ mod tests {
             .open(&Open::Write {
                 path: gone.display().to_string(),
                 max_bytes: 100,
+                durable: true,
             })
             .await
             .unwrap();

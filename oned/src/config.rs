@@ -119,6 +119,10 @@ pub struct StorageConfig {
     pub operation_timeout_seconds: u64,
     /// RESTRICTED_DIRS of datastores that do not set it (OpenNebula's default).
     pub restricted_dirs: String,
+    /// fsync every image copied into a datastore before it is READY (it then survives a
+    /// power cut; without it, as `cp` and OpenNebula's drivers, a killed oned or agent
+    /// loses nothing but a power cut may).
+    pub sync_images: bool,
 }
 
 impl Default for StorageConfig {
@@ -133,6 +137,7 @@ impl Default for StorageConfig {
             url_stall_timeout_seconds: 60,
             operation_timeout_seconds: 6 * 3600,
             restricted_dirs: "/etc".into(),
+            sync_images: false,
         }
     }
 }

@@ -7,7 +7,7 @@
 //! for its uploader only; an unused token expires after `storage.upload_token_seconds`.
 //!
 //! Answers: 201 with `{"token", "path", "size", "expires"}`; 401 without valid credentials;
-//! 411 / 413 for a body of unknown or too large size; 507 when the staging area is full;
+//! 413 for a body larger than the limit; 507 when the staging area is full;
 //! 503 when the frontend agent is not running; 400 when the upload broke off.
 
 use crate::daemon::Oned;
@@ -78,9 +78,12 @@ pub async fn handler(oned: Arc<Oned>, headers: HeaderMap, body: Body) -> Respons
     };
     let token = new_token();
     let path = oned.storage.staging.join(&token).display().to_string();
+    // Staged without fsync: a restart forgets the token anyway; the registration flushes
+    // the file when `storage.sync_images` asks for it.
     let open = Open::Write {
         path: path.clone(),
         max_bytes: max,
+        durable: false,
     };
     let (st, _) = match mux.open(&open).await {
         Ok(s) => s,

@@ -74,6 +74,9 @@ pub enum DsRequest {
         to: Target,
         max_bytes: u64,
         disk: bool,
+        /// fsync before the answer (`storage.sync_images`).
+        #[serde(default)]
+        durable: bool,
     },
     /// An empty image of `size_mb` (OpenNebula's `mkfs`), `raw` or `qcow2`, with a file
     /// system `fs` ("" for none).
@@ -84,7 +87,12 @@ pub enum DsRequest {
         fs: String,
     },
     /// A copy of image file `from` (another image's SOURCE) as `to.source`.
-    Clone { from: String, to: Target },
+    Clone {
+        from: String,
+        to: Target,
+        #[serde(default)]
+        durable: bool,
+    },
     /// Removes an image's file, and what an interrupted operation left of it
     /// (`SOURCE.part`, `SOURCE.tmp`); with `leftovers_only`, only those (an interrupted
     /// resize or snapshot operation on an image that stays).
@@ -230,6 +238,7 @@ mod tests {
                 },
                 max_bytes: 5,
                 disk: true,
+                durable: false,
             },
             DsRequest::Snapshot {
                 target: Target {

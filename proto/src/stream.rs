@@ -87,8 +87,14 @@ pub enum Open {
     },
     /// A new file at `path` (never an existing one) of at most `max_bytes`, written under a
     /// temporary name and renamed when the opener's EOF came: the agent's EOF then says it
-    /// is in place, a RESET says why not (the partial file is removed).
-    Write { path: String, max_bytes: u64 },
+    /// is in place, a RESET says why not (the partial file is removed). `durable`: flushed
+    /// to the disk (fsync) before it is renamed.
+    Write {
+        path: String,
+        max_bytes: u64,
+        #[serde(default)]
+        durable: bool,
+    },
     /// A TCP connection to `port` on the host's loopback (a VM's VNC console).
     Tcp { port: u16 },
 }
@@ -190,9 +196,13 @@ mod tests {
         let o = Open::Write {
             path: "/d/up/t".into(),
             max_bytes: 5,
+            durable: false,
         };
         let j = serde_json::to_string(&o).unwrap();
-        assert_eq!(j, r#"{"kind":"write","path":"/d/up/t","max_bytes":5}"#);
+        assert_eq!(
+            j,
+            r#"{"kind":"write","path":"/d/up/t","max_bytes":5,"durable":false}"#
+        );
         assert_eq!(serde_json::from_str::<Open>(&j).unwrap(), o);
         assert_eq!(
             serde_json::from_str::<Open>(r#"{"kind":"read","path":"/x"}"#).unwrap(),

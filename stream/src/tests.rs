@@ -18,6 +18,7 @@ fn write(path: &str) -> Open {
     Open::Write {
         path: path.into(),
         max_bytes: 1 << 30,
+        durable: true,
     }
 }
 

@@ -146,7 +146,11 @@ fn create_part(f: &ImageFiles) -> Result<File> {
         })
 }
 
-fn finish_part(file: File, f: &ImageFiles) -> Result<()> {
+/// Closes the partial file, flushed to the disk first when `durable`.
+fn finish_part(file: File, f: &ImageFiles, durable: bool) -> Result<()> {
+    if !durable {
+        return Ok(());
+    }
     file.sync_all().map_err(|e| {
         f.no_space(Error::io(
             format!("cannot write {}", f.part.display()),
@@ -173,8 +177,9 @@ fn facts_of(path: &Path, f: &ImageFiles, disk: bool) -> Result<Facts> {
     }
 }
 
-/// Renames the partial file to SOURCE (the operation's commit) and syncs the directory.
-fn commit<'a>(f: &'a ImageFiles, revert: &mut Revert<'a>) -> Result<()> {
+/// Renames the partial file to SOURCE (the operation's commit) and, when `durable`, syncs
+/// the directory.
+fn commit<'a>(f: &'a ImageFiles, revert: &mut Revert<'a>, durable: bool) -> Result<()> {
     fault::step("move the image into place")?;
     std::fs::rename(&f.part, &f.file)
         .map_err(|e| Error::io(format!("cannot rename {}", f.part.display()), &f.file, e))?;
@@ -184,12 +189,20 @@ fn commit<'a>(f: &'a ImageFiles, revert: &mut Revert<'a>) -> Result<()> {
             .map_err(|e| Error::io(format!("cannot rename {}", f.file.display()), &f.part, e))
     });
     fault::step("sync the datastore directory")?;
-    sync_dir(&f.dir)
+    if durable { sync_dir(&f.dir) } else { Ok(()) }
 }
 
 /// Copies an image in: `origin` to `to.source`, at most `max_bytes`. An image already at
 /// SOURCE (a repeat after a crash between the rename and the answer) is answered as it is.
-pub fn copy_in(origin: &Origin, to: &Target, max_bytes: u64, disk: bool) -> Result<Facts> {
+/// `durable`: the bytes reach the disk before the answer (fsync), so a READY image survives
+/// a power cut too; without it, as `cp`, a killed process loses nothing but a power cut may.
+pub fn copy_in(
+    origin: &Origin,
+    to: &Target,
+    max_bytes: u64,
+    disk: bool,
+    durable: bool,
+) -> Result<Facts> {
     let f = ImageFiles::of(to)?;
     if f.file.exists() {
         return facts_of(&f.file, &f, disk);
@@ -210,7 +223,7 @@ pub fn copy_in(origin: &Origin, to: &Target, max_bytes: u64, disk: bool) -> Resu
             };
             pump_file(&o.file, &mut out, limit, path, f)?;
             fault::step("sync the partial file")?;
-            finish_part(out, f)?;
+            finish_part(out, f, durable)?;
         }
         Origin::Url { url, limits } => {
             fault::step("open the origin")?;
@@ -237,7 +250,7 @@ pub fn copy_in(origin: &Origin, to: &Target, max_bytes: u64, disk: bool) -> Resu
                 )));
             }
             fault::step("sync the partial file")?;
-            finish_part(out, f)?;
+            finish_part(out, f, durable)?;
         }
         Origin::Staged { path } => {
             let staged = Path::new(path);
@@ -268,15 +281,27 @@ pub fn copy_in(origin: &Origin, to: &Target, max_bytes: u64, disk: bool) -> Resu
                     revert.add("remove the partial file", || remove_file(&f.part));
                     fault::step("copy")?;
                     pump_file(&src, &mut out, limit, "the upload", f)?;
-                    finish_part(out, f)?;
+                    finish_part(out, f, durable)?;
                 }
                 Err(e) => return Err(Error::io(format!("cannot move {path}"), staged, e)),
             }
         }
     }
+    if durable && let Origin::Staged { .. } = origin {
+        // An upload is written without fsync: its bytes reach the disk now.
+        File::open(&f.part)
+            .and_then(|x| x.sync_all())
+            .map_err(|e| {
+                f.no_space(Error::io(
+                    format!("cannot write {}", f.part.display()),
+                    &f.part,
+                    e,
+                ))
+            })?;
+    }
     fault::step("inspect the image")?;
     let facts = facts_of(&f.part, f, disk)?;
-    commit(f, &mut revert)?;
+    commit(f, &mut revert, durable)?;
     if let Origin::Staged { path } = origin {
         // Copied across file systems: the upload's bytes are in the datastore now.
         remove_file(Path::new(path))?;
@@ -285,8 +310,9 @@ pub fn copy_in(origin: &Origin, to: &Target, max_bytes: u64, disk: bool) -> Resu
     Ok(facts)
 }
 
-/// A copy of image file `from` (another image's SOURCE) at `to.source`.
-pub fn clone(from: &Path, to: &Target) -> Result<Facts> {
+/// A copy of image file `from` (another image's SOURCE) at `to.source` (`durable` as for
+/// [`copy_in`]).
+pub fn clone(from: &Path, to: &Target, durable: bool) -> Result<Facts> {
     let f = ImageFiles::of(to)?;
     if f.file.exists() {
         return inspect(&f.file, &f.dir);
@@ -309,10 +335,10 @@ pub fn clone(from: &Path, to: &Target) -> Result<Facts> {
     };
     pump_file(&src, &mut out, limit, &from.display().to_string(), &f)?;
     fault::step("sync the partial file")?;
-    finish_part(out, &f)?;
+    finish_part(out, &f, durable)?;
     fault::step("inspect the image")?;
     let facts = inspect(&f.part, &f.dir)?;
-    commit(&f, &mut revert)?;
+    commit(&f, &mut revert, durable)?;
     revert.success();
     Ok(facts)
 }

@@ -223,14 +223,17 @@ pub fn execute(req: &DsRequest) -> Result<DsReply> {
             to,
             max_bytes,
             disk,
-        } => copy::copy_in(origin, to, *max_bytes, *disk)?.reply(),
+            durable,
+        } => copy::copy_in(origin, to, *max_bytes, *disk, *durable)?.reply(),
         DsRequest::Mkfs {
             to,
             size_mb,
             format,
             fs,
         } => make::mkfs(to, *size_mb, qemu::Format::parse(format)?, fs)?.reply(),
-        DsRequest::Clone { from, to } => copy::clone(Path::new(from), to)?.reply(),
+        DsRequest::Clone { from, to, durable } => {
+            copy::clone(Path::new(from), to, *durable)?.reply()
+        }
         DsRequest::Rm {
             target,
             leftovers_only,

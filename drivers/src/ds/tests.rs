@@ -105,15 +105,29 @@ fn copy_in_from_a_path_at_every_step() {
     let steps = each_step(
         &s.root,
         &setup,
-        &|| copy::copy_in(&origin, &t, 1 << 30, true),
+        &|| copy::copy_in(&origin, &t, 1 << 30, true, true),
         &[],
     );
     assert!(
         steps.contains(&"move the image into place".to_string()),
         "{steps:?}"
     );
-    let facts = copy::copy_in(&origin, &t, 1 << 30, true).unwrap();
+    let facts = copy::copy_in(&origin, &t, 1 << 30, true, true).unwrap();
     assert_eq!((facts.format.as_str(), facts.size_mb), ("raw", 4));
+    assert_eq!(
+        std::fs::read(&raw).unwrap(),
+        std::fs::read(&t.source).unwrap()
+    );
+    // Without fsync (storage.sync_images = false) every step fails as cleanly, and the
+    // result is the same file.
+    let t = s.target("img1");
+    each_step(
+        &s.root,
+        &setup,
+        &|| copy::copy_in(&origin, &t, 1 << 30, true, false),
+        &[],
+    );
+    copy::copy_in(&origin, &t, 1 << 30, true, false).unwrap();
     assert_eq!(
         std::fs::read(&raw).unwrap(),
         std::fs::read(&t.source).unwrap()
@@ -147,10 +161,10 @@ fn copy_in_a_qcow2_reads_its_virtual_size_and_snapshots() {
     each_step(
         &s.root,
         &setup,
-        &|| copy::copy_in(&origin, &t, 1 << 30, true),
+        &|| copy::copy_in(&origin, &t, 1 << 30, true, true),
         &[],
     );
-    let f = copy::copy_in(&origin, &t, 1 << 30, true).unwrap();
+    let f = copy::copy_in(&origin, &t, 1 << 30, true, true).unwrap();
     assert_eq!((f.format.as_str(), f.size_mb), ("qcow2", 20));
     assert_eq!(f.snapshots.len(), 1);
     assert_eq!(f.snapshots[0].name, "first");
@@ -171,7 +185,7 @@ fn copy_in_from_a_url_at_every_step() {
     each_step(
         &s.root,
         &|| s.dirs(),
-        &|| copy::copy_in(&origin, &t, 1 << 30, true),
+        &|| copy::copy_in(&origin, &t, 1 << 30, true, true),
         &[],
     );
     assert_eq!(std::fs::read(&t.source).unwrap(), body);
@@ -193,7 +207,7 @@ fn copy_in_of_an_upload_moves_it_and_gives_it_back_on_failure() {
     each_step(
         &s.root,
         &setup,
-        &|| copy::copy_in(&origin, &t, 1 << 30, false),
+        &|| copy::copy_in(&origin, &t, 1 << 30, false, true),
         &[],
     );
     assert!(!staged.exists(), "the upload is consumed");
@@ -262,7 +276,7 @@ fn clone_at_every_step() {
         std::fs::copy(&model, &orig).unwrap();
     };
     let t = s.target("copy");
-    each_step(&s.root, &setup, &|| copy::clone(&orig, &t), &[]);
+    each_step(&s.root, &setup, &|| copy::clone(&orig, &t, true), &[]);
     assert_eq!(
         std::fs::read(&orig).unwrap(),
         std::fs::read(&t.source).unwrap()
@@ -421,7 +435,7 @@ fn a_qcow2_with_a_backing_file_outside_the_datastore_is_refused() {
         path: top.display().to_string(),
         policy: policy(),
     };
-    let e = copy::copy_in(&origin, &s.target("x"), 1 << 30, true).unwrap_err();
+    let e = copy::copy_in(&origin, &s.target("x"), 1 << 30, true, true).unwrap_err();
     assert!(
         e.to_string().contains("backing file outside its datastore"),
         "{e}"
@@ -447,7 +461,7 @@ fn a_qcow2_with_a_backing_file_outside_the_datastore_is_refused() {
         path: rel.display().to_string(),
         policy: policy(),
     };
-    assert!(copy::copy_in(&origin, &s.target("y"), 1 << 30, true).is_err());
+    assert!(copy::copy_in(&origin, &s.target("y"), 1 << 30, true, true).is_err());
     // An external data file too.
     let data = s.src().join("data.qcow2");
     qemu_img(&[
@@ -464,7 +478,7 @@ fn a_qcow2_with_a_backing_file_outside_the_datastore_is_refused() {
         path: data.display().to_string(),
         policy: policy(),
     };
-    let e = copy::copy_in(&origin, &s.target("z"), 1 << 30, true).unwrap_err();
+    let e = copy::copy_in(&origin, &s.target("z"), 1 << 30, true, true).unwrap_err();
     assert!(e.to_string().contains("external data file"), "{e}");
     assert_nothing_left(&s);
 }
@@ -483,7 +497,7 @@ fn a_vmdk_descriptor_naming_other_files_is_refused_before_any_tool_reads_it() {
         path: v.display().to_string(),
         policy: policy(),
     };
-    let e = copy::copy_in(&origin, &s.target("v"), 1 << 30, true).unwrap_err();
+    let e = copy::copy_in(&origin, &s.target("v"), 1 << 30, true, true).unwrap_err();
     assert!(e.to_string().contains("vmdk format"), "{e}");
     assert!(copy::stat(&origin).is_err());
     assert_nothing_left(&s);
@@ -507,7 +521,7 @@ fn path_rules_are_applied_to_the_real_file() {
             policy: p.clone(),
         };
         assert!(copy::stat(&origin).is_err());
-        let e = copy::copy_in(&origin, &s.target("a"), 1 << 30, false).unwrap_err();
+        let e = copy::copy_in(&origin, &s.target("a"), 1 << 30, false, true).unwrap_err();
         assert!(
             e.to_string().contains("Not allowed to copy images from"),
             "{e}"
@@ -525,7 +539,7 @@ fn a_url_redirecting_to_another_scheme_is_refused() {
         url,
         limits: limits(),
     };
-    let e = copy::copy_in(&origin, &s.target("r"), 1 << 30, true).unwrap_err();
+    let e = copy::copy_in(&origin, &s.target("r"), 1 << 30, true, true).unwrap_err();
     assert!(e.to_string().contains("only http and https"), "{e}");
     assert_nothing_left(&s);
     for bad in ["file:///etc/passwd", "ftp://example.org/x"] {
@@ -534,7 +548,7 @@ fn a_url_redirecting_to_another_scheme_is_refused() {
             limits: limits(),
         };
         assert!(
-            copy::copy_in(&o, &s.target("r"), 1 << 30, true).is_err(),
+            copy::copy_in(&o, &s.target("r"), 1 << 30, true, true).is_err(),
             "{bad}"
         );
     }
@@ -556,7 +570,7 @@ fn a_stalled_url_fails_and_leaves_nothing() {
         },
     };
     let t0 = std::time::Instant::now();
-    let e = copy::copy_in(&origin, &s.target("s"), 1 << 30, true).unwrap_err();
+    let e = copy::copy_in(&origin, &s.target("s"), 1 << 30, true, true).unwrap_err();
     assert!(t0.elapsed() < std::time::Duration::from_secs(10));
     assert!(
         e.to_string().contains("stalled") || e.to_string().contains("timed out"),
@@ -583,14 +597,14 @@ fn too_large_origins_are_refused_and_leave_nothing() {
             .to_string()
             .contains("larger")
     );
-    assert!(copy::copy_in(&origin, &s.target("l"), 1 << 30, true).is_err());
+    assert!(copy::copy_in(&origin, &s.target("l"), 1 << 30, true, true).is_err());
     let big = s.src().join("big");
     std::fs::write(&big, vec![0u8; 2 << 20]).unwrap();
     let origin = Origin::Path {
         path: big.display().to_string(),
         policy: policy(),
     };
-    let e = copy::copy_in(&origin, &s.target("l"), 1 << 20, true).unwrap_err();
+    let e = copy::copy_in(&origin, &s.target("l"), 1 << 20, true, true).unwrap_err();
     assert!(e.is_no_space(), "the datastore's room: {e}");
     assert!(
         e.to_string().contains("does not fit in the 1 MB left"),
@@ -625,7 +639,7 @@ fn a_full_datastore_fails_the_copy_with_no_space_and_leaves_nothing() {
         path: big.display().to_string(),
         policy: policy(),
     };
-    let e = copy::copy_in(&origin, &s.target("full"), 1 << 30, true).unwrap_err();
+    let e = copy::copy_in(&origin, &s.target("full"), 1 << 30, true, true).unwrap_err();
     assert!(e.is_no_space(), "{e:?}");
     assert!(e.to_string().contains("datastore 1"), "{e}");
     assert_nothing_left(&s);

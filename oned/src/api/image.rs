@@ -535,6 +535,7 @@ async fn allocate_image(call: &Call, text: &str, ds_id: i64, no_capacity_check: 
                 to: target_of(&ds, &source),
                 max_bytes,
                 disk,
+                durable: call.oned.config.storage.sync_images,
             };
             (ImageState::Locked, source, p, Some(op))
         }
@@ -1033,6 +1034,7 @@ pub(crate) fn clone_in(
     let op = DsRequest::Clone {
         from: src.source.clone(),
         to: target_of(&target, &new_file),
+        durable: call.oned.config.storage.sync_images,
     };
     let now = crate::auth::now_secs();
     let persistent = match src.image_type {

@@ -156,17 +156,16 @@ pub fn apply_system(
     changed
 }
 
-/// Writes the capabilities an agent reported into the host's TEMPLATE; answers whether
-/// anything changed.
-pub fn apply_capabilities(h: &mut Host, caps: Option<&[one_proto::agent::Capability]>) -> bool {
-    let mut changed = false;
-    for c in caps.unwrap_or_default() {
-        if crate::ops::capability::write(&mut h.template, c) {
-            tracing::info!(host = h.id, capability = %c.name, available = ?c.available, missing = ?c.missing, "host capability");
-            changed = true;
-        }
-    }
-    changed
+/// Writes the capabilities an agent reported into the host's TEMPLATE; answers those that
+/// changed it.
+pub fn apply_capabilities<'a>(
+    h: &mut Host,
+    caps: Option<&'a [one_proto::agent::Capability]>,
+) -> Vec<&'a one_proto::agent::Capability> {
+    caps.unwrap_or_default()
+        .iter()
+        .filter(|c| crate::ops::capability::write(&mut h.template, c))
+        .collect()
 }
 
 /// A `host_monitoring` push (or, with every part `None`, the news that the session is
@@ -190,7 +189,7 @@ pub async fn host_monitoring(
         // next to a transaction.
         let mut probe = Host::clone(h);
         let sys = apply_system(&mut probe, m.system.as_ref(), cluster, healthy);
-        apply_capabilities(&mut probe, m.capabilities.as_deref()) || sys
+        !apply_capabilities(&mut probe, m.capabilities.as_deref()).is_empty() || sys
     };
     if needs_txn {
         let mut tx = store.begin().await;
@@ -204,10 +203,15 @@ pub async fn host_monitoring(
                 .map(|c| c.template.clone());
             let from = h.state;
             let sys = apply_system(&mut h, m.system.as_ref(), cluster.as_ref(), healthy);
-            if apply_capabilities(&mut h, m.capabilities.as_deref()) || sys {
+            let caps = apply_capabilities(&mut h, m.capabilities.as_deref());
+            if !caps.is_empty() || sys {
                 let to = h.state;
                 tx.put(h);
                 tx.commit().await?;
+                // Said once, when stored (not by the read-only look above).
+                for c in caps {
+                    tracing::info!(host = host_id, capability = %c.name, available = ?c.available, missing = ?c.missing, "host capability");
+                }
                 if from != to {
                     tracing::info!(host = host_id, from = %from, to = %to, "host monitored");
                 }
