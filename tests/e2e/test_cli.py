@@ -104,7 +104,8 @@ class Cli:
 
     def new_id(self, tool, *args, **kw) -> int:
         out = self.ok(tool, *args, **kw)
-        m = re.fullmatch(r"(?:VM )?ID: (\d+)\n", out)
+        # `ID: N` exactly: `onetemplate instantiate` prints `VM ID: N` (checked where used).
+        m = re.fullmatch(r"ID: (\d+)\n", out)
         assert m, f"{tool} {args} printed {out!r}, not 'ID: N'"
         return int(m.group(1))
 
@@ -155,6 +156,8 @@ def wait_state(one, vid, state, lcm=None, timeout=20):
 def running_vm(c, name) -> int:
     vid = c.cli.new_id("onevm", "create", "--name", name, "--cpu", "0.1", "--memory", "64",
                        "--disk", "cli-blk", "--nic", "cli-net")
+    # CLONING while the datastore copies the disk, then PENDING.
+    wait_state(c.one, vid, PENDING)
     c.cli.ok("onevm", "deploy", vid, "cli-h1")
     wait_state(c.one, vid, ACTIVE, RUNNING)
     return vid
@@ -518,10 +521,9 @@ def test_oneimage_verbs(cloud):
     assert one.image.info(iid).TEMPLATE["DEV_PREFIX"] == "vd"
     assert "cli-img-copy2" in c.ok("oneimage", "list")
     assert "IMAGE TEMPLATE" in c.ok("oneimage", "show", iid)
-    # The PATH image is LOCKED while a datastore driver would copy it: --force removes it.
-    r = c.fail("oneimage", "delete", pid)
-    assert "use --force" in r.err
-    c.ok("oneimage", "delete", "--force", pid)
+    # The PATH image is READY (copied by the datastore driver): a plain delete; --force
+    # removes an image whatever its state.
+    c.ok("oneimage", "delete", pid)
     c.ok("oneimage", "delete", "--force", clone)
     left = {i.ID for i in one.imagepool.info(-2, -1, -1).IMAGE}
     assert clone not in left and pid not in left
@@ -885,6 +887,9 @@ def test_list_and_show_snapshots(oned_factory, tmp_path):
          "--disk", "snap-disk", "--nic", "snap-net")
     c.ok("onetemplate", "instantiate", "snap-tmpl", "--name", "snap-vm-%i", "--multiple", "2")
     c.ok("onevm", "create", "--name", "snap-hold", "--cpu", "2", "--memory", "4g", "--hold")
+    # The VMs wait (CLONING) for the disk's copy from the datastore, then are PENDING.
+    for v in (0, 1):
+        wait_state(one, v, PENDING)
     c.ok("onevm", "deploy", "snap-vm-0", "snap-h1")
     wait_state(one, 0, ACTIVE, RUNNING)
     c.ok("oneacl", "create", "@1 IMAGE/#0 USE")
