@@ -481,6 +481,38 @@ def test_onetemplate_verbs(cloud):
         one.template.info(clone)
 
 
+def test_oneimage_create_upload(cloud, tmp_path):
+    """--upload streams a local file through oned's POST /upload, then registers it."""
+    c, one = cloud.cli, cloud.one
+    data = os.urandom(3 << 20) + b"the end\n"
+    f = tmp_path / "cli-up.img"
+    f.write_bytes(data)
+    iid = c.new_id("oneimage", "create", "-d", "default", "--upload", f, "--type", "datablock")
+    img = one.image.info(iid)
+    # The name defaults to the file's; PATH is the token the upload answered.
+    assert img.NAME == "cli-up.img" and re.fullmatch(r"upload://\S+", img.PATH), img.PATH
+    wait_for("uploaded image READY", lambda: one.image.info(iid).STATE == 1)
+    assert Path(one.image.info(iid).SOURCE).read_bytes() == data
+    assert one.image.info(iid).SIZE == 4  # MB, rounded up
+    # A second upload of the same file is a new image (a token is used once).
+    iid2 = c.new_id("oneimage", "create", "-d", 1, "--upload", f, "--name", "cli-up-2")
+    assert iid2 != iid and one.image.info(iid2).PATH != img.PATH
+    wait_for("second upload READY", lambda: one.image.info(iid2).STATE == 1)
+    # --dry sends nothing.
+    out = c.ok("oneimage", "create", "-d", 1, "--upload", f, "--dry")
+    assert 'PATH="upload://TOKEN"' in out and 'NAME="cli-up.img"' in out
+    # A missing file: a clear error before anything is sent, OpenNebula's status.
+    r = c.fail("oneimage", "create", "-d", 1, "--upload", tmp_path / "nope.img")
+    assert "nope.img" in r.err and "No such file" in r.err, r.err
+    # Wrong credentials: oned's refusal as it gave it.
+    r = c.fail("oneimage", "create", "-d", 1, "--upload", f, "--user", "oneadmin",
+               "--password", "wrong")
+    assert "HTTP 401" in r.err, r.err
+    # --upload and --path (or --source) together: a usage error.
+    assert c.run("oneimage", "create", "-d", 1, "--upload", f, "--path", "/x").rc == 2
+    c.ok("oneimage", "delete", f"{iid},{iid2}")
+
+
 def test_oneimage_verbs(cloud):
     c, one = cloud.cli, cloud.one
     iid = c.new_id("oneimage", "create", "-d", "default", "--name", "cli-img", "--size", "20",
