@@ -156,7 +156,7 @@ EOF
 }
 
 # The CLI's commands, from the last build, when one is there (the "already running" path).
-CLI_COMMANDS=(onevm onehost oneimage onetemplate onevnet onedatastore oneuser onegroup onecluster oneacl onehook onecloud)
+CLI_COMMANDS=(onevm onehost oneimage onetemplate onevnet onedatastore oneuser onegroup onecluster oneacl onehook onesecgroup onecloud)
 if is_root; then
     CLI_BIN_DIR=/usr/local/bin
     CLI_SHARE_DIR=/usr/local/share

@@ -45,10 +45,10 @@ mod cloud_plan;
 mod dummy_hosts;
 mod kvm_deploy;
 mod lifecycle;
+mod storage;
+mod sunstone;
 mod tm_prolog;
 mod vnm;
-mod sunstone;
-mod storage;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {

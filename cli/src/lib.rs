@@ -1,5 +1,5 @@
 //! one-cli: OpenNebula's command-line tools (`onevm`, `onehost`, `oneimage`, `onetemplate`,
-//! `onevnet`, `onedatastore`, `oneuser`, `onegroup`, `onecluster`, `oneacl`, `onehook`) over
+//! `onevnet`, `onedatastore`, `oneuser`, `onegroup`, `onecluster`, `oneacl`, `onehook`, `onesecgroup`) over
 //! [`oca`]. Each command is a small binary calling [`main`] with its [`Tool`]; this library
 //! holds the verbs (one module per command under `cmd/`), their clap definitions (which also
 //! give `--help`, shell completions and man pages, see `one-cli-gen`), and the output
@@ -38,10 +38,11 @@ pub enum Tool {
     Cluster,
     Acl,
     Hook,
+    SecGroup,
 }
 
 impl Tool {
-    pub const ALL: [Tool; 11] = [
+    pub const ALL: [Tool; 12] = [
         Tool::Vm,
         Tool::Host,
         Tool::Image,
@@ -53,6 +54,7 @@ impl Tool {
         Tool::Cluster,
         Tool::Acl,
         Tool::Hook,
+        Tool::SecGroup,
     ];
 
     /// The executable's name.
@@ -69,6 +71,7 @@ impl Tool {
             Tool::Cluster => "onecluster",
             Tool::Acl => "oneacl",
             Tool::Hook => "onehook",
+            Tool::SecGroup => "onesecgroup",
         }
     }
 
@@ -86,6 +89,7 @@ impl Tool {
             Tool::Cluster => cmd::cluster::Cli::command(),
             Tool::Acl => cmd::acl::Cli::command(),
             Tool::Hook => cmd::hook::Cli::command(),
+            Tool::SecGroup => cmd::secgroup::Cli::command(),
         }
     }
 }
@@ -267,6 +271,7 @@ pub fn main(tool: Tool) -> ! {
         Tool::Cluster => run::<cmd::cluster::Cli>(tool),
         Tool::Acl => run::<cmd::acl::Cli>(tool),
         Tool::Hook => run::<cmd::hook::Cli>(tool),
+        Tool::SecGroup => run::<cmd::secgroup::Cli>(tool),
     };
     std::process::exit(code)
 }

@@ -17,6 +17,7 @@ pub enum Kind {
     Group,
     Cluster,
     Hook,
+    SecGroup,
 }
 
 impl Kind {
@@ -33,6 +34,7 @@ impl Kind {
             Kind::Group => "GROUP",
             Kind::Cluster => "CLUSTER",
             Kind::Hook => "HOOK",
+            Kind::SecGroup => "SECURITY_GROUP",
         }
     }
 }
@@ -58,6 +60,7 @@ async fn names(client: &Client, kind: Kind) -> CliResult<Vec<(i64, String)>> {
         Kind::Group => pairs(client.group().list().await?),
         Kind::Cluster => pairs(client.cluster().list().await?),
         Kind::Hook => pairs(client.hook().list().await?),
+        Kind::SecGroup => pairs(client.secgroup().list(all, r).await?),
     })
 }
 

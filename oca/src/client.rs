@@ -91,6 +91,16 @@ impl Client {
         &self.endpoint
     }
 
+    /// The session string (`user:password` or `user:token`).
+    pub(crate) fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// The HTTP client (shared connections).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The user part of the session string.
     pub fn username(&self) -> &str {
         self.session.split(':').next().unwrap_or("")

@@ -56,6 +56,19 @@ pub enum OcaError {
     /// The endpoint or credentials could not be found or read.
     #[error("client configuration: {0}")]
     Config(String),
+    /// oned's upload endpoint refused a file (HTTP status and oned's reason).
+    #[error("upload to {url} refused (HTTP {status}): {message}")]
+    Upload {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    /// A local file (to upload) could not be read.
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
     /// A request the client refuses to send (an ACL rule it cannot parse, a bad argument).
     #[error("{0}")]
     Invalid(String),

@@ -11,6 +11,8 @@
 //!   [`Datastore`], [`User`], [`Group`], [`Cluster`], [`AclRule`], [`Hook`]) with every
 //!   template section as a generic [`Template`], all serializable with serde; see
 //!   [`objects`].
+//! * [`Client::upload`]: a local file streamed to oned's `POST /upload`, for
+//!   `one.image.allocate` with `PATH="upload://TOKEN"`.
 //! * [`OcaError::Api`] keeps OpenNebula's method, message and code.
 //! * [`render`]: a document as the Ruby CLI prints it with `-j`, `-y`, `-x`.
 //!
@@ -33,6 +35,7 @@ mod error;
 pub mod objects;
 pub mod render;
 pub mod template;
+mod upload;
 
 pub use calls::acl::AclCalls;
 pub use calls::cluster::{ClusterCalls, ClusterMember};
@@ -71,3 +74,4 @@ pub use one_proto::state::{
 pub use one_proto::xmlrpc::{Limits, Value};
 pub use one_proto::{ApiError, ErrorCode};
 pub use template::{AttrValue, Template, Vector, serde_template, serde_vector, serde_vectors};
+pub use upload::{Upload, upload_url};

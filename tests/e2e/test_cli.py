@@ -1,5 +1,5 @@
 """Our own CLI (onevm, onehost, oneimage, onetemplate, onevnet, onedatastore, oneuser,
-onegroup, onecluster, oneacl, onehook; crate cli/) against a real oned with dummy hosts.
+onegroup, onecluster, oneacl, onehook, onesecgroup; crate cli/) against a real oned with dummy hosts.
 
 Every verb runs as a user types it, and its effect is checked through the API (pyone); the
 tables and `show` layouts are compared with snapshots (tests/e2e/cli_snapshots/, times and
@@ -38,6 +38,7 @@ TOOLS = [
     "onecluster",
     "oneacl",
     "onehook",
+    "onesecgroup",
 ]
 SNAPSHOTS = Path(__file__).parent / "cli_snapshots"
 
@@ -104,7 +105,8 @@ class Cli:
 
     def new_id(self, tool, *args, **kw) -> int:
         out = self.ok(tool, *args, **kw)
-        m = re.fullmatch(r"(?:VM )?ID: (\d+)\n", out)
+        # `ID: N` exactly: `onetemplate instantiate` prints `VM ID: N` (checked where used).
+        m = re.fullmatch(r"ID: (\d+)\n", out)
         assert m, f"{tool} {args} printed {out!r}, not 'ID: N'"
         return int(m.group(1))
 
@@ -155,6 +157,8 @@ def wait_state(one, vid, state, lcm=None, timeout=20):
 def running_vm(c, name) -> int:
     vid = c.cli.new_id("onevm", "create", "--name", name, "--cpu", "0.1", "--memory", "64",
                        "--disk", "cli-blk", "--nic", "cli-net")
+    # CLONING while the datastore copies the disk, then PENDING.
+    wait_state(c.one, vid, PENDING)
     c.cli.ok("onevm", "deploy", vid, "cli-h1")
     wait_state(c.one, vid, ACTIVE, RUNNING)
     return vid
@@ -478,6 +482,38 @@ def test_onetemplate_verbs(cloud):
         one.template.info(clone)
 
 
+def test_oneimage_create_upload(cloud, tmp_path):
+    """--upload streams a local file through oned's POST /upload, then registers it."""
+    c, one = cloud.cli, cloud.one
+    data = os.urandom(3 << 20) + b"the end\n"
+    f = tmp_path / "cli-up.img"
+    f.write_bytes(data)
+    iid = c.new_id("oneimage", "create", "-d", "default", "--upload", f, "--type", "datablock")
+    img = one.image.info(iid)
+    # The name defaults to the file's; PATH is the token the upload answered.
+    assert img.NAME == "cli-up.img" and re.fullmatch(r"upload://\S+", img.PATH), img.PATH
+    wait_for("uploaded image READY", lambda: one.image.info(iid).STATE == 1)
+    assert Path(one.image.info(iid).SOURCE).read_bytes() == data
+    assert one.image.info(iid).SIZE == 4  # MB, rounded up
+    # A second upload of the same file is a new image (a token is used once).
+    iid2 = c.new_id("oneimage", "create", "-d", 1, "--upload", f, "--name", "cli-up-2")
+    assert iid2 != iid and one.image.info(iid2).PATH != img.PATH
+    wait_for("second upload READY", lambda: one.image.info(iid2).STATE == 1)
+    # --dry sends nothing.
+    out = c.ok("oneimage", "create", "-d", 1, "--upload", f, "--dry")
+    assert 'PATH="upload://TOKEN"' in out and 'NAME="cli-up.img"' in out
+    # A missing file: a clear error before anything is sent, OpenNebula's status.
+    r = c.fail("oneimage", "create", "-d", 1, "--upload", tmp_path / "nope.img")
+    assert "nope.img" in r.err and "No such file" in r.err, r.err
+    # Wrong credentials: oned's refusal as it gave it.
+    r = c.fail("oneimage", "create", "-d", 1, "--upload", f, "--user", "oneadmin",
+               "--password", "wrong")
+    assert "HTTP 401" in r.err, r.err
+    # --upload and --path (or --source) together: a usage error.
+    assert c.run("oneimage", "create", "-d", 1, "--upload", f, "--path", "/x").rc == 2
+    c.ok("oneimage", "delete", f"{iid},{iid2}")
+
+
 def test_oneimage_verbs(cloud):
     c, one = cloud.cli, cloud.one
     iid = c.new_id("oneimage", "create", "-d", "default", "--name", "cli-img", "--size", "20",
@@ -518,10 +554,9 @@ def test_oneimage_verbs(cloud):
     assert one.image.info(iid).TEMPLATE["DEV_PREFIX"] == "vd"
     assert "cli-img-copy2" in c.ok("oneimage", "list")
     assert "IMAGE TEMPLATE" in c.ok("oneimage", "show", iid)
-    # The PATH image is LOCKED while a datastore driver would copy it: --force removes it.
-    r = c.fail("oneimage", "delete", pid)
-    assert "use --force" in r.err
-    c.ok("oneimage", "delete", "--force", pid)
+    # The PATH image is READY (copied by the datastore driver): a plain delete; --force
+    # removes an image whatever its state.
+    c.ok("oneimage", "delete", pid)
     c.ok("oneimage", "delete", "--force", clone)
     left = {i.ID for i in one.imagepool.info(-2, -1, -1).IMAGE}
     assert clone not in left and pid not in left
@@ -713,6 +748,80 @@ def test_oneacl_verbs(cloud):
     assert rid not in {r.ID for r in one.acl.info().ACL}
 
 
+def test_onesecgroup_verbs(cloud):
+    c, one = cloud.cli, cloud.one
+
+    def sg(i):
+        return doc(cloud.oned, "one.secgroup.info", i)
+
+    f = cloud.files / "sg.tmpl"
+    f.write_text('NAME="cli-sg"\nDESCRIPTION="web servers"\n'
+                 'RULE=[PROTOCOL="TCP", RULE_TYPE="inbound", RANGE="80,443"]\n'
+                 'RULE=[PROTOCOL="ICMP", RULE_TYPE="inbound", ICMP_TYPE="8"]\n'
+                 f'RULE=[PROTOCOL="ALL", RULE_TYPE="outbound", NETWORK_ID="{cloud.net}"]\n')
+    sid = c.new_id("onesecgroup", "create", f)
+    d = sg(sid)
+    assert d.findtext("NAME") == "cli-sg" and len(d.findall("TEMPLATE/RULE")) == 3
+    out = c.ok("onesecgroup", "show", "cli-sg")
+    assert out.startswith(f"SECURITY GROUP {sid} INFORMATION")
+    rules = out.split("RULES")[1].split("TEMPLATE CONTENTS")[0].splitlines()
+    assert re.match(r"TYPE\s+PROTOCOL\s+ICMP_TYPE\s+ICMVP6_TYPE\s+NETWORK\s+RANGE", rules[1])
+    assert re.match(r"inbound\s+TCP\s+Any\s+80,443", rules[2]), rules
+    assert re.match(r"inbound\s+ICMP\s+8\s+Any", rules[3]), rules
+    assert re.match(rf"outbound\s+ALL\s+VNet {cloud.net}", rules[4]), rules
+    contents = out.split("TEMPLATE CONTENTS")[1]
+    assert 'DESCRIPTION="web servers"' in contents and "RULE" not in contents
+    out = c.ok("onesecgroup", "list", "--list", "ID,NAME,UPDATED", "--filter", "NAME=cli-sg",
+               "--no-header")
+    assert out.split() == [str(sid), "cli-sg", "0"]
+    assert re.match(r"\s*ID\s+USER\s+GROUP\s+NAME\s+UPDATED\s+OUTDATED\s+ERROR\n",
+                    c.ok("onesecgroup", "list"))
+    # update replaces (the rules with it), --append merges.
+    g = cloud.files / "sg2.tmpl"
+    g.write_text('DESCRIPTION="dns"\nRULE=[PROTOCOL="UDP", RULE_TYPE="inbound", RANGE="53"]\n')
+    c.ok("onesecgroup", "update", sid, g)
+    d = sg(sid)
+    assert [r.findtext("RANGE") for r in d.findall("TEMPLATE/RULE")] == ["53"]
+    g.write_text('OWNER_NOTE="ops"\n')
+    c.ok("onesecgroup", "update", sid, g, "--append")
+    assert sg(sid).findtext("TEMPLATE/OWNER_NOTE") == "ops"
+    assert sg(sid).findtext("TEMPLATE/DESCRIPTION") == "dns"
+    c.ok("onesecgroup", "rename", sid, "cli-sg2")
+    assert sg(sid).findtext("NAME") == "cli-sg2"
+    clone = c.new_id("onesecgroup", "clone", "cli-sg2", "cli-sg-copy")
+    assert sg(clone).findtext("NAME") == "cli-sg-copy"
+    assert sg(clone).findtext("TEMPLATE/RULE/RANGE") == "53"
+    c.ok("onesecgroup", "chmod", f"{sid},{clone}", "640")
+    assert sg(sid).findtext("PERMISSIONS/GROUP_U") == "1"
+    assert sg(clone).findtext("PERMISSIONS/OTHER_U") == "0"
+    c.ok("onesecgroup", "chgrp", sid, "users")
+    assert sg(sid).findtext("GID") == "1"
+    uid = c.new_id("oneuser", "create", "cli-sg-owner", "pw")
+    c.ok("onesecgroup", "chown", sid, "cli-sg-owner", "oneadmin")
+    assert (sg(sid).findtext("UID"), sg(sid).findtext("GID")) == (str(uid), "0")
+    # commit: a VM using the group has its rules made again (a VM on no host: at once).
+    vid = c.new_id("onevm", "create", "--name", "cli-sg-vm", "--cpu", "0.1", "--memory", "32",
+                   "--nic", f"cli-net:SECURITY_GROUPS={sid}", "--hold")
+    wait_for("VM in the group", lambda: sg(sid).findtext("UPDATED_VMS/ID") == str(vid))
+    c.ok("onesecgroup", "commit", sid)
+    wait_for("VM updated again", lambda: sg(sid).findtext("UPDATED_VMS/ID") == str(vid)
+             and sg(sid).find("OUTDATED_VMS/ID") is None)
+    c.ok("onesecgroup", "commit", "cli-sg2", "--recover")
+    shown = c.ok("onesecgroup", "show", sid)
+    assert re.search(rf"^UPDATED\s+: {vid}\b", shown, re.M), shown
+    # Failures as OpenNebula prints them.
+    r = c.fail("onesecgroup", "show", "no-such-sg")
+    assert r.err.strip() == "SECURITY_GROUP named no-such-sg not found."
+    r = c.fail("onesecgroup", "commit", 999999)
+    assert r.err.startswith("[one.secgroup.commit]"), r.err
+    c.ok("onevm", "recover", vid, "--delete")
+    c.ok("onesecgroup", "delete", f"{clone},cli-sg2")
+    ids = {int(e.text) for e in doc(cloud.oned, "one.secgrouppool.info", -2, -1, -1)
+           .findall("SECURITY_GROUP/ID")}
+    assert sid not in ids and clone not in ids
+    c.ok("oneuser", "delete", uid)
+
+
 def test_onehook_verbs(cloud):
     c, one = cloud.cli, cloud.one
     f = cloud.files / "hook.tmpl"
@@ -758,6 +867,8 @@ def test_json_xml_yaml_parse(cloud):
         ("oneacl", ["list"], "ACL_POOL"),
         ("onetemplate", ["list"], "VMTEMPLATE_POOL"),
         ("onehook", ["list"], "HOOK_POOL"),
+        ("onesecgroup", ["show", 0], "SECURITY_GROUP"),
+        ("onesecgroup", ["list"], "SECURITY_GROUP_POOL"),
     ]
     for tool, args, root in cases:
         x = ET.fromstring(c.ok(tool, *args, "-x"))
@@ -885,6 +996,9 @@ def test_list_and_show_snapshots(oned_factory, tmp_path):
          "--disk", "snap-disk", "--nic", "snap-net")
     c.ok("onetemplate", "instantiate", "snap-tmpl", "--name", "snap-vm-%i", "--multiple", "2")
     c.ok("onevm", "create", "--name", "snap-hold", "--cpu", "2", "--memory", "4g", "--hold")
+    # The VMs wait (CLONING) for the disk's copy from the datastore, then are PENDING.
+    for v in (0, 1):
+        wait_state(one, v, PENDING)
     c.ok("onevm", "deploy", "snap-vm-0", "snap-h1")
     wait_state(one, 0, ACTIVE, RUNNING)
     c.ok("oneacl", "create", "@1 IMAGE/#0 USE")

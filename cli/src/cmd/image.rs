@@ -59,8 +59,12 @@ pub enum Verb {
         #[arg(long)]
         target: Option<String>,
         /// Path of the image file on the front-end (or an URL)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "upload")]
         path: Option<String>,
+        /// Local file to upload through oned's upload endpoint (streamed, with a progress
+        /// bar on a terminal); the name defaults to the file's name
+        #[arg(long, value_name = "LOCAL_FILE", conflicts_with_all = ["source", "file"])]
+        upload: Option<PathBuf>,
         /// Source to be used (already in the datastore)
         #[arg(long)]
         source: Option<String>,
@@ -73,7 +77,7 @@ pub enum Verb {
         /// Size in MB (or with G / T); required for empty datablocks
         #[arg(short, long)]
         size: Option<String>,
-        /// Only print the template
+        /// Only print the template (with --upload: nothing is sent, PATH shows upload://TOKEN)
         #[arg(long)]
         dry: bool,
     },
@@ -168,6 +172,37 @@ impl crate::Command for Cli {
     }
 }
 
+/// Streams `local` to oned's upload endpoint and returns the PATH to register
+/// (`upload://TOKEN`). On a terminal, stderr shows a progress bar.
+async fn upload_file(c: &oca::Client, local: &std::path::Path) -> CliResult<String> {
+    use std::io::IsTerminal;
+    let total = std::fs::metadata(local)
+        .map_err(|e| CliError::msg(format!("Cannot read {}: {e}", local.display())))?
+        .len();
+    let shown = local.display().to_string();
+    let bar = std::io::stderr().is_terminal();
+    let mut last = u64::MAX;
+    let progress = move |done: u64| {
+        let pct = (done * 100).checked_div(total).unwrap_or(100).min(100);
+        if bar && pct != last {
+            last = pct;
+            let filled = (pct / 4) as usize;
+            let _ = write!(
+                std::io::stderr(),
+                "\rUploading {shown} [{}{}] {pct:3}% of {}",
+                "#".repeat(filled),
+                " ".repeat(25 - filled),
+                fmt::unit(total as f64 / 1024.0, "K", false)
+            );
+        }
+    };
+    let result = c.upload(local, progress).await;
+    if bar {
+        let _ = writeln!(std::io::stderr());
+    }
+    Ok(result?.path)
+}
+
 fn q(v: &str) -> String {
     v.replace('"', "\\\"")
 }
@@ -186,7 +221,8 @@ pub async fn run(verb: Verb, ctx: &Ctx, out: &mut dyn Write) -> CliResult<i32> {
             persistent,
             prefix,
             target,
-            path,
+            mut path,
+            upload,
             source,
             driver,
             format,
@@ -194,6 +230,17 @@ pub async fn run(verb: Verb, ctx: &Ctx, out: &mut dyn Write) -> CliResult<i32> {
             dry,
         } => {
             let ds = resolve::id(c, Kind::Datastore, &datastore).await?;
+            let mut name = name;
+            if let Some(local) = &upload {
+                if name.is_none() {
+                    name = local.file_name().map(|n| n.to_string_lossy().into_owned());
+                }
+                path = Some(if dry {
+                    "upload://TOKEN".to_owned()
+                } else {
+                    upload_file(c, local).await?
+                });
+            }
             let text = match input::file_or_stdin(file.as_deref())? {
                 Some(t) => t,
                 None => {

@@ -8,6 +8,7 @@ pub mod hook;
 pub mod host;
 pub mod image;
 pub mod quota;
+pub mod secgroup;
 pub mod template;
 pub mod user;
 pub mod vm;
