@@ -42,9 +42,9 @@ mod cloud_plan;
 mod dummy_hosts;
 mod kvm_deploy;
 mod lifecycle;
+mod sunstone;
 mod tm_prolog;
 mod vnm;
-mod sunstone;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
