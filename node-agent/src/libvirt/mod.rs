@@ -1424,9 +1424,16 @@ impl AgentDriver for Libvirt {
             {
                 return Some(cap.clone());
             }
-            let found = tokio::task::spawn_blocking(one_drivers::vnm::detect::probe)
-                .await
-                .ok()?;
+            let found = match tokio::task::spawn_blocking(one_drivers::vnm::detect::try_probe).await
+            {
+                Ok(Ok(found)) => found,
+                Ok(Err(why)) => {
+                    // Nothing learnt: the host is not limited (rather than limited wrongly).
+                    tracing::warn!(host = %inner.host_name, %why, "network drivers not probed");
+                    return None;
+                }
+                Err(_) => return None,
+            };
             let cap = crate::capabilities::network_drivers(&found);
             *lock(&inner.net_caps) = Some((Instant::now(), cap.clone()));
             Some(cap)
