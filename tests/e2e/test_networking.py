@@ -335,7 +335,7 @@ def test_8021q_vlan_interface_or_the_clear_refusal(net):
     """Host A's agent reports the network drivers its kernel serves (NETWORK_DRIVERS). Where
     it can make VLAN interfaces, a real one is made and removed; where it cannot, a VM with
     an 802.1Q NIC is refused by a forced deploy and left PENDING by the scheduler, both
-    saying why."""
+    saying why (and not attached to a VM running there)."""
     c, one = net.c, net.c.one
     vn = one.vn.allocate(f'NAME="v50"\nVN_MAD="802.1Q"\nPHYDEV="eth0"\nVLAN_ID="50"\n'
                          f'AR=[TYPE="IP4", IP="{net.sub}.210", SIZE="4"]', -1)
@@ -372,4 +372,9 @@ def test_8021q_vlan_interface_or_the_clear_refusal(net):
     assert c.vm_state(vid)[0] == 1, "still PENDING"
     assert "does not exist" in sh(c.a, "ip link show dev onebr.50"), "nothing made"
     one.vm.recover(vid, 3)
+    # Nor is such a NIC attached to a VM running there; the lease it took is given back.
+    r = c.oned.admin_call("one.vm.attachnic", net.vid["a"], f'NIC=[NETWORK_ID="{vn}"]')
+    assert r[0] is False and "cannot serve the network driver (VN_MAD) of the VM's NICs: 802.1Q" in r[1], r
+    assert net.lease_ips(vn) == {}, "no lease left behind"
+    assert c.vm_state(net.vid["a"]) == RUNNING
     skip(f"802.1Q cannot be tried for real here (the refusal was checked): {why.split(': ', 2)[-1]}")
