@@ -9,6 +9,7 @@
 //! `one_proto::agent::capabilities`; what a VM needs of it in the scheduler's capability
 //! table (and oned's deploy check, `oned/src/ops/capability.rs`).
 
+use one_drivers::vnm::detect::Support;
 use one_proto::agent::{AgentConfig, Capability, Missing, SharedDatastore, capabilities};
 use one_proto::ds::TOKEN_FILE;
 use std::path::Path;
@@ -17,7 +18,8 @@ use std::time::Duration;
 /// How long one look at a datastore may take: a hung NFS mount blocks a read for minutes.
 const LOOK_LIMIT: Duration = Duration::from_secs(10);
 
-/// Every capability of this host.
+/// Every capability of this host the agent itself finds (the driver adds its own:
+/// [`crate::driver::AgentDriver::network_drivers`]).
 pub async fn probe(cfg: &AgentConfig) -> Vec<Capability> {
     vec![shared_datastores(&cfg.shared_datastores).await]
 }
@@ -53,6 +55,26 @@ pub async fn shared_datastores(list: &[SharedDatastore]) -> Capability {
     cap
 }
 
+/// `NETWORK_DRIVERS`: the VN_MADs whose devices this host's kernel could make when tried
+/// (`one_drivers::vnm::detect`), the others missing with the kernel's words.
+pub fn network_drivers(found: &[Support]) -> Capability {
+    let mut cap = Capability {
+        name: capabilities::NETWORK_DRIVERS.into(),
+        ..Capability::default()
+    };
+    for s in found {
+        if s.ok {
+            cap.available.push(s.vn_mad.to_string());
+        } else {
+            cap.missing.push(Missing {
+                item: s.vn_mad.to_string(),
+                reason: s.reason.clone(),
+            });
+        }
+    }
+    cap
+}
+
 /// Whether `ds.path` is the frontend's datastore: its token file holds `ds.token`.
 pub fn look_at(ds: &SharedDatastore) -> Result<(), String> {
     let dir = Path::new(&ds.path);
@@ -81,6 +103,30 @@ pub fn look_at(ds: &SharedDatastore) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_drivers_name_the_missing_with_the_reason() {
+        let s = |vn_mad, ok, reason: &str| Support {
+            vn_mad,
+            ok,
+            reason: reason.into(),
+        };
+        let cap = network_drivers(&[
+            s("dummy", true, ""),
+            s("bridge", true, ""),
+            s(
+                "802.1Q",
+                false,
+                "the kernel cannot make 802.1Q VLAN interfaces (8021q): x",
+            ),
+            s("vxlan", true, ""),
+        ]);
+        assert_eq!(cap.name, "NETWORK_DRIVERS");
+        assert_eq!(cap.available, vec!["dummy", "bridge", "vxlan"]);
+        assert_eq!(cap.missing.len(), 1);
+        assert_eq!(cap.missing[0].item, "802.1Q");
+        assert!(cap.missing[0].reason.contains("8021q"));
+    }
 
     #[tokio::test]
     async fn shared_datastores_are_seen_by_their_token_and_never_created() {

@@ -12,7 +12,7 @@
 use crate::host::KvmDevice;
 use crate::outbox::Outbox;
 use crate::simulated::{SimOptions, Simulated};
-use one_proto::agent::{AgentConfig, Check, Domain, DomainType, VmDocument, VmSample};
+use one_proto::agent::{AgentConfig, Capability, Check, Domain, DomainType, VmDocument, VmSample};
 use one_proto::driver::{DriverError, DriverReply, DriverRequest};
 use std::future::Future;
 use std::pin::Pin;
@@ -54,6 +54,12 @@ pub trait AgentDriver: Send + Sync {
                 info: format!("{} VM(s): no network driver on this host", vms.len()),
             })
         })
+    }
+
+    /// The `NETWORK_DRIVERS` capability: which VN_MADs this host's kernel can serve. None
+    /// for drivers that plumb no network (the host is then not limited by it).
+    fn network_drivers(&self) -> BoxFuture<'_, Option<Capability>> {
+        Box::pin(async { None })
     }
 
     /// The hypervisor's part of the onboarding checks: `libvirt`, `kvm` and `cpu_model`

@@ -848,7 +848,13 @@ async fn monitor(ctx: Ctx, hypervisor: String, mut usage: UsageSampler) {
 }
 
 async fn capabilities(ctx: &Ctx) -> Vec<one_proto::agent::Capability> {
-    crate::capabilities::probe(&ctx.current()).await
+    let mut caps = crate::capabilities::probe(&ctx.current()).await;
+    if let Ok(d) = ctx.driver()
+        && let Some(net) = d.network_drivers().await
+    {
+        caps.push(net);
+    }
+    caps
 }
 
 async fn datastores(ctx: &Ctx) -> Vec<one_proto::objects::host::HostDs> {

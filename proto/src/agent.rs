@@ -546,6 +546,9 @@ pub struct Missing {
 pub mod capabilities {
     /// Shared datastores (ids) the host sees as the frontend's file system.
     pub const SHARED_DS: &str = "SHARED_DS";
+    /// Network drivers (VN_MAD names: `bridge`, `802.1Q`, `vxlan`, `fw`, `dummy`) the host's
+    /// kernel can serve. Hosts whose agent plumbs no network (simulated) do not report it.
+    pub const NETWORK_DRIVERS: &str = "NETWORK_DRIVERS";
 }
 
 /// What the host is (probe attributes for HOST/TEMPLATE; TOTALCPU and TOTALMEMORY also set

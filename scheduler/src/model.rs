@@ -647,7 +647,8 @@ pub struct Vm {
     /// The current placement (last HISTORY record): host id, system datastore id.
     pub current_host: Option<i64>,
     pub current_ds: Option<i64>,
-    /// What it needs of a host's capabilities (the shared image datastores of its disks).
+    /// What it needs of a host's capabilities (the shared image datastores of its disks, the
+    /// network drivers of its NICs).
     pub needs: crate::capability::Needs,
 }
 
@@ -709,6 +710,8 @@ pub fn parse_vm_pool(xml: &str) -> Result<Vec<Vm>, ModelError> {
     let mut cur = Vm::default();
     let mut id_seen = false;
     let mut disks: Vec<DiskRead> = Vec::new();
+    // The VN_MADs of its NICs that need the host's NETWORK_DRIVERS.
+    let mut vn_mads: Vec<String> = Vec::new();
     // Attributes read from TEMPLATE, overridden by USER_TEMPLATE (where they belong).
     let mut from_template: Vec<(&'static str, String)> = Vec::new();
     const SCHED_ATTRS: &[&str] = &[
@@ -741,6 +744,9 @@ pub fn parse_vm_pool(xml: &str) -> Result<Vec<Vm>, ModelError> {
                 shared.sort_unstable();
                 shared.dedup();
                 cur.needs.shared_ds = shared;
+                vn_mads.sort_unstable();
+                vn_mads.dedup();
+                cur.needs.vn_mads = std::mem::take(&mut vn_mads);
                 out.push(std::mem::take(&mut cur));
                 id_seen = false;
             }
@@ -778,6 +784,11 @@ pub fn parse_vm_pool(xml: &str) -> Result<Vec<Vm>, ModelError> {
                     cur.automatic_ds_requirements = v.to_string()
                 }
                 "VM/USER_TEMPLATE/SCHED_MESSAGE" => cur.sched_message = v.to_string(),
+                "VM/TEMPLATE/NIC/VN_MAD" => {
+                    if crate::capability::vn_mad_needed(v) {
+                        vn_mads.push(v.trim().to_string());
+                    }
+                }
                 "VM/HISTORY_RECORDS/HISTORY/HID" => cur.current_host = Some(num(v)),
                 "VM/HISTORY_RECORDS/HISTORY/DS_ID" => cur.current_ds = Some(num(v)),
                 _ => {

@@ -6,7 +6,8 @@
 //! ties go to the host listed first (lowest id). Filters, in the order the reason message
 //! reports them: host state (MONITORED or INIT), not the VM's current host (resched),
 //! AUTOMATIC_REQUIREMENTS, SCHED_REQUIREMENTS, the host capabilities the VM needs (it sees
-//! the shared image datastores of the VM's disks), the per-host dispatch limit, free CPU
+//! the shared image datastores of the VM's disks, it serves the network drivers of its
+//! NICs), the per-host dispatch limit, free CPU
 //! (`MAX_CPU - CPU_USAGE >= CPU*100`), free memory (`MAX_MEM - MEM_USAGE >= MEMORY*1024`),
 //! a system datastore (that the host sees, when it is shared).
 //!
@@ -218,6 +219,7 @@ enum Refusal {
     Automatic,
     Sched,
     SharedDs,
+    NetDriver,
     HostLimit,
     Cpu,
     Memory,
@@ -704,6 +706,7 @@ impl<'a> Pass<'a> {
         let mut touched = false;
         // What the first host refused for a capability does not see (for the message).
         let mut unseen_image: Option<String> = None;
+        let mut no_net_driver: Option<String> = None;
         let mut unseen_system: Option<String> = None;
         for h in 0..total {
             let host = &self.hosts.hosts[h];
@@ -721,9 +724,12 @@ impl<'a> Pass<'a> {
                 Refusal::Automatic
             } else if !self.req_ok(s.exprs.sched, h, &mut touched) {
                 Refusal::Sched
-            } else if let Some(why) = host.caps.lacks(&self.needs[s.needs]) {
+            } else if let Some(why) = host.caps.lacks_datastores(&self.needs[s.needs]) {
                 unseen_image.get_or_insert(why);
                 Refusal::SharedDs
+            } else if let Some(why) = host.caps.lacks_network(&self.needs[s.needs]) {
+                no_net_driver.get_or_insert(why);
+                Refusal::NetDriver
             } else if at_limit {
                 Refusal::HostLimit
             } else if free_cpu < s.cpu {
@@ -778,6 +784,10 @@ impl<'a> Pass<'a> {
                     " the shared image datastore of the VM's disks: {}",
                     unseen_image.as_deref().unwrap_or("")
                 ),
+                Refusal::NetDriver => format!(
+                    " the network driver of the VM's NICs: {}",
+                    no_net_driver.as_deref().unwrap_or("")
+                ),
                 Refusal::SystemDsNotSeen => format!(
                     " the shared system datastore: {}",
                     unseen_system.as_deref().unwrap_or("")
@@ -816,6 +826,7 @@ impl<'a> Pass<'a> {
                 Refusal::State | Refusal::Current => verb("is", "are"),
                 Refusal::Automatic | Refusal::Sched => verb("fails", "fail"),
                 Refusal::SharedDs | Refusal::SystemDsNotSeen => verb("does not see", "do not see"),
+                Refusal::NetDriver => verb("cannot serve", "cannot serve"),
                 Refusal::HostLimit => "reached".into(),
                 Refusal::Cpu | Refusal::Memory | Refusal::DsSpace => verb("lacks", "lack"),
                 Refusal::NoSystemDs | Refusal::DsRequirements => verb("has", "have"),

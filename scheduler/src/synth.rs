@@ -237,6 +237,8 @@ pub struct VmSpec {
     pub current: Option<(i64, i64)>,
     /// Image disks: (image datastore id, its TM_MAD).
     pub image_disks: Vec<(i64, String)>,
+    /// NICs: the VN_MAD of each.
+    pub nics: Vec<String>,
 }
 
 impl VmSpec {
@@ -308,6 +310,12 @@ impl VmSpec {
             );
         }
         elem(out, "MEMORY", self.memory_mb);
+        for (i, vn_mad) in self.nics.iter().enumerate() {
+            let _ = write!(
+                out,
+                "<NIC><NIC_ID>{i}</NIC_ID><VN_MAD><![CDATA[{vn_mad}]]></VN_MAD></NIC>"
+            );
+        }
         out.push_str("<TM_MAD_SYSTEM></TM_MAD_SYSTEM>");
         elem(out, "VMID", self.id);
         out.push_str("</TEMPLATE><USER_TEMPLATE>");

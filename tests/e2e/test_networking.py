@@ -19,8 +19,9 @@ themselves from the context CD and report on their serial console.
 * a live migration of c makes vx2's devices and c's rules on the destination first and
   removes them from the source after;
 * bridge devices made, reused and removed as NICs come and go (`ip -d link` on the host);
-  802.1Q: the real VLAN interface where the kernel can make one, else the clear refusal and
-  a SKIP with the kernel's reason.
+  802.1Q: the real VLAN interface where the host's NETWORK_DRIVERS capability has it, else
+  a forced deploy refused and the scheduler's SCHED_MESSAGE, both with the kernel's reason,
+  and a SKIP saying so.
 
 The tests share one cloud and its guests and run in order (module scope).
 """
@@ -38,6 +39,7 @@ import pytest
 from harness import parse_xml, wait_for, xsd_check
 from kvm_cluster_util import NETNS_HOST, RUNNING, VM_DONE, KvmCluster, hostenv_skip_reason
 from kvm_util import kvm_env, skip  # noqa: F401  (kvm_env is a fixture)
+from sched_harness import Scheduler
 
 pytestmark = pytest.mark.db_independent
 
@@ -330,26 +332,49 @@ def test_bridges_are_made_reused_and_removed(net):
 
 
 def test_8021q_vlan_interface_or_the_clear_refusal(net):
+    """Host A's agent reports the network drivers its kernel serves (NETWORK_DRIVERS). Where
+    it can make VLAN interfaces, a real one is made and removed; where it cannot, a VM with
+    an 802.1Q NIC is refused by a forced deploy and left PENDING by the scheduler, both
+    saying why (and not attached to a VM running there)."""
     c, one = net.c, net.c.one
     vn = one.vn.allocate(f'NAME="v50"\nVN_MAD="802.1Q"\nPHYDEV="eth0"\nVLAN_ID="50"\n'
                          f'AR=[TYPE="IP4", IP="{net.sub}.210", SIZE="4"]', -1)
     assert one.vn.info(vn).BRIDGE == "onebr.50"
-    vid = _deploy_bare(c, "vlan", vn, c.a)
-
-    def settled():
-        s = c.vm_state(vid)
-        return s if s in (RUNNING, (3, 36)) else None  # RUNNING or BOOT_FAILURE
-
-    state = wait_for("deploy settles", settled, timeout=90)
-    if state == RUNNING:
+    t = wait_for("host A's NETWORK_DRIVERS", lambda: (
+        x if (x := c.host_xml(c.a.hid).find("TEMPLATE")).findtext("NETWORK_DRIVERS") else None))
+    served = t.findtext("NETWORK_DRIVERS").split()
+    assert {"bridge", "vxlan", "dummy"} <= set(served), served
+    if "802.1Q" in served:
+        vid = _deploy_bare(c, "vlan", vn, c.a)
+        c.wait_vm(vid, RUNNING)
         dev = sh(c.a, "ip -d link show dev eth0.50")
         assert "vlan protocol 802.1Q id 50" in dev and "master onebr.50" in dev, dev
         one.vm.action("terminate-hard", vid)
         c.wait_vm(vid, VM_DONE)
         assert "does not exist" in sh(c.a, "ip link show dev eth0.50")
         return
-    error = c.vm_xml(vid).findtext("USER_TEMPLATE/ERROR") or ""
-    assert "cannot make 802.1Q VLAN interfaces" in error, error
-    assert "does not exist" in sh(c.a, "ip link show dev onebr.50"), "nothing left behind"
+    assert "802.1Q" in t.findtext("NETWORK_DRIVERS_MISSING").split()
+    why = t.findtext("NETWORK_DRIVERS_ERROR")
+    assert "802.1Q: the kernel cannot make 802.1Q VLAN interfaces (8021q)" in why, why
+    vid = c.one.vm.allocate(c.guest_template("vlan", memory=64) + f'NIC=[NETWORK_ID="{vn}"]\n')
+    # A forced deploy is refused with the host's reason, and changes nothing.
+    r = c.oned.admin_call("one.vm.deploy", vid, c.a.hid, False, 0)
+    assert r[0] is False, r
+    assert (f"cannot serve the network driver (VN_MAD) of the VM's NICs: 802.1Q (the kernel "
+            f"cannot make 802.1Q VLAN interfaces") in r[1], r
+    assert c.vm_state(vid)[0] == 1, "still PENDING"
+    # The scheduler passes both hosts over, saying why.
+    p = Scheduler(c.oned, c.dir / "sched").run_once()
+    assert p.returncode == 0, p.stderr
+    msg = one.vm.info(vid).USER_TEMPLATE.get("SCHED_MESSAGE") or ""
+    assert ("cannot serve the network driver of the VM's NICs: 802.1Q (the kernel "
+            "cannot make 802.1Q VLAN interfaces") in msg, msg
+    assert c.vm_state(vid)[0] == 1, "still PENDING"
+    assert "does not exist" in sh(c.a, "ip link show dev onebr.50"), "nothing made"
     one.vm.recover(vid, 3)
-    skip(f"802.1Q cannot be tried for real here (the refusal was checked): {error.split(': ', 1)[-1]}")
+    # Nor is such a NIC attached to a VM running there; the lease it took is given back.
+    r = c.oned.admin_call("one.vm.attachnic", net.vid["a"], f'NIC=[NETWORK_ID="{vn}"]')
+    assert r[0] is False and "cannot serve the network driver (VN_MAD) of the VM's NICs: 802.1Q" in r[1], r
+    assert net.lease_ips(vn) == {}, "no lease left behind"
+    assert c.vm_state(net.vid["a"]) == RUNNING
+    skip(f"802.1Q cannot be tried for real here (the refusal was checked): {why.split(': ', 2)[-1]}")

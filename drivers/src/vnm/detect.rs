@@ -86,20 +86,29 @@ pub fn probe_with(x: &dyn Exec) -> Vec<Support> {
 /// afterwards. Needs root (as the drivers do); without it every driver but `dummy` is
 /// reported unsupported with the reason.
 pub fn probe() -> Vec<Support> {
-    let ns = format!("one-probe-{}", std::process::id());
-    if let Err(e) = cmd::run(Command::new("ip").args(["netns", "add", &ns])) {
-        let why = format!("cannot try the drivers in a network namespace: {e}");
-        return ["bridge", "802.1Q", "vxlan", "fw"]
+    try_probe().unwrap_or_else(|why| {
+        ["bridge", "802.1Q", "vxlan", "fw"]
             .into_iter()
             .map(|m| Support::new(m, Err(why.clone())))
             .chain(std::iter::once(Support::new("dummy", Ok(()))))
-            .collect();
+            .collect()
+    })
+}
+
+/// As [`probe`], but Err (why) when the throwaway namespace cannot be made: then nothing
+/// was learnt about the kernel (the agent reports no capability rather than a wrong one).
+pub fn try_probe() -> Result<Vec<Support>, String> {
+    let ns = format!("one-probe-{}", std::process::id());
+    if let Err(e) = cmd::run(Command::new("ip").args(["netns", "add", &ns])) {
+        return Err(format!(
+            "cannot try the drivers in a network namespace: {e}"
+        ));
     }
     let out = probe_with(&System::in_netns(ns.clone()));
     if let Err(e) = cmd::run(Command::new("ip").args(["netns", "del", &ns])) {
         tracing::warn!(netns = ns, error = %e, "cannot remove the probe namespace");
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use domain::{Device, DomainSettings, VmDoc};
 use one_drivers::tm::{self, VmDir};
 use one_drivers::vnm::{VmNet, Vnm};
 use one_proto::agent::{
-    AgentConfig, Check, Domain as AgentDomain, DomainState, DomainType, VmDocument, VmSample,
-    WILD_VM, checks, vm_id_from_domain_name,
+    AgentConfig, Capability, Check, Domain as AgentDomain, DomainState, DomainType, VmDocument,
+    VmSample, WILD_VM, checks, vm_id_from_domain_name,
 };
 use one_proto::driver::{DriverError, DriverOp, DriverReply, DriverRequest};
 use std::collections::HashMap;
@@ -59,7 +59,13 @@ struct Inner {
     cpu_prev: Mutex<HashMap<String, (Instant, u64)>>,
     /// The host's virtual networks (bridges, VLAN / VXLAN devices, security groups).
     vnm: Vnm,
+    /// The last NETWORK_DRIVERS probe and when it ran (kernel support rarely changes, and
+    /// the probe makes a network namespace: not at every capability look).
+    net_caps: Mutex<Option<(Instant, Capability)>>,
 }
+
+/// How long a NETWORK_DRIVERS probe is reused (an admin loading a module is seen after it).
+const NET_PROBE_TTL: Duration = Duration::from_secs(300);
 
 impl Libvirt {
     /// The driver for `driver::open`; libvirt itself is reached at first use, so a daemon
@@ -81,6 +87,7 @@ impl Libvirt {
                     .filter(|u| !u.trim().is_empty())
                     .unwrap_or_else(|| DEFAULT_MIGRATE_URI.into()),
                 cpu_prev: Mutex::new(HashMap::new()),
+                net_caps: Mutex::new(None),
             }),
         }))
     }
@@ -1407,6 +1414,30 @@ impl AgentDriver for Libvirt {
                 t.elapsed().as_millis()
             )))
         }))
+    }
+
+    fn network_drivers(&self) -> BoxFuture<'_, Option<Capability>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            if let Some((at, cap)) = lock(&inner.net_caps).as_ref()
+                && at.elapsed() < NET_PROBE_TTL
+            {
+                return Some(cap.clone());
+            }
+            let found = match tokio::task::spawn_blocking(one_drivers::vnm::detect::try_probe).await
+            {
+                Ok(Ok(found)) => found,
+                Ok(Err(why)) => {
+                    // Nothing learnt: the host is not limited (rather than limited wrongly).
+                    tracing::warn!(host = %inner.host_name, %why, "network drivers not probed");
+                    return None;
+                }
+                Err(_) => return None,
+            };
+            let cap = crate::capabilities::network_drivers(&found);
+            *lock(&inner.net_caps) = Some((Instant::now(), cap.clone()));
+            Some(cap)
+        })
     }
 
     fn hypervisor_checks(&self, facts: HostFacts) -> BoxFuture<'_, HypervisorReport> {

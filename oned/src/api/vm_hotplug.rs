@@ -351,6 +351,20 @@ async fn attach_nic(call: &Call, id: i64, text: &str) -> ApiResult {
     if nic.get("NAME").is_none_or(str::is_empty) {
         nic.set("NAME", format!("NIC{nic_id}"));
     }
+    // The VM's host must serve the NIC's network driver (a host that never said is not
+    // limited); the lease taken above goes with the transaction.
+    if let Some(h) = vm.history.last()
+        && let Some(host) = tx.get::<one_proto::objects::host::Host>(h.hid)
+    {
+        let needed: Vec<String> = nic
+            .get("VN_MAD")
+            .map(|m| m.trim().to_string())
+            .into_iter()
+            .collect();
+        if let Some(why) = crate::ops::capability::lacks_network_drivers(&host, &needed) {
+            return Err(action(call.method, &why));
+        }
+    }
     nic.set("ATTACH", "YES");
     vm.template.push("NIC", AttrValue::Vector(nic));
     super::secgroup::authorize_vm(call, &tx, &vm)?;

@@ -188,16 +188,20 @@ fn target_host(call: &Call, tx: &Txn<'_>, hid: i64) -> Result<Host, ApiError> {
 }
 
 /// A host whose agent says it does not see a shared datastore the VM needs (its system
-/// datastore, its disks' image datastores) is refused, enforce or not: the VM's disks would
-/// be written to the host's own disk, or not found.
-fn sees_datastores(
+/// datastore, its disks' image datastores), or cannot serve the network driver of one of its
+/// NICs, is refused, enforce or not: the VM's disks would be written to the host's own disk,
+/// or not found; its network could not be made there.
+fn can_serve(
     call: &Call,
     vm: &Vm,
     host: &one_proto::objects::host::Host,
     ds: &one_proto::objects::datastore::Datastore,
 ) -> Result<(), one_proto::ApiError> {
-    let needed = crate::ops::capability::needed_datastores(vm, ds);
-    match crate::ops::capability::lacks_datastores(host, &needed) {
+    use crate::ops::capability as cap;
+    let needed = cap::needed_datastores(vm, ds);
+    let why = cap::lacks_datastores(host, &needed)
+        .or_else(|| cap::lacks_network_drivers(host, &cap::needed_network_drivers(vm)));
+    match why {
         None => Ok(()),
         Some(why) => Err(action(call.method, &why)),
     }
@@ -212,7 +216,7 @@ async fn deploy(call: &Call, id: i64, hid: i64, enforce: bool, ds_id: i64) -> Ap
     if enforce {
         lcm::actions::host_fits(&vm, &host).map_err(|e| action(call.method, &e))?;
     }
-    sees_datastores(call, &vm, &host, &ds)?;
+    can_serve(call, &vm, &host, &ds)?;
     crate::hostmgr::vnc::assign(
         &call.oned.config.hosts,
         &tx.committed(),
@@ -253,7 +257,7 @@ async fn migrate(
     if enforce {
         lcm::actions::host_fits(&vm, &host).map_err(|e| action(call.method, &e))?;
     }
-    sees_datastores(call, &vm, &host, &ds)?;
+    can_serve(call, &vm, &host, &ds)?;
     crate::hostmgr::vnc::assign(
         &call.oned.config.hosts,
         &tx.committed(),

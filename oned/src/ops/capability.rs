@@ -98,9 +98,55 @@ pub fn lacks_datastores(host: &Host, needed: &[i64]) -> Option<String> {
     })
 }
 
+/// The network drivers (VN_MAD) of the VM's NICs its host must serve, sorted (`dummy`, which
+/// makes nothing on the host, left out).
+pub fn needed_network_drivers(vm: &one_proto::objects::vm::Vm) -> Vec<String> {
+    let mut v: Vec<String> = vm
+        .template
+        .vectors("NIC")
+        .filter_map(|n| n.get("VN_MAD"))
+        .map(str::trim)
+        .filter(|m| !m.is_empty() && *m != "dummy")
+        .map(str::to_string)
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Why `host` cannot serve NICs of the network drivers `needed` (None: it can, or it never
+/// reported which it serves).
+pub fn lacks_network_drivers(host: &Host, needed: &[String]) -> Option<String> {
+    let [have, _, error] = attrs(capabilities::NETWORK_DRIVERS);
+    let served: Vec<&str> = host.template.get(&have)?.split_whitespace().collect();
+    let lacking: Vec<String> = needed
+        .iter()
+        .filter(|m| !served.contains(&m.as_str()))
+        .map(|m| {
+            let why = host
+                .template
+                .get(&error)
+                .unwrap_or("")
+                .split("; ")
+                .find_map(|e| e.strip_prefix(&format!("{m}: ")).map(str::to_string))
+                .unwrap_or_else(|| "not reported by its agent".into());
+            format!("{m} ({why})")
+        })
+        .collect();
+    (!lacking.is_empty()).then(|| {
+        format!(
+            "Host {} [{}] cannot serve the network driver (VN_MAD) of the VM's NICs: {}",
+            host.name,
+            host.id,
+            lacking.join(", ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lcm::tests_support;
     use one_proto::agent::Missing;
 
     #[test]
@@ -138,5 +184,41 @@ mod tests {
         // A host that never reported is not limited.
         let dummy = crate::hostmgr::ingest::tests::host(4, "h4");
         assert_eq!(lacks_datastores(&dummy, &[100]), None);
+    }
+
+    #[test]
+    fn network_drivers_the_host_lacks_are_refused_with_the_reason() {
+        let mut h = crate::hostmgr::ingest::tests::host(3, "node1");
+        let mut vm = tests_support::vm(7);
+        vm.template = Template::parse(
+            "NIC=[NIC_ID=0, VN_MAD=\"802.1Q\"] NIC=[NIC_ID=1, VN_MAD=bridge] \
+             NIC=[NIC_ID=2, VN_MAD=dummy] NIC=[NIC_ID=3, VN_MAD=bridge] NIC=[NIC_ID=4]",
+        )
+        .unwrap();
+        let needed = needed_network_drivers(&vm);
+        assert_eq!(needed, vec!["802.1Q", "bridge"]);
+        assert_eq!(
+            lacks_network_drivers(&h, &needed),
+            None,
+            "a host that never reported is not limited"
+        );
+        let cap = Capability {
+            name: "NETWORK_DRIVERS".into(),
+            available: vec!["dummy".into(), "bridge".into(), "vxlan".into()],
+            missing: vec![Missing {
+                item: "802.1Q".into(),
+                reason: "the kernel cannot make 802.1Q VLAN interfaces (8021q): Unknown device \
+                         type"
+                    .into(),
+            }],
+        };
+        assert!(write(&mut h.template, &cap));
+        assert_eq!(h.template.get("NETWORK_DRIVERS_MISSING"), Some("802.1Q"));
+        assert_eq!(
+            lacks_network_drivers(&h, &needed).unwrap(),
+            "Host node1 [3] cannot serve the network driver (VN_MAD) of the VM's NICs: 802.1Q \
+             (the kernel cannot make 802.1Q VLAN interfaces (8021q): Unknown device type)"
+        );
+        assert_eq!(lacks_network_drivers(&h, &["bridge".into()]), None);
     }
 }

@@ -704,3 +704,54 @@ fn hosts_that_do_not_see_a_shared_datastore_are_passed_over_with_the_reason() {
     let o = run(&dummy, &sys(), &vms(0..1), &PlaceConfig::default());
     assert_eq!(placed(&o), vec![(0, 4)]);
 }
+
+#[test]
+fn hosts_without_a_nics_network_driver_are_passed_over_with_the_reason() {
+    // Host 0's kernel cannot make VLAN interfaces; host 1 serves 802.1Q; host 2 never
+    // reported (a dummy host): not limited.
+    let no_vlan = HostSpec::new(0)
+        .attr("NETWORK_DRIVERS", "dummy bridge vxlan fw")
+        .attr("NETWORK_DRIVERS_MISSING", "802.1Q")
+        .attr(
+            "NETWORK_DRIVERS_ERROR",
+            "802.1Q: the kernel cannot make 802.1Q VLAN interfaces (8021q): Unknown device type",
+        );
+    let hs = vec![
+        no_vlan.clone(),
+        HostSpec::new(1).attr("NETWORK_DRIVERS", "dummy bridge 802.1Q vxlan fw"),
+    ];
+    let mut vm = VmSpec::pending(0, 0.1, 64);
+    vm.nics = vec!["bridge".into(), "802.1Q".into()];
+    let o = run(
+        &hs,
+        &sys(),
+        std::slice::from_ref(&vm),
+        &PlaceConfig::default(),
+    );
+    assert_eq!(placed(&o), vec![(0, 1)]);
+    let o = run(
+        &hs[..1],
+        &sys(),
+        std::slice::from_ref(&vm),
+        &PlaceConfig::default(),
+    );
+    assert!(placed(&o).is_empty());
+    assert_eq!(
+        message(&o, 0),
+        "No host fits VM 0: 1 of 1 host cannot serve the network driver of the VM's NICs: \
+         802.1Q (the kernel cannot make 802.1Q VLAN interfaces (8021q): Unknown device type) \
+         (host 0)"
+    );
+    // NICs of drivers the host serves (and `dummy`, which needs nothing) fit.
+    vm.nics = vec!["vxlan".into(), "dummy".into(), "".into()];
+    let o = run(
+        &hs[..1],
+        &sys(),
+        std::slice::from_ref(&vm),
+        &PlaceConfig::default(),
+    );
+    assert_eq!(placed(&o), vec![(0, 0)]);
+    vm.nics = vec!["802.1Q".into()];
+    let o = run(&[HostSpec::new(2)], &sys(), &[vm], &PlaceConfig::default());
+    assert_eq!(placed(&o), vec![(0, 2)]);
+}
