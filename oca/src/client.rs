@@ -82,6 +82,15 @@ impl Client {
         &self.endpoint
     }
 
+    /// The session string (`user:secret`), for oned's endpoints beside XML-RPC.
+    pub(crate) fn session(&self) -> &str {
+        &self.session
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The user part of the session string.
     pub fn username(&self) -> &str {
         self.session.split(':').next().unwrap_or("")

@@ -42,6 +42,7 @@ pub use calls::hook::HookCalls;
 pub use calls::host::{HostCalls, HostStatus};
 pub use calls::image::ImageCalls;
 pub use calls::system::SystemCalls;
+pub use calls::upload::UploadTicket;
 pub use calls::user::{TokenLife, UserCalls};
 pub use calls::vm::{MigrationType, RecoverOp, VmAction, VmCalls, VmQuery, VmStateFilter};
 pub use calls::vmtemplate::TemplateCalls;

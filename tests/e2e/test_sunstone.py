@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import json
+import os
 import re
 import shlex
 import subprocess
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -515,3 +519,63 @@ def test_user_settings_password_and_key(cloud, browser):
     assert cloud.oned.admin_call("one.user.login", "dave", "", 0, -1)[0] is True
     status, headers, _ = h.get("vms")
     assert (status, headers["Location"]) == (303, "login?next=vms")
+
+
+def test_upload_an_image_from_the_browser(cloud, browser, tmp_path):
+    """The images page's upload form: the file goes to oned's upload endpoint through
+    sunstone with a progress bar, is registered as the user's image and arrives whole."""
+    from selenium.webdriver.support.ui import Select
+
+    d = browser
+    as_user(d, cloud, *ALICE)
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    f = tmp_path / "disk.raw"
+    f.write_bytes(data)
+    d.get(cloud.url + "images")
+    form = css(d, "form[action='images/upload']")
+    form.find_element("name", "file").send_keys(str(f))
+    form.find_element("name", "name").send_keys("uploaded disk")
+    Select(form.find_element("name", "type")).select_by_value("DATABLOCK")
+    # The progress bar's last maximum, kept across the page change that follows.
+    d.execute_script("""
+        const bar = document.querySelector("form[action='images/upload'] progress");
+        new MutationObserver(() => sessionStorage.setItem("upload-max", String(bar.max)))
+            .observe(bar, {attributes: true});""")
+    form.find_element("css selector", "button").click()
+    wait_until("the new image's page (or a failure)", lambda: re.search(r"/images/\d+$", d.current_url)
+               or css_all(d, "form.failed"), timeout=60)
+    failed = css_all(d, "form.failed [data-status]")
+    assert not failed, f"the upload failed: {failed[0].text} {console_errors(d)}"
+    iid = int(d.current_url.rsplit("/", 1)[1])
+    assert "uploaded" in css(d, "#flash").text
+    assert d.execute_script('return sessionStorage.getItem("upload-max")') == str(len(data))
+    img = cloud.one.image.info(iid)
+    assert (img.NAME, img.UNAME, img.TYPE) == ("uploaded disk", "alice", 2), (img.NAME, img.UNAME, img.TYPE)
+    wait_for("the image READY", lambda: cloud.one.image.info(iid).STATE == 1, timeout=60)
+    source = cloud.one.image.info(iid).SOURCE
+    assert open(source, "rb").read() == data, source
+    shot(d, "image-uploaded")
+
+    # Below the browser: refusals are JSON messages for the page (no CSRF: 403 page).
+    h = Http(cloud.url)
+    assert h.login(*ALICE)[0] == 303
+    csrf = h.csrf("images")
+
+    def post(query: str, body: bytes, token: str | None):
+        req = urllib.request.Request(cloud.url + "images/upload?" + query, data=body, method="POST")
+        if token:
+            req.add_header("X-CSRF-Token", token)
+        try:
+            with h.opener.open(req, timeout=30) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    assert post("name=x&datastore=1", b"abc", None)[0] == 403
+    status, body = post("name=&datastore=1", b"abc", csrf)
+    assert status == 400 and "needs a name" in json.loads(body)["error"], body
+    # A datastore that does not exist: oned's own message, and nothing registered.
+    before = len(cloud.one.imagepool.info(-2, -1, -1).IMAGE)
+    status, body = post("name=y&datastore=999", b"abc", csrf)
+    assert status == 422 and "[one.image.allocate]" in json.loads(body)["error"], body
+    assert len(cloud.one.imagepool.info(-2, -1, -1).IMAGE) == before

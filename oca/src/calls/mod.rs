@@ -16,6 +16,7 @@ pub mod hook;
 pub mod host;
 pub mod image;
 pub mod system;
+pub mod upload;
 pub mod user;
 pub mod vm;
 pub mod vmtemplate;
