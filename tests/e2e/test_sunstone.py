@@ -5,9 +5,11 @@ One cloud and one browser for the whole module (module-scoped fixtures): a plain
 in, instantiates a VM from a template and watches it reach RUNNING in the list without a
 reload, powers it off, resumes and terminates it; oneadmin adds a dummy host and sees it
 MONITORED; another user's VM page is refused; a form posted without its CSRF token is
-refused; a `<script>` in a VM's attributes shows as text. Below the browser: anonymous
-redirects, cookie flags, slowed failed logins, idle expiry, logout revoking the token, and
-the weight of the pages' scripts and styles.
+refused; a `<script>` in a VM's attributes shows as text; the VM page's snapshot, NIC and
+disk attach / detach and resize forms reach oned; an image is uploaded with a progress bar.
+Below the browser: anonymous redirects, cookie flags, slowed failed logins, idle expiry,
+logout revoking the token, the weight of the pages' scripts and styles, and the command
+line docs/sunstone.md shows.
 
 Screenshots go to the scratch folder (sunstone_util.screenshot_dir()), never into the repo.
 """
@@ -579,3 +581,68 @@ def test_upload_an_image_from_the_browser(cloud, browser, tmp_path):
     status, body = post("name=y&datastore=999", b"abc", csrf)
     assert status == 422 and "[one.image.allocate]" in json.loads(body)["error"], body
     assert len(cloud.one.imagepool.info(-2, -1, -1).IMAGE) == before
+
+
+def test_vm_page_snapshot_nic_disk_and_resize(cloud, browser):
+    """The VM page's other operations, each through its form, each reaching oned: a
+    snapshot, a NIC attached and detached, a new disk attached and detached, a resize."""
+    d = browser
+    alice_one = cloud.oned.client(*ALICE)
+    vid = alice_one.vm.allocate('NAME="ops"\nCPU="0.1"\nMEMORY="64"\n'
+                                'DISK=[TYPE="fs", SIZE="8"]', False)
+    wait_for("RUNNING", lambda: (cloud.one.vm.info(vid).STATE, cloud.one.vm.info(vid).LCM_STATE) == (3, 3),
+             timeout=30)
+
+    def vm():
+        return cloud.one.vm.info(vid)
+
+    def vectors(name):
+        v = vm().TEMPLATE.get(name)
+        return [] if v is None else (v if isinstance(v, list) else [v])
+
+    def running():
+        return (vm().STATE, vm().LCM_STATE) == (3, 3)
+
+    as_user(d, cloud, *ALICE)
+    d.get(cloud.url + f"vms/{vid}")
+    f = css(d, f"form[action='vms/{vid}/snapshot']")
+    f.find_element("name", "name").send_keys("before-change")
+    f.find_element("css selector", "button").click()
+    wait_for("the snapshot", lambda: [s["NAME"] for s in vectors("SNAPSHOT")] == ["before-change"] and running(),
+             timeout=30)
+
+    d.get(cloud.url + f"vms/{vid}")
+    css(d, f"form[action='vms/{vid}/nic'] button").click()
+    wait_for("the NIC attached", lambda: len(vectors("NIC")) == 1 and running(), timeout=30)
+    nic = vectors("NIC")[0]["NIC_ID"]
+    d.get(cloud.url + f"vms/{vid}")
+    css(d, f"form[action='vms/{vid}/nic/{nic}/detach'] button").click()
+    accept_confirm(d, expect=f"Detach NIC {nic} from VM {vid}")
+    wait_for("the NIC detached", lambda: not vectors("NIC") and running(), timeout=30)
+
+    d.get(cloud.url + f"vms/{vid}")
+    f = css(d, f"form[action='vms/{vid}/disk']")
+    f.find_element("name", "size").send_keys("16")
+    f.find_element("css selector", "button").click()
+    wait_for("the disk attached", lambda: len(vectors("DISK")) == 2 and running(), timeout=30)
+    new = vectors("DISK")[1]
+    assert new["SIZE"] == "16", new
+    d.get(cloud.url + f"vms/{vid}")
+    css(d, f"form[action='vms/{vid}/disk/{new['DISK_ID']}/detach'] button").click()
+    accept_confirm(d)
+    wait_for("the disk detached", lambda: len(vectors("DISK")) == 1 and running(), timeout=30)
+
+    # Resize, powered off (the ordinary OpenNebula resize).
+    d.get(cloud.url + f"vms/{vid}")
+    click_action(d, vid, "poweroff")
+    accept_confirm(d)
+    wait_until("POWEROFF", lambda: head_state(d) == "POWEROFF", timeout=30)
+    f = css(d, f"form[action='vms/{vid}/resize']")
+    mem = f.find_element("name", "memory")
+    mem.clear()
+    mem.send_keys("96")
+    f.find_element("css selector", "button").click()
+    accept_confirm(d, expect=f"Resize VM {vid}")
+    wait_for("the new size", lambda: vm().TEMPLATE["MEMORY"] == "96", timeout=30)
+    assert not console_errors(d), console_errors(d)
+    alice_one.vm.action("terminate-hard", vid)
