@@ -32,7 +32,7 @@ import pytest
 
 from harness import Oned, wait_for
 from sched_harness import Scheduler
-from sunstone_util import (Http, Sunstone, accept_confirm, chrome, console_errors, css, css_all,
+from sunstone_util import (Http, PrefixProxy, Sunstone, accept_confirm, chrome, console_errors, css, css_all,
                            login, shot, sunstone_binary, wait_until)
 
 pytestmark = pytest.mark.db_independent
@@ -646,3 +646,35 @@ def test_vm_page_snapshot_nic_disk_and_resize(cloud, browser):
     wait_for("the new size", lambda: vm().TEMPLATE["MEMORY"] == "96", timeout=30)
     assert not console_errors(d), console_errors(d)
     alice_one.vm.action("terminate-hard", vid)
+
+
+def test_behind_a_reverse_proxy_under_a_prefix(cloud, browser):
+    """Through a proxy that serves the console under /cloud/ (docs/sunstone.md's nginx
+    example): the redirect to the login form, the login, the pages and the live list all
+    stay under the prefix."""
+    d = browser
+    p = PrefixProxy(cloud.url, "/cloud/")
+    try:
+        d.delete_all_cookies()
+        d.get(p.url + "vms")
+        wait_until("the login form under the prefix", lambda: d.current_url.startswith(p.url + "login"))
+        login(d, p.url, *ALICE)
+        assert d.current_url == p.url, d.current_url
+        vid = cloud.oned.client(*ALICE).vm.allocate('NAME="proxied"\nCPU="0.1"\nMEMORY="32"', True)
+        d.get(p.url + "vms")
+        row = f"#vm-rows tr[data-id='{vid}']"
+        wait_until("the VM in the list", lambda: css_all(d, row), timeout=10)
+        d.execute_script("window.__same_page = 'yes'")
+        cloud.one.vm.action("release", vid)
+        wait_until("RUNNING in the list, through the proxy", lambda: "RUNNING" in css(d, row).text, timeout=30)
+        assert d.execute_script("return window.__same_page") == "yes"
+        css(d, f"{row} a[href='vms/{vid}']").click()
+        wait_until("the VM's page", lambda: d.current_url == p.url + f"vms/{vid}")
+        assert not console_errors(d), console_errors(d)
+        assert any(r.startswith("/cloud/vms/rows") for r in p.requests), p.requests
+        outside = [r for r in p.requests if not r.startswith("/cloud/")]
+        assert not outside, f"requests that left the prefix: {outside}"
+        cloud.one.vm.action("terminate-hard", vid)
+    finally:
+        p.close()
+        d.delete_all_cookies()

@@ -5,7 +5,7 @@
 * With a real libvirt VM on localhost as a KVM host (its VNC server on the host's loopback,
   reached through the node agent's byte stream): the RFB handshake and the first
   framebuffer update arrive at the websocket sunstone serves, and noVNC in headless
-  Chromium connects and draws.
+  Chromium connects and draws, through a reverse proxy serving the console under /cloud/.
 * With a real libvirt VM on a namespace host that oned reaches over SSH (its own sshd and
   libvirtd): QEMU listens on that host's loopback only, and the handshake and first
   framebuffer update arrive through sunstone.
@@ -25,7 +25,7 @@ import pytest
 
 from harness import Oned, wait_for
 from sched_harness import Scheduler
-from sunstone_util import Http, Sunstone, chrome, login, shot, wait_until
+from sunstone_util import Http, PrefixProxy, Sunstone, chrome, login, shot, wait_until
 
 pytestmark = pytest.mark.db_independent
 
@@ -299,15 +299,19 @@ def test_screen_of_a_real_vm_through_sunstone(kvm_env, kvm_cloud, tmp_path):  # 
     try:
         screen_through_sunstone(sun, vid)
 
+        # In Chromium, through a reverse proxy that serves the console under /cloud/.
+        proxy = PrefixProxy(sun.url, "/cloud/")
         d = chrome()
         try:
-            login(d, sun.url, "alice", "alice-pw-1")
-            d.get(sun.url + f"vms/{vid}/console")
+            login(d, proxy.url, "alice", "alice-pw-1")
+            d.get(proxy.url + f"vms/{vid}/console")
             wait_until("noVNC connected", lambda: d.execute_script("return window.oneConsole && window.oneConsole.connected"), timeout=60)
             wait_until("the screen drawn", lambda: d.execute_script("return window.oneConsole.drawn"), timeout=60)
             shot(d, "vnc-console")
+            assert any(r.startswith(f"/cloud/vms/{vid}/console/ws") for r in proxy.requests), proxy.requests
         finally:
             d.quit()
+            proxy.close()
     finally:
         sun.stop()
 
