@@ -9,7 +9,11 @@ use serde::Deserialize;
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, ReadBuf};
+
+/// How long an upload may take.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// What oned answers to a finished upload.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -90,11 +94,6 @@ impl Client {
                 source: std::io::Error::other("not a regular file"),
             });
         }
-        let url = upload_url(self.endpoint())?;
-        let (user, secret) = self
-            .session()
-            .split_once(':')
-            .unwrap_or((self.session(), ""));
         let reader = Counting {
             inner: f,
             done: 0,
@@ -104,6 +103,18 @@ impl Client {
             reader,
             1 << 16,
         ));
+        self.upload_body(body, meta.len()).await
+    }
+
+    /// Sends `len` bytes of `body` (a stream from anywhere: a file, a browser's request) to
+    /// oned's `POST /upload` as this client's user. oned refuses a body without a known
+    /// length, so `len` must be exact. Errors as [`Client::upload`].
+    pub async fn upload_body(&self, body: reqwest::Body, len: u64) -> Result<Upload, OcaError> {
+        let url = upload_url(self.endpoint())?;
+        let (user, secret) = self
+            .session()
+            .split_once(':')
+            .unwrap_or((self.session(), ""));
         let transport = |e: reqwest::Error| OcaError::Transport(format!("{url}: {e}"));
         let response = self
             .http()
@@ -111,7 +122,9 @@ impl Client {
             .basic_auth(user, Some(secret))
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             // The size up front: oned refuses a file over its limit before any byte is sent.
-            .header(reqwest::header::CONTENT_LENGTH, meta.len())
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            // An upload may take much longer than an ordinary call (ONE_XMLRPC_TIMEOUT).
+            .timeout(UPLOAD_TIMEOUT)
             .body(body)
             .send()
             .await
@@ -133,6 +146,15 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::upload_url;
+
+    #[test]
+    fn answers_read_as_oned_writes_them() {
+        let t: super::Upload = serde_json::from_str(
+            r#"{"token":"ab","path":"upload://ab","size":5,"expires":1700000000}"#,
+        )
+        .unwrap();
+        assert_eq!((t.path.as_str(), t.size), ("upload://ab", 5));
+    }
 
     #[test]
     fn the_upload_url_sits_beside_the_xmlrpc_endpoint() {

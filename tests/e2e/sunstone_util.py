@@ -263,3 +263,99 @@ class Http:
         """The session's CSRF token, read from a page."""
         _, _, page = self.get(path)
         return re.search(r'name="_csrf" value="([0-9a-f]+)"', page).group(1)
+
+
+class PrefixProxy:
+    """A reverse proxy that serves the console under a path prefix, the way the nginx example
+    of docs/sunstone.md does (`location /cloud/ { proxy_pass http://sunstone/; }`): every
+    request's path loses the prefix on the way in; answers, and a websocket once upgraded,
+    pass through byte for byte. So every URL the browser follows must be relative.
+
+        p = PrefixProxy(sunstone.url, "/cloud/")
+        driver.get(p.url + "login")       # http://127.0.0.1:PORT/cloud/login
+    """
+
+    def __init__(self, upstream: str, prefix: str = "/cloud/"):
+        import socket
+        u = urllib.parse.urlsplit(upstream)
+        self.upstream = (u.hostname, u.port)
+        self.prefix = prefix.encode()
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.srv.getsockname()[1]}{prefix}"
+        self.requests: list[str] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self._closed = True
+        self.srv.close()
+
+    def _accept(self):
+        while not self._closed:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(2)
+            except OSError:
+                pass
+
+    def _serve(self, c):
+        import socket
+        try:
+            up = socket.create_connection(self.upstream, timeout=30)
+            up.settimeout(None)
+        except OSError:
+            c.close()
+            return
+        threading.Thread(target=self._pipe, args=(up, c), daemon=True).start()
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        up.shutdown(1)
+                        return
+                    buf += chunk
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                lines = head.split(b"\r\n")
+                method, path, version = lines[0].split(b" ", 2)
+                self.requests.append(path.decode(errors="replace"))
+                if path.startswith(self.prefix):
+                    path = b"/" + path[len(self.prefix):]
+                headers = lines[1:]
+                length = next((int(h.split(b":", 1)[1]) for h in headers
+                               if h.lower().startswith(b"content-length:")), 0)
+                upgrade = any(h.lower().startswith(b"upgrade:") for h in headers)
+                while len(buf) < length:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                body, buf = buf[:length], buf[length:]
+                up.sendall(b" ".join([method, path, version]) + b"\r\n"
+                           + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body)
+                if upgrade:
+                    # A websocket from here on: raw bytes both ways.
+                    if buf:
+                        up.sendall(buf)
+                    self._pipe(c, up)
+                    return
+        except (OSError, ValueError):
+            for s in (c, up):
+                try:
+                    s.close()
+                except OSError:
+                    pass

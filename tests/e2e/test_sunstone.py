@@ -5,9 +5,11 @@ One cloud and one browser for the whole module (module-scoped fixtures): a plain
 in, instantiates a VM from a template and watches it reach RUNNING in the list without a
 reload, powers it off, resumes and terminates it; oneadmin adds a dummy host and sees it
 MONITORED; another user's VM page is refused; a form posted without its CSRF token is
-refused; a `<script>` in a VM's attributes shows as text. Below the browser: anonymous
-redirects, cookie flags, slowed failed logins, idle expiry, logout revoking the token, and
-the weight of the pages' scripts and styles.
+refused; a `<script>` in a VM's attributes shows as text; the VM page's snapshot, NIC and
+disk attach / detach and resize forms reach oned; an image is uploaded with a progress bar.
+Below the browser: anonymous redirects, cookie flags, slowed failed logins, idle expiry,
+logout revoking the token, the weight of the pages' scripts and styles, and the command
+line docs/sunstone.md shows.
 
 Screenshots go to the scratch folder (sunstone_util.screenshot_dir()), never into the repo.
 """
@@ -16,17 +18,21 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import json
+import os
 import re
 import shlex
 import subprocess
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 
 import pytest
 
 from harness import Oned, wait_for
 from sched_harness import Scheduler
-from sunstone_util import (Http, Sunstone, accept_confirm, chrome, console_errors, css, css_all,
+from sunstone_util import (Http, PrefixProxy, Sunstone, accept_confirm, chrome, console_errors, css, css_all,
                            login, shot, sunstone_binary, wait_until)
 
 pytestmark = pytest.mark.db_independent
@@ -515,3 +521,160 @@ def test_user_settings_password_and_key(cloud, browser):
     assert cloud.oned.admin_call("one.user.login", "dave", "", 0, -1)[0] is True
     status, headers, _ = h.get("vms")
     assert (status, headers["Location"]) == (303, "login?next=vms")
+
+
+def test_upload_an_image_from_the_browser(cloud, browser, tmp_path):
+    """The images page's upload form: the file goes to oned's upload endpoint through
+    sunstone with a progress bar, is registered as the user's image and arrives whole."""
+    from selenium.webdriver.support.ui import Select
+
+    d = browser
+    as_user(d, cloud, *ALICE)
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    f = tmp_path / "disk.raw"
+    f.write_bytes(data)
+    d.get(cloud.url + "images")
+    form = css(d, "form[action='images/upload']")
+    form.find_element("name", "file").send_keys(str(f))
+    form.find_element("name", "name").send_keys("uploaded disk")
+    Select(form.find_element("name", "type")).select_by_value("DATABLOCK")
+    # The progress bar's last maximum, kept across the page change that follows.
+    d.execute_script("""
+        const bar = document.querySelector("form[action='images/upload'] progress");
+        new MutationObserver(() => sessionStorage.setItem("upload-max", String(bar.max)))
+            .observe(bar, {attributes: true});""")
+    form.find_element("css selector", "button").click()
+    wait_until("the new image's page (or a failure)", lambda: re.search(r"/images/\d+$", d.current_url)
+               or css_all(d, "form.failed"), timeout=60)
+    failed = css_all(d, "form.failed [data-status]")
+    assert not failed, f"the upload failed: {failed[0].text} {console_errors(d)}"
+    iid = int(d.current_url.rsplit("/", 1)[1])
+    assert "uploaded" in css(d, "#flash").text
+    assert d.execute_script('return sessionStorage.getItem("upload-max")') == str(len(data))
+    img = cloud.one.image.info(iid)
+    assert (img.NAME, img.UNAME, img.TYPE) == ("uploaded disk", "alice", 2), (img.NAME, img.UNAME, img.TYPE)
+    wait_for("the image READY", lambda: cloud.one.image.info(iid).STATE == 1, timeout=60)
+    source = cloud.one.image.info(iid).SOURCE
+    assert open(source, "rb").read() == data, source
+    shot(d, "image-uploaded")
+
+    # Below the browser: refusals are JSON messages for the page (no CSRF: 403 page).
+    h = Http(cloud.url)
+    assert h.login(*ALICE)[0] == 303
+    csrf = h.csrf("images")
+
+    def post(query: str, body: bytes, token: str | None):
+        req = urllib.request.Request(cloud.url + "images/upload?" + query, data=body, method="POST")
+        if token:
+            req.add_header("X-CSRF-Token", token)
+        try:
+            with h.opener.open(req, timeout=30) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    assert post("name=x&datastore=1", b"abc", None)[0] == 403
+    status, body = post("name=&datastore=1", b"abc", csrf)
+    assert status == 400 and "needs a name" in json.loads(body)["error"], body
+    # A datastore that does not exist: oned's own message, and nothing registered.
+    before = len(cloud.one.imagepool.info(-2, -1, -1).IMAGE)
+    status, body = post("name=y&datastore=999", b"abc", csrf)
+    assert status == 422 and "[one.image.allocate]" in json.loads(body)["error"], body
+    assert len(cloud.one.imagepool.info(-2, -1, -1).IMAGE) == before
+
+
+def test_vm_page_snapshot_nic_disk_and_resize(cloud, browser):
+    """The VM page's other operations, each through its form, each reaching oned: a
+    snapshot, a NIC attached and detached, a new disk attached and detached, a resize."""
+    d = browser
+    alice_one = cloud.oned.client(*ALICE)
+    vid = alice_one.vm.allocate('NAME="ops"\nCPU="0.1"\nMEMORY="64"\n'
+                                'DISK=[TYPE="fs", SIZE="8"]', False)
+    wait_for("RUNNING", lambda: (cloud.one.vm.info(vid).STATE, cloud.one.vm.info(vid).LCM_STATE) == (3, 3),
+             timeout=30)
+
+    def vm():
+        return cloud.one.vm.info(vid)
+
+    def vectors(name):
+        v = vm().TEMPLATE.get(name)
+        return [] if v is None else (v if isinstance(v, list) else [v])
+
+    def running():
+        return (vm().STATE, vm().LCM_STATE) == (3, 3)
+
+    as_user(d, cloud, *ALICE)
+    d.get(cloud.url + f"vms/{vid}")
+    f = css(d, f"form[action='vms/{vid}/snapshot']")
+    f.find_element("name", "name").send_keys("before-change")
+    f.find_element("css selector", "button").click()
+    wait_for("the snapshot", lambda: [s["NAME"] for s in vectors("SNAPSHOT")] == ["before-change"] and running(),
+             timeout=30)
+
+    d.get(cloud.url + f"vms/{vid}")
+    css(d, f"form[action='vms/{vid}/nic'] button").click()
+    wait_for("the NIC attached", lambda: len(vectors("NIC")) == 1 and running(), timeout=30)
+    nic = vectors("NIC")[0]["NIC_ID"]
+    d.get(cloud.url + f"vms/{vid}")
+    css(d, f"form[action='vms/{vid}/nic/{nic}/detach'] button").click()
+    accept_confirm(d, expect=f"Detach NIC {nic} from VM {vid}")
+    wait_for("the NIC detached", lambda: not vectors("NIC") and running(), timeout=30)
+
+    d.get(cloud.url + f"vms/{vid}")
+    f = css(d, f"form[action='vms/{vid}/disk']")
+    f.find_element("name", "size").send_keys("16")
+    f.find_element("css selector", "button").click()
+    wait_for("the disk attached", lambda: len(vectors("DISK")) == 2 and running(), timeout=30)
+    new = vectors("DISK")[1]
+    assert new["SIZE"] == "16", new
+    d.get(cloud.url + f"vms/{vid}")
+    css(d, f"form[action='vms/{vid}/disk/{new['DISK_ID']}/detach'] button").click()
+    accept_confirm(d)
+    wait_for("the disk detached", lambda: len(vectors("DISK")) == 1 and running(), timeout=30)
+
+    # Resize, powered off (the ordinary OpenNebula resize).
+    d.get(cloud.url + f"vms/{vid}")
+    click_action(d, vid, "poweroff")
+    accept_confirm(d)
+    wait_until("POWEROFF", lambda: head_state(d) == "POWEROFF", timeout=30)
+    f = css(d, f"form[action='vms/{vid}/resize']")
+    mem = f.find_element("name", "memory")
+    mem.clear()
+    mem.send_keys("96")
+    f.find_element("css selector", "button").click()
+    accept_confirm(d, expect=f"Resize VM {vid}")
+    wait_for("the new size", lambda: vm().TEMPLATE["MEMORY"] == "96", timeout=30)
+    assert not console_errors(d), console_errors(d)
+    alice_one.vm.action("terminate-hard", vid)
+
+
+def test_behind_a_reverse_proxy_under_a_prefix(cloud, browser):
+    """Through a proxy that serves the console under /cloud/ (docs/sunstone.md's nginx
+    example): the redirect to the login form, the login, the pages and the live list all
+    stay under the prefix."""
+    d = browser
+    p = PrefixProxy(cloud.url, "/cloud/")
+    try:
+        d.delete_all_cookies()
+        d.get(p.url + "vms")
+        wait_until("the login form under the prefix", lambda: d.current_url.startswith(p.url + "login"))
+        login(d, p.url, *ALICE)
+        assert d.current_url == p.url, d.current_url
+        vid = cloud.oned.client(*ALICE).vm.allocate('NAME="proxied"\nCPU="0.1"\nMEMORY="32"', True)
+        d.get(p.url + "vms")
+        row = f"#vm-rows tr[data-id='{vid}']"
+        wait_until("the VM in the list", lambda: css_all(d, row), timeout=10)
+        d.execute_script("window.__same_page = 'yes'")
+        cloud.one.vm.action("release", vid)
+        wait_until("RUNNING in the list, through the proxy", lambda: "RUNNING" in css(d, row).text, timeout=30)
+        assert d.execute_script("return window.__same_page") == "yes"
+        css(d, f"{row} a[href='vms/{vid}']").click()
+        wait_until("the VM's page", lambda: d.current_url == p.url + f"vms/{vid}")
+        assert not console_errors(d), console_errors(d)
+        assert any(r.startswith("/cloud/vms/rows") for r in p.requests), p.requests
+        outside = [r for r in p.requests if not r.startswith("/cloud/")]
+        assert not outside, f"requests that left the prefix: {outside}"
+        cloud.one.vm.action("terminate-hard", vid)
+    finally:
+        p.close()
+        d.delete_all_cookies()

@@ -5,7 +5,10 @@
 * With a real libvirt VM on localhost as a KVM host (its VNC server on the host's loopback,
   reached through the node agent's byte stream): the RFB handshake and the first
   framebuffer update arrive at the websocket sunstone serves, and noVNC in headless
-  Chromium connects and draws.
+  Chromium connects and draws, through a reverse proxy serving the console under /cloud/.
+* With a real libvirt VM on a namespace host that oned reaches over SSH (its own sshd and
+  libvirtd): QEMU listens on that host's loopback only, and the handshake and first
+  framebuffer update arrive through sunstone.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import pytest
 
 from harness import Oned, wait_for
 from sched_harness import Scheduler
-from sunstone_util import Http, Sunstone, chrome, login, shot, wait_until
+from sunstone_util import Http, PrefixProxy, Sunstone, chrome, login, shot, wait_until
 
 pytestmark = pytest.mark.db_independent
 
@@ -248,10 +251,30 @@ def test_the_websocket_refuses_bad_tokens(dummy_cloud):
     assert e.value.status == 403
 
 
+def screen_through_sunstone(sun: Sunstone, vid: int):
+    """As alice in sunstone: the console's websocket is refused without the page's CSRF
+    token; with it, the RFB handshake and a first framebuffer update arrive."""
+    h = Http(sun.url)
+    assert h.login("alice", "alice-pw-1")[0] == 303
+    csrf = h.csrf(f"vms/{vid}")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in h.jar)
+    with pytest.raises(WsRefused) as e:
+        Ws(sun.url.replace("http:", "ws:") + f"vms/{vid}/console/ws", headers={"Cookie": cookie})
+    assert e.value.status == 403
+    ws = Ws(sun.url.replace("http:", "ws:") + f"vms/{vid}/console/ws?csrf={csrf}", headers={"Cookie": cookie})
+    try:
+        version, w, hgt = rfb_first_update(ws)
+    finally:
+        ws.close()
+    assert w > 0 and hgt > 0
+    print(f"RFB {version}, {w}x{hgt}, first framebuffer update received")
+
+
 # ---------------------------------------------------------------------------------------
 # A real libvirt VM
 
-from kvm_util import kvm_cloud, kvm_env  # noqa: E402,F401  (fixtures)
+from kvm_cluster_util import NETNS_HOST, KvmCluster, LibvirtHost, hostenv_skip_reason  # noqa: E402
+from kvm_util import kvm_cloud, kvm_env, run, skip  # noqa: E402,F401  (fixtures)
 
 
 def test_screen_of_a_real_vm_through_sunstone(kvm_env, kvm_cloud, tmp_path):  # noqa: F811
@@ -274,30 +297,60 @@ def test_screen_of_a_real_vm_through_sunstone(kvm_env, kvm_cloud, tmp_path):  # 
 
     sun = Sunstone(cloud.oned.endpoint, tmp_path / "sunstone").start()
     try:
-        h = Http(sun.url)
-        assert h.login("alice", "alice-pw-1")[0] == 303
-        csrf = h.csrf(f"vms/{vid}")
-        cookie = "; ".join(f"{c.name}={c.value}" for c in h.jar)
-        # Without the page's CSRF token: refused.
-        with pytest.raises(WsRefused) as e:
-            Ws(sun.url.replace("http:", "ws:") + f"vms/{vid}/console/ws", headers={"Cookie": cookie})
-        assert e.value.status == 403
-        ws = Ws(sun.url.replace("http:", "ws:") + f"vms/{vid}/console/ws?csrf={csrf}", headers={"Cookie": cookie})
-        try:
-            version, w, hgt = rfb_first_update(ws)
-        finally:
-            ws.close()
-        assert w > 0 and hgt > 0
-        print(f"RFB {version}, {w}x{hgt}, first framebuffer update received")
+        screen_through_sunstone(sun, vid)
 
+        # In Chromium, through a reverse proxy that serves the console under /cloud/.
+        proxy = PrefixProxy(sun.url, "/cloud/")
         d = chrome()
         try:
-            login(d, sun.url, "alice", "alice-pw-1")
-            d.get(sun.url + f"vms/{vid}/console")
+            login(d, proxy.url, "alice", "alice-pw-1")
+            d.get(proxy.url + f"vms/{vid}/console")
             wait_until("noVNC connected", lambda: d.execute_script("return window.oneConsole && window.oneConsole.connected"), timeout=60)
             wait_until("the screen drawn", lambda: d.execute_script("return window.oneConsole.drawn"), timeout=60)
             shot(d, "vnc-console")
+            assert any(r.startswith(f"/cloud/vms/{vid}/console/ws") for r in proxy.requests), proxy.requests
         finally:
             d.quit()
+            proxy.close()
     finally:
         sun.stop()
+
+
+def test_screen_of_a_vm_on_a_namespace_host_over_ssh(kvm_env, request, tmp_path):  # noqa: F811
+    """The same through a host oned reaches over SSH: a network namespace with its own sshd
+    and libvirtd (tests/hostenv/netns-host.sh), whose QEMU listens on the namespace's own
+    loopback, reachable only by the node agent running there."""
+    why = hostenv_skip_reason()
+    if why:
+        skip(why)
+    failed_before = request.session.testsfailed
+    c = KvmCluster(kvm_env, "vnc")
+    try:
+        # One host of its own (name, subnet and bridge apart from test_kvm_cluster.py's).
+        n = os.getpid() % 100 + 120
+        host = LibvirtHost(f"kcv{n}", f"10.76.{n}.2", f"onekv{n}", c.dir / "host-v")
+        pub = c.oned.data_dir / "ssh" / "id_ed25519.pub"
+        wait_for("oned's key pair", pub.is_file, timeout=10)
+        c.hosts.append(host)
+        host.up(pub)
+        hid = c.one.host.allocate(host.ip, "kvm", "kvm", -1)
+        wait_for(f"host {host.name} MONITORED", lambda: c.host_state(hid) == 2, timeout=90)
+        alice = c.one.user.allocate("alice", "alice-pw-1", "", [1])
+        vid = c.one.vm.allocate(c.guest_template("screen"), False)
+        c.one.vm.chown(vid, alice, 1)
+        c.one.vm.deploy(vid, hid, False, -1)
+        c.wait_vm(vid, (3, 3), timeout=180)
+        port = int(c.one.vm.info(vid).TEMPLATE["GRAPHICS"]["PORT"])
+        # Inside the host, QEMU listens on its loopback only.
+        tcp = run([str(NETNS_HOST), "exec", "--dir", str(host.dir), "cat", "/proc/net/tcp"], check=True).stdout
+        found = [f[1].rsplit(":", 1)[0] for f in (line.split() for line in tcp.splitlines()[1:])
+                 if int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "0A"]
+        assert found == ["0100007F"], found
+
+        sun = Sunstone(c.oned.endpoint, tmp_path / "sunstone").start()
+        try:
+            screen_through_sunstone(sun, vid)
+        finally:
+            sun.stop()
+    finally:
+        c.close(request.session.testsfailed > failed_before)

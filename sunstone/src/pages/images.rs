@@ -1,12 +1,15 @@
-//! Images: the list, an image's page and its operations, new empty datablocks. Uploads from
-//! the browser wait for oned's upload endpoint (app.js already sends forms marked
-//! `data-upload` with a progress bar).
+//! Images: the list, an image's page and its operations, new empty datablocks, and uploads
+//! from the browser (app.js sends the file with a progress bar; sunstone streams it to oned's
+//! `POST /upload` with the user's own session and registers it).
 
 use super::id_path;
 use crate::html::{self, mb, template_text};
 use crate::web::{Ctx, Failure, PageResult, num};
 use axum::Form;
-use axum::extract::Path;
+use axum::body::Body;
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use oca::{Datastore, Image, PoolFilter, PoolRange, Template};
 use serde::Deserialize;
@@ -82,6 +85,23 @@ pub async fn list(ctx: Ctx) -> PageResult {
                     button.primary type="submit" { "Create" }
                 }
             }
+            div.card {
+                h2 { "Upload an image" }
+                // Needs JavaScript: app.js sends the file itself as the body, with a progress bar.
+                form.stack method="post" action="images/upload" enctype="multipart/form-data" data-upload {
+                    label { "File" input type="file" name="file" required; }
+                    label { "Name" input type="text" name="name" required; }
+                    label { "Type" select name="type" aria-label="Type" {
+                        option value="OS" { "OS disk" }
+                        option value="CDROM" { "CD-ROM (ISO)" }
+                        option value="DATABLOCK" { "Data disk" }
+                    } }
+                    label { "Datastore" (ds_select) }
+                    progress hidden value="0" max="1" {}
+                    p.muted data-status role="status" aria-live="polite" {}
+                    button.primary type="submit" { "Upload" }
+                }
+            }
         }
     };
     Ok(ctx.page("Images", content))
@@ -107,6 +127,87 @@ pub async fn create(ctx: Ctx, Form(f): Form<NewImage>) -> PageResult {
         Ok(id) => ctx.redirect_ok(&format!("images/{id}"), format!("Image {id} created.")),
         Err(e) => ctx.redirect_err("images", e),
     })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct UploadQuery {
+    name: String,
+    datastore: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// An answer for app.js: `{"location": ...}` to go to, or `{"error": ...}` to show.
+fn json(status: StatusCode, key: &str, value: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ key: value }).to_string(),
+    )
+        .into_response()
+}
+
+/// `POST /images/upload?name=..&datastore=..&type=..`: the file is the request body (as
+/// app.js sends it), streamed on to oned's `POST /upload` with the user's own session (never
+/// held whole in memory here), then registered with `one.image.allocate`
+/// (`PATH="upload://TOKEN"`). Every refusal is oned's message.
+pub async fn upload(
+    ctx: Ctx,
+    Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let bad = |msg: String| json(StatusCode::BAD_REQUEST, "error", &msg);
+    let name = q.name.trim();
+    if name.is_empty() {
+        return bad("The image needs a name.".into());
+    }
+    let kind = match q.kind.as_str() {
+        "" | "OS" => "OS",
+        "CDROM" => "CDROM",
+        "DATABLOCK" => "DATABLOCK",
+        other => return bad(format!("type: {other:?} is not OS, CDROM or DATABLOCK")),
+    };
+    let ds: i64 = match num("datastore", &q.datastore) {
+        Ok(d) => d,
+        Err(f) => return bad(f.message),
+    };
+    let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return json(
+            StatusCode::LENGTH_REQUIRED,
+            "error",
+            "The upload must say its length (Content-Length).",
+        );
+    };
+    let user = &ctx.session.who.username;
+    let stream = reqwest::Body::wrap_stream(body.into_data_stream());
+    let ticket = match ctx.oned().upload_body(stream, len).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::info!(%user, bytes = len, "upload failed: {e}");
+            return json(StatusCode::BAD_GATEWAY, "error", &e.to_string());
+        }
+    };
+    let mut t = Template::new();
+    t.set("NAME", name);
+    t.set("TYPE", kind);
+    t.set("PATH", ticket.path.as_str());
+    match ctx.oned().image().allocate(&t.to_text(), ds).await {
+        Ok(id) => {
+            tracing::info!(%user, image = id, bytes = ticket.size, "image uploaded");
+            ctx.session.push_flash(
+                crate::session::FlashKind::Ok,
+                format!("Image {id} uploaded ({} bytes).", ticket.size),
+            );
+            json(StatusCode::OK, "location", &format!("images/{id}"))
+        }
+        Err(e) => json(StatusCode::UNPROCESSABLE_ENTITY, "error", &e.to_string()),
+    }
 }
 
 /// `GET /images/{id}`.

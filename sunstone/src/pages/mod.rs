@@ -47,6 +47,7 @@ pub fn routes() -> Router<Arc<App>> {
             get(templates::instantiate_form).post(templates::instantiate),
         )
         .route("/images", get(images::list).post(images::create))
+        .route("/images/upload", post(images::upload))
         .route("/images/{id}", get(images::show))
         .route("/images/{id}/{op}", post(images::op))
         .route("/networks", get(networks::list))

@@ -28,14 +28,26 @@ function csrfToken() {
   }
 }
 
-// Sends a multipart form with XMLHttpRequest, showing progress in the form's <progress>
-// and status element; on success follows the Location the server names.
+// Sends the form's file as the request body (its other fields in the query string) with
+// XMLHttpRequest, showing progress in the form's <progress> and status element; on success
+// follows the location the server names. The body is the file alone so that the server can
+// stream it on with its exact length.
 function upload(form) {
   const bar = form.querySelector("progress");
   const status = form.querySelector("[data-status]");
   const button = form.querySelector("button[type=submit]");
+  const data = new FormData(form);
+  let file = null;
+  const params = new URLSearchParams();
+  for (const [k, v] of data) {
+    if (typeof v === "string") {
+      if (k !== "_csrf") params.append(k, v);
+    } else {
+      file = v;
+    }
+  }
   const xhr = new XMLHttpRequest();
-  xhr.open("POST", form.getAttribute("action"));
+  xhr.open("POST", form.getAttribute("action") + "?" + params.toString());
   xhr.setRequestHeader("X-CSRF-Token", csrfToken());
   xhr.setRequestHeader("X-Sunstone-Upload", "1");
   const say = (text) => { if (status) status.textContent = text; };
@@ -66,5 +78,5 @@ function upload(form) {
   form.classList.remove("failed");
   if (bar) { bar.hidden = false; bar.value = 0; }
   say("Uploading… 0 %");
-  xhr.send(new FormData(form));
+  xhr.send(file);
 }
