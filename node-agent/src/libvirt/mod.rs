@@ -724,8 +724,7 @@ impl Inner {
             // Eject, then insert (OpenNebula's prereconfigure / reconfigure): the new media
             // has the old one's path, and libvirt does nothing for an unchanged source.
             if let Some(ejected) = without_source(&xml) {
-                dom.update_device_flags(&ejected, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
-                    .map_err(|e| verr("eject the context CD", &e))?;
+                eject(&dom, &ejected)?;
             }
             dom.update_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
                 .map_err(|e| verr("change the context CD", &e))?;
@@ -1134,6 +1133,24 @@ fn info(text: impl Into<String>) -> DriverReply {
     DriverReply {
         deploy_id: None,
         info: text.into(),
+    }
+}
+
+/// Ejects a CD (`xml` without its source). A guest may lock the tray (firmware or kernel
+/// probing the drive while it boots), so the eject is forced (QEMU opens a locked tray) and
+/// tried again for a few seconds while QEMU still reports the tray closed.
+fn eject(dom: &Domain, xml: &str) -> Result<(), DriverError> {
+    let flags = virt::sys::VIR_DOMAIN_AFFECT_LIVE | virt::sys::VIR_DOMAIN_DEVICE_MODIFY_FORCE;
+    let mut tries = 0;
+    loop {
+        match dom.update_device_flags(xml, flags) {
+            Ok(_) => return Ok(()),
+            Err(e) if tries < 10 && e.to_string().contains("is not open") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            Err(e) => return Err(verr("eject the context CD", &e)),
+        }
     }
 }
 
