@@ -414,6 +414,55 @@ pub fn add_network_context(context: &mut Vector, scope: &Scope<'_>) {
     }
 }
 
+/// One `$FILE[...]` of FILES_DS: its attributes (`IMAGE_ID`, or `IMAGE` with an optional
+/// `IMAGE_UNAME` / `IMAGE_UID`), in the order written.
+pub type FileRef = Vec<(String, String)>;
+
+/// Parses FILES_DS: `$FILE[IMAGE_ID=3] $FILE[IMAGE="init.sh", IMAGE_UNAME="oneadmin"]`.
+/// Anything else (a path, another variable) is refused: a VM never names a host path itself.
+pub fn parse_files_ds(text: &str) -> Result<Vec<FileRef>, String> {
+    let bad = |why: &str| format!("Error parsing FILES_DS {text:?}: {why}");
+    let mut out = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        let body = rest
+            .strip_prefix("$FILE[")
+            .ok_or_else(|| bad("only $FILE[...] references are allowed"))?;
+        let end = body.find(']').ok_or_else(|| bad("missing ]"))?;
+        let mut attrs = FileRef::new();
+        for part in body[..end].split(',') {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| bad("each $FILE attribute is NAME=VALUE"))?;
+            let k = k.trim().to_ascii_uppercase();
+            let v = v.trim().trim_matches('"').to_string();
+            if !matches!(
+                k.as_str(),
+                "IMAGE_ID" | "IMAGE" | "IMAGE_UNAME" | "IMAGE_UID"
+            ) {
+                return Err(bad(&format!("unknown $FILE attribute {k}")));
+            }
+            attrs.push((k, v));
+        }
+        if !attrs.iter().any(|(k, _)| k == "IMAGE_ID" || k == "IMAGE") {
+            return Err(bad("a $FILE needs IMAGE_ID or IMAGE"));
+        }
+        out.push(attrs);
+        rest = body[end + 1..].trim_start();
+    }
+    Ok(out)
+}
+
+/// FILES_DS as the drivers read it (OpenNebula's form): `'SOURCE':'NAME'` per file, space
+/// separated.
+pub fn files_ds_value(files: &[(String, String)]) -> String {
+    files
+        .iter()
+        .map(|(source, name)| format!("'{source}':'{name}'"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Resolves a CONTEXT vector: substitutes the variables of every value, then adds the
 /// network context. FILES_DS is left as written.
 pub fn resolve_context(context: &Vector, scope: &Scope<'_>) -> Result<Vector, String> {
@@ -570,6 +619,40 @@ mod tests {
 
     fn sub(text: &str) -> Result<String, String> {
         with_scope(|s| substitute(text, s))
+    }
+
+    #[test]
+    fn files_ds_references_parse_and_nothing_else_is_allowed() {
+        let refs =
+            parse_files_ds(r#" $FILE[IMAGE_ID=3] $FILE[IMAGE="init.sh", IMAGE_UNAME="ann"]"#)
+                .unwrap();
+        assert_eq!(
+            refs,
+            vec![
+                vec![("IMAGE_ID".to_string(), "3".to_string())],
+                vec![
+                    ("IMAGE".to_string(), "init.sh".to_string()),
+                    ("IMAGE_UNAME".to_string(), "ann".to_string())
+                ],
+            ]
+        );
+        assert!(parse_files_ds("").unwrap().is_empty());
+        for bad in [
+            "'/etc/shadow':'x'",
+            "$FILE[IMAGE_ID=3",
+            "$FILE[PATH=/etc/passwd]",
+            "$FILE[IMAGE_UNAME=ann]",
+            "$FILE[IMAGE_ID=3] /etc/hosts",
+        ] {
+            assert!(parse_files_ds(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            files_ds_value(&[
+                ("/ds/2/ab".into(), "init.sh".into()),
+                ("/ds/2/cd".into(), "k".into())
+            ]),
+            "'/ds/2/ab':'init.sh' '/ds/2/cd':'k'"
+        );
     }
 
     #[test]

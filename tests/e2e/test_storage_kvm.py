@@ -319,3 +319,38 @@ def test_a_local_system_datastore_says_its_transfers_are_not_wired_yet(cloud):
     c.one.vm.recover(vid, 3)
     c.wait_vm(vid, VM_DONE)
     assert c.image_state(img) == IMG_READY
+
+
+def test_files_ds_puts_context_images_on_the_cd(cloud, tmp_path):
+    """CONTEXT/FILES_DS (issue 10): `$FILE[IMAGE_ID=..]` / `$FILE[IMAGE=..]` name CONTEXT
+    images of the files datastore; oned resolves them to `'SOURCE':'NAME'` and the host's
+    driver copies each onto the context CD under its name. Host paths written by the user,
+    and images of another type, are refused."""
+    c = cloud
+    src = tmp_path / "init.sh"
+    src.write_text("echo hello from FILES_DS\n")
+    fid = c.one.image.allocate(f'NAME="init.sh"\nTYPE="CONTEXT"\nPATH="{src}"', 2)
+    wait_for("the CONTEXT image READY", lambda: c.image_state(fid) == IMG_READY, timeout=60)
+    data, _ = c.image("not-a-file", mb=16)
+    refused = []
+    for files in ("'/etc/shadow':'x'", f"$FILE[IMAGE_ID={data}]", "$FILE[IMAGE=nope]"):
+        try:
+            c.one.vm.allocate(c.guest_template("fds-bad", extra=f'CONTEXT=[FILES_DS="{files}"]\n'))
+        except Exception as e:  # pyone raises OneException with oned's message
+            refused.append(str(e))
+    assert len(refused) == 3, refused
+    assert "only $FILE" in refused[0] and "CONTEXT" in refused[1] and "no image named" in refused[2], refused
+    vid = c.one.vm.allocate(
+        c.guest_template("fds", extra='CONTEXT=[FILES_DS="$FILE[IMAGE=init.sh]", NETWORK="NO"]\n'))
+    ctx = c.vm_xml(vid).find("TEMPLATE/CONTEXT")
+    source = c.image_xml(fid).findtext("SOURCE")
+    assert ctx.findtext("FILES_DS") == f"'{source}':'init.sh'"
+    c.one.vm.deploy(vid, c.hid, False, 0)
+    c.wait_vm(vid, RUNNING)
+    iso = c.vm_dir(vid) / f"disk.{ctx.findtext('DISK_ID')}"
+    listing = run(["isoinfo", "-R", "-f", "-i", str(iso)])
+    assert "/init.sh" in listing and "/context.sh" in listing, listing
+    body = run(["isoinfo", "-R", "-i", str(iso), "-x", "/init.sh"])
+    assert body == "echo hello from FILES_DS\n", body
+    c.one.vm.action("terminate-hard", vid)
+    c.wait_vm(vid, VM_DONE)

@@ -1,6 +1,7 @@
 //! The CONTEXT CD (fact sheet §9): `context.sh`, one `KEY='value'` line per CONTEXT
 //! attribute, in an ISO 9660 image (Joliet + Rock Ridge) labelled CONTEXT, which the guest's
-//! contextualization mounts. FILES_DS files join it with the cloud-files work.
+//! contextualization mounts, with the FILES_DS files (CONTEXT images of a files datastore,
+//! resolved by oned to `'SOURCE':'NAME'`) beside it under their names.
 
 use crate::{Error, Result, Revert, cmd, fault};
 use one_proto::template::Vector;
@@ -20,6 +21,39 @@ pub fn context_sh(ctx: &Vector) -> String {
         out.push_str("'\n");
     }
     out
+}
+
+/// The files of FILES_DS (`'SOURCE':'NAME' ...`, as oned resolves it): each (SOURCE, NAME).
+/// A NAME is a plain file name other than context.sh.
+pub fn files_ds(value: &str) -> Result<Vec<(String, String)>> {
+    let bad = |why: &str| Error::Refused(format!("FILES_DS {value:?}: {why}"));
+    let mut out = Vec::new();
+    let mut rest = value.trim_start();
+    while !rest.is_empty() {
+        let body = rest
+            .strip_prefix('\'')
+            .ok_or_else(|| bad("expected 'SOURCE':'NAME'"))?;
+        let end = body.find('\'').ok_or_else(|| bad("unterminated quote"))?;
+        let source = &body[..end];
+        let body = body[end + 1..]
+            .strip_prefix(":'")
+            .ok_or_else(|| bad("expected :'NAME' after the source"))?;
+        let end = body.find('\'').ok_or_else(|| bad("unterminated quote"))?;
+        let name = &body[..end];
+        if name.is_empty()
+            || name.contains('/')
+            || name.starts_with('.')
+            || name == "context.sh"
+            || !source.starts_with('/')
+        {
+            return Err(bad(&format!(
+                "{name:?} from {source:?} cannot go on the CD"
+            )));
+        }
+        out.push((source.to_string(), name.to_string()));
+        rest = body[end + 1..].trim_start();
+    }
+    Ok(out)
 }
 
 /// Writes the context CD `file` (in `dir`, the VM's directory): the ISO is made from a
@@ -45,6 +79,27 @@ pub fn write_iso(dir: &Path, file: &Path, ctx: &Vector) -> Result<()> {
     let sh = staging.join("context.sh");
     std::fs::write(&sh, context_sh(ctx))
         .map_err(|e| Error::io(format!("cannot write {}", sh.display()), &sh, e))?;
+    fault::step("copy the FILES_DS files")?;
+    if let Some(files) = ctx.get("FILES_DS") {
+        // Only files of the datastores (the VM directory is <root>/<system ds>/<vm>).
+        let root = dir.parent().and_then(Path::parent).unwrap_or(dir);
+        for (source, name) in files_ds(files)? {
+            let src = Path::new(&source);
+            let real = src
+                .canonicalize()
+                .map_err(|e| Error::io(format!("FILES_DS file {source}"), src, e))?;
+            let root_real = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+            if !real.starts_with(&root_real) {
+                return Err(Error::Refused(format!(
+                    "FILES_DS file {source} is not inside the datastores ({})",
+                    root.display()
+                )));
+            }
+            let to = staging.join(&name);
+            std::fs::copy(&real, &to)
+                .map_err(|e| Error::io(format!("cannot copy FILES_DS file {source}"), &to, e))?;
+        }
+    }
     fault::step("make the ISO image")?;
     cmd::run(
         Command::new("genisoimage")
@@ -70,6 +125,57 @@ pub fn write_iso(dir: &Path, file: &Path, ctx: &Vector) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_ds_reads_oneds_form_and_refuses_odd_names() {
+        assert_eq!(
+            files_ds("'/ds/2/ab':'init.sh' '/ds/2/cd':'key'").unwrap(),
+            vec![
+                ("/ds/2/ab".to_string(), "init.sh".to_string()),
+                ("/ds/2/cd".to_string(), "key".to_string())
+            ]
+        );
+        for bad in [
+            "'/ds/2/ab':'../x'",
+            "'/ds/2/ab':'context.sh'",
+            "'/ds/2/ab':'.hidden'",
+            "'ds/2/ab':'rel'",
+            "$FILE[IMAGE_ID=1]",
+            "'/ds/2/ab'",
+        ] {
+            assert!(files_ds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn files_ds_files_go_on_the_cd_and_nothing_outside_the_datastores() {
+        if !crate::tm::testkit::tools_or_skip(&["genisoimage", "isoinfo"]) {
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let files = root.path().join("2");
+        let vm = root.path().join("0").join("7");
+        std::fs::create_dir_all(&files).unwrap();
+        std::fs::create_dir_all(&vm).unwrap();
+        std::fs::write(files.join("abc"), b"echo hello\n").unwrap();
+        let iso = vm.join("disk.1");
+        let ctx = vector(&[(
+            "FILES_DS",
+            &format!("'{}':'init.sh'", files.join("abc").display()),
+        )]);
+        write_iso(&vm, &iso, &ctx).unwrap();
+        let listing = Command::new("isoinfo")
+            .args(["-R", "-f", "-i"])
+            .arg(&iso)
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        assert!(listing.contains("/init.sh"), "{listing}");
+        assert!(listing.contains("/context.sh"), "{listing}");
+        let outside = vector(&[("FILES_DS", "'/etc/hostname':'h'")]);
+        let e = write_iso(&vm, &iso, &outside).unwrap_err();
+        assert!(e.to_string().contains("not inside the datastores"), "{e}");
+    }
 
     fn vector(pairs: &[(&str, &str)]) -> Vector {
         let mut v = Vector::new();

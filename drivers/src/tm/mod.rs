@@ -31,7 +31,7 @@ pub mod vm;
 pub mod vmdir;
 
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
 

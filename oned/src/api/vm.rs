@@ -12,8 +12,9 @@
 //!   ...); everything else, CPU_MODEL and SCHED_ACTION included, stays in USER_TEMPLATE.
 //! * AUTOMATIC_REQUIREMENTS come from the clusters of the datastores of image disks and of
 //!   the networks of NICs (OpenNebula also looks at KERNEL/INITRD datastores and PCI NICs).
-//! * CONTEXT/FILES_DS is kept as written (no `$FILE[...]` expansion yet); TOKEN = YES is
-//!   refused, as OpenNebula does without ONEGATE_ENDPOINT.
+//! * CONTEXT/FILES_DS: each `$FILE[...]` becomes its CONTEXT image's `'SOURCE':'NAME'`
+//!   ([`expand_files_ds`]; USE on the image needed); TOKEN = YES is refused, as OpenNebula
+//!   does without ONEGATE_ENDPOINT.
 //! * The vmpool search argument is OpenNebula 7's `KEY=VALUE&...` (see `Query`), evaluated
 //!   in memory on every database backend.
 
@@ -1266,10 +1267,78 @@ fn resolve_variables(
         let parsed = context::substitute(&text, &scope).map_err(|m| err(&m))?;
         vm.user_template.set("SCHED_REQUIREMENTS", parsed);
     }
-    if let Some(ctx) = context {
+    if let Some(mut ctx) = context {
+        expand_files_ds(call, &state, snapshot.header.uid, &mut ctx).map_err(|m| err(&m))?;
         let resolved = context::resolve_context(&ctx, &scope).map_err(|m| err(&m))?;
         vm.template.push("CONTEXT", AttrValue::Vector(resolved));
     }
+    Ok(())
+}
+
+/// CONTEXT/FILES_DS: each `$FILE[...]` becomes the image's `'SOURCE':'NAME'`, which the host's
+/// driver copies onto the context CD as NAME. Only CONTEXT images of the files datastore the
+/// caller may USE; IMAGE names are looked up among the VM owner's images unless
+/// IMAGE_UNAME / IMAGE_UID say whose. Called at allocation and at updateconf.
+pub(crate) fn expand_files_ds(
+    call: &Call,
+    state: &crate::store::State,
+    owner: i64,
+    ctx: &mut Vector,
+) -> Result<(), String> {
+    let Some(text) = ctx.get("FILES_DS").map(str::to_string) else {
+        return Ok(());
+    };
+    let mut files = Vec::new();
+    for r in context::parse_files_ds(&text)? {
+        let get = |k: &str| r.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let image = if let Some(id) = get("IMAGE_ID") {
+            let id: i64 = id
+                .parse()
+                .map_err(|_| format!("FILES_DS: IMAGE_ID {id:?} is not a number"))?;
+            state
+                .images
+                .get(id)
+                .ok_or_else(|| format!("FILES_DS: image {id} does not exist"))?
+        } else {
+            let name = get("IMAGE").unwrap_or_default();
+            let uid = match (get("IMAGE_UID"), get("IMAGE_UNAME")) {
+                (Some(u), _) => u
+                    .parse()
+                    .map_err(|_| format!("FILES_DS: IMAGE_UID {u:?} is not a number"))?,
+                (None, Some(un)) => state
+                    .users
+                    .iter()
+                    .find(|u| u.name == un)
+                    .map(|u| u.id)
+                    .ok_or_else(|| format!("FILES_DS: user {un:?} does not exist"))?,
+                (None, None) => owner,
+            };
+            state
+                .images
+                .iter()
+                .find(|i| i.header.name == name && i.header.uid == uid)
+                .ok_or_else(|| format!("FILES_DS: user {uid} has no image named {name:?}"))?
+        };
+        let id = image.header.id;
+        if image.image_type != ImageType::Context {
+            return Err(format!(
+                "FILES_DS: image {id} is of type {}, only CONTEXT images go on the context CD",
+                image.image_type.name()
+            ));
+        }
+        if !matches!(
+            image.state,
+            one_proto::state::ImageState::Ready | one_proto::state::ImageState::Used
+        ) {
+            return Err(format!(
+                "FILES_DS: image {id} is in state {}, not READY",
+                image.state.name()
+            ));
+        }
+        common::authorize(call, state, &**image, AuthOp::Use).map_err(|e| e.message)?;
+        files.push((image.source.clone(), image.header.name.clone()));
+    }
+    ctx.set("FILES_DS", context::files_ds_value(&files));
     Ok(())
 }
 

@@ -1105,6 +1105,15 @@ async fn updateconf(call: &Call, id: i64, text: &str, mode: i64) -> ApiResult {
                     new.set(k, v.to_string());
                 }
             }
+            // FILES_DS sent back as the VM has it stays; a new one is resolved as at
+            // allocation (never a host path written by the user).
+            if new.get("FILES_DS").is_some() && new.get("FILES_DS") != old.get("FILES_DS") {
+                super::vm::expand_files_ds(call, &tx.committed(), vm.header.uid, new)
+                    .map_err(|m| internal(call.method, &m))?;
+            }
+        } else if keep_context_ids && let AttrValue::Vector(new) = &mut value {
+            super::vm::expand_files_ds(call, &tx.committed(), vm.header.uid, new)
+                .map_err(|m| internal(call.method, &m))?;
         }
         match (mode, &value, vm.template.vector(&a.name).cloned()) {
             (1, AttrValue::Vector(new), Some(mut old)) => {
