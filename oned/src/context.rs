@@ -414,13 +414,11 @@ pub fn add_network_context(context: &mut Vector, scope: &Scope<'_>) {
     }
 }
 
-/// One `$FILE[...]` of FILES_DS: its attributes (`IMAGE_ID`, or `IMAGE` with an optional
-/// `IMAGE_UNAME` / `IMAGE_UID`), in the order written.
-pub type FileRef = Vec<(String, String)>;
-
-/// Parses FILES_DS: `$FILE[IMAGE_ID=3] $FILE[IMAGE="init.sh", IMAGE_UNAME="oneadmin"]`.
-/// Anything else (a path, another variable) is refused: a VM never names a host path itself.
-pub fn parse_files_ds(text: &str) -> Result<Vec<FileRef>, String> {
+/// Parses FILES_DS: `$FILE[IMAGE_ID=3] $FILE[IMAGE="init.sh", IMAGE_UNAME="oneadmin"]`, each
+/// `$FILE` as a vector of `IMAGE_ID`, or `IMAGE` with an optional `IMAGE_UNAME` /
+/// `IMAGE_UID` (the attributes a DISK names its image with). Anything else (a path, another
+/// variable) is refused: a VM never names a host path itself.
+pub fn parse_files_ds(text: &str) -> Result<Vec<Vector>, String> {
     let bad = |why: &str| format!("Error parsing FILES_DS {text:?}: {why}");
     let mut out = Vec::new();
     let mut rest = text.trim_start();
@@ -429,7 +427,7 @@ pub fn parse_files_ds(text: &str) -> Result<Vec<FileRef>, String> {
             .strip_prefix("$FILE[")
             .ok_or_else(|| bad("only $FILE[...] references are allowed"))?;
         let end = body.find(']').ok_or_else(|| bad("missing ]"))?;
-        let mut attrs = FileRef::new();
+        let mut attrs = Vector::new();
         for part in body[..end].split(',') {
             let (k, v) = part
                 .split_once('=')
@@ -442,9 +440,9 @@ pub fn parse_files_ds(text: &str) -> Result<Vec<FileRef>, String> {
             ) {
                 return Err(bad(&format!("unknown $FILE attribute {k}")));
             }
-            attrs.push((k, v));
+            attrs.attrs.push((k, v));
         }
-        if !attrs.iter().any(|(k, _)| k == "IMAGE_ID" || k == "IMAGE") {
+        if attrs.get("IMAGE_ID").is_none() && attrs.get("IMAGE").is_none() {
             return Err(bad("a $FILE needs IMAGE_ID or IMAGE"));
         }
         out.push(attrs);
@@ -623,9 +621,12 @@ mod tests {
 
     #[test]
     fn files_ds_references_parse_and_nothing_else_is_allowed() {
-        let refs =
+        let refs: Vec<_> =
             parse_files_ds(r#" $FILE[IMAGE_ID=3] $FILE[IMAGE="init.sh", IMAGE_UNAME="ann"]"#)
-                .unwrap();
+                .unwrap()
+                .into_iter()
+                .map(|v| v.attrs)
+                .collect();
         assert_eq!(
             refs,
             vec![

@@ -83,12 +83,12 @@ pub fn write_iso(dir: &Path, file: &Path, ctx: &Vector) -> Result<()> {
     if let Some(files) = ctx.get("FILES_DS") {
         // Only files of the datastores (the VM directory is <root>/<system ds>/<vm>).
         let root = dir.parent().and_then(Path::parent).unwrap_or(dir);
+        let root_real = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
         for (source, name) in files_ds(files)? {
             let src = Path::new(&source);
             let real = src
                 .canonicalize()
                 .map_err(|e| Error::io(format!("FILES_DS file {source}"), src, e))?;
-            let root_real = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
             if !real.starts_with(&root_real) {
                 return Err(Error::Refused(format!(
                     "FILES_DS file {source} is not inside the datastores ({})",

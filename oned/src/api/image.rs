@@ -19,7 +19,7 @@ use super::{ApiResult, Call, Params, Registry, errors::*, ok_id};
 use crate::ops::{self, quota};
 use crate::storage::image::{OriginError, lacks_space, origin_for, target_of};
 use crate::storage::upload::Upload;
-use crate::store::{Kind, Txn};
+use crate::store::{Kind, State, Txn};
 use one_proto::ApiError;
 use one_proto::acl::{AuthOp, ObjectType};
 use one_proto::ds::{DsReply, DsRequest, FILE_SYSTEMS, SnapshotAction};
@@ -1230,13 +1230,13 @@ fn disk_error(call: &Call, msg: &str) -> ApiError {
     }
 }
 
-/// The owner a DISK's IMAGE name refers to: IMAGE_UID, else IMAGE_UNAME, else `uid`.
-fn disk_image_owner(tx: &Txn<'_>, disk: &Vector, uid: i64) -> Option<i64> {
+/// The owner a DISK's (or a FILES_DS `$FILE`'s) IMAGE name refers to: IMAGE_UID, else
+/// IMAGE_UNAME, else `uid`.
+fn disk_image_owner(state: &State, disk: &Vector, uid: i64) -> Option<i64> {
     if let Some(u) = disk.get("IMAGE_UID").filter(|v| !v.trim().is_empty()) {
         return u.trim().parse().ok();
     }
     if let Some(name) = disk.get("IMAGE_UNAME").filter(|v| !v.trim().is_empty()) {
-        let state = tx.committed();
         return state
             .users
             .iter()
@@ -1246,15 +1246,14 @@ fn disk_image_owner(tx: &Txn<'_>, disk: &Vector, uid: i64) -> Option<i64> {
     Some(uid)
 }
 
-/// The image id a DISK refers to (IMAGE_ID, or IMAGE by name and owner), if it names one
-/// that exists; None for volatile disks and unresolvable names.
-pub(crate) fn disk_image_id(tx: &Txn<'_>, disk: &Vector, uid: i64) -> Option<i64> {
+/// The image id a DISK (or a FILES_DS `$FILE`) refers to (IMAGE_ID, or IMAGE by name and
+/// owner), if it names one that exists; None for volatile disks and unresolvable names.
+pub(crate) fn disk_image_id(state: &State, disk: &Vector, uid: i64) -> Option<i64> {
     if let Some(id) = disk.get("IMAGE_ID").filter(|v| !v.trim().is_empty()) {
         return id.trim().parse().ok();
     }
     let name = disk.get("IMAGE").filter(|v| !v.trim().is_empty())?;
-    let owner = disk_image_owner(tx, disk, uid)?;
-    let state = tx.committed();
+    let owner = disk_image_owner(state, disk, uid)?;
     state
         .images
         .iter()
@@ -1337,8 +1336,8 @@ pub fn disk_from_image(
                 ),
             )
         };
-        let owner = disk_image_owner(tx, disk, uid).ok_or_else(|| not_owned(uid))?;
-        let iid = disk_image_id(tx, disk, uid).ok_or_else(|| not_owned(owner))?;
+        let owner = disk_image_owner(&tx.committed(), disk, uid).ok_or_else(|| not_owned(uid))?;
+        let iid = disk_image_id(&tx.committed(), disk, uid).ok_or_else(|| not_owned(owner))?;
         tx.get(iid).ok_or_else(|| not_owned(owner))?
     };
     let iid = img.header.id;

@@ -1290,35 +1290,17 @@ pub(crate) fn expand_files_ds(
     };
     let mut files = Vec::new();
     for r in context::parse_files_ds(&text)? {
-        let get = |k: &str| r.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let image = if let Some(id) = get("IMAGE_ID") {
-            let id: i64 = id
-                .parse()
-                .map_err(|_| format!("FILES_DS: IMAGE_ID {id:?} is not a number"))?;
-            state
-                .images
-                .get(id)
-                .ok_or_else(|| format!("FILES_DS: image {id} does not exist"))?
-        } else {
-            let name = get("IMAGE").unwrap_or_default();
-            let uid = match (get("IMAGE_UID"), get("IMAGE_UNAME")) {
-                (Some(u), _) => u
-                    .parse()
-                    .map_err(|_| format!("FILES_DS: IMAGE_UID {u:?} is not a number"))?,
-                (None, Some(un)) => state
-                    .users
-                    .iter()
-                    .find(|u| u.name == un)
-                    .map(|u| u.id)
-                    .ok_or_else(|| format!("FILES_DS: user {un:?} does not exist"))?,
-                (None, None) => owner,
-            };
-            state
-                .images
-                .iter()
-                .find(|i| i.header.name == name && i.header.uid == uid)
-                .ok_or_else(|| format!("FILES_DS: user {uid} has no image named {name:?}"))?
-        };
+        // A $FILE names its image as a DISK does.
+        let image = super::image::disk_image_id(state, &r, owner)
+            .and_then(|id| state.images.get(id))
+            .ok_or_else(|| match (r.get("IMAGE_ID"), r.get("IMAGE")) {
+                (Some(id), _) => format!("FILES_DS: image {id} does not exist"),
+                (None, name) => format!(
+                    "FILES_DS: there is no image named {:?} of that owner (IMAGE_UNAME / \
+                     IMAGE_UID say whose)",
+                    name.unwrap_or_default()
+                ),
+            })?;
         let id = image.header.id;
         if image.image_type != ImageType::Context {
             return Err(format!(

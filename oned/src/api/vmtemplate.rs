@@ -144,7 +144,7 @@ async fn allocate_template(call: &Call, text: &str) -> ApiResult {
 fn template_image_ids(tx: &Txn<'_>, t: &VmTemplate, uid: i64) -> BTreeSet<i64> {
     t.template
         .vectors("DISK")
-        .filter_map(|d| disk_image_id(tx, d, uid))
+        .filter_map(|d| disk_image_id(&tx.committed(), d, uid))
         .collect()
 }
 
@@ -183,7 +183,9 @@ async fn clone(call: &Call, id: i64, name: &str, recursive: bool) -> ApiResult {
             let AttrValue::Vector(disk) = &mut attr.value else {
                 continue;
             };
-            if let Some(img_id) = disk_image_id(&tx, disk, uid) {
+            // The read guard ends here: the clone below writes through `tx`.
+            let img_id = disk_image_id(&tx.committed(), disk, uid);
+            if let Some(img_id) = img_id {
                 let img_name = format!("{name}-disk-{ndisk}");
                 let new_img = clone_in(&mut tx, call, img_id, &img_name, -1, None)
                     .map_err(|e| action(m, &format!("Failed to clone images: {}", detail(&e))))?;
