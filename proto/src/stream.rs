@@ -97,6 +97,29 @@ pub enum Open {
     },
     /// A TCP connection to `port` on the host's loopback (a VM's VNC console).
     Tcp { port: u16 },
+    /// A file a host sends to the frontend (a `local` transfer: a stopped VM's files, a
+    /// persistent disk going back to its image, a disk saved as an image): like
+    /// [`Open::Write`], always durable, but it may replace an existing file (atomically,
+    /// by a rename) and the directories above it are made when missing.
+    Put { path: String, max_bytes: u64 },
+    /// Every entry under the directory `path`: the data is a JSON array of [`ListEntry`],
+    /// or `null` when there is no such directory.
+    List { path: String },
+    /// Removes the file or directory tree `path` (a missing one is fine); EOF once done.
+    Remove { path: String },
+    /// Makes `path` a symbolic link to `target` (relative, inside the directory: a qcow2
+    /// chain's links), replacing one there; EOF once done.
+    Link { path: String, target: String },
+}
+
+/// One entry of an [`Open::List`] answer, its path relative to the directory listed;
+/// parents come before their children.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ListEntry {
+    Dir { path: String },
+    File { path: String, len: u64 },
+    Link { path: String, target: String },
 }
 
 /// The answer to an [`Open`].

@@ -54,6 +54,10 @@ pub enum StreamError {
 const INCOMING: usize = 64;
 /// A write batches queued frames up to this size.
 const BATCH: usize = 1 << 20;
+/// Frames at least this large are written without batching.
+const DIRECT: usize = 64 * 1024;
+/// The reader's buffer: a frame's header and small frames come in one read.
+const READ_BUFFER: usize = 16 * 1024;
 
 enum Inbound {
     Data(Vec<u8>),
@@ -102,7 +106,7 @@ struct Slot {
 
 struct Shared {
     side: Side,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: mpsc::UnboundedSender<Out>,
     slots: Mutex<HashMap<u32, Slot>>,
     next: AtomicU32,
     /// Why the connection ended, once it did.
@@ -116,16 +120,27 @@ pub struct Mux(Arc<Shared>);
 /// The streams the other side opens, to accept or reject.
 pub type Incoming = mpsc::Receiver<IncomingStream>;
 
-fn frame(stream: u32, kind: Kind, payload: &[u8]) -> Vec<u8> {
+/// A frame queued for the connection: its header, and its payload as its own buffer (a
+/// data frame's bytes are not copied again to be framed).
+struct Out {
+    head: [u8; HEADER_LEN],
+    body: bytes::Bytes,
+}
+
+fn frame_owned(stream: u32, kind: Kind, body: bytes::Bytes) -> Out {
     let h = Header {
         stream,
         kind,
-        len: payload.len() as u32,
+        len: body.len() as u32,
     };
-    let mut v = Vec::with_capacity(HEADER_LEN + payload.len());
-    v.extend_from_slice(&h.encode());
-    v.extend_from_slice(payload);
-    v
+    Out {
+        head: h.encode(),
+        body,
+    }
+}
+
+fn frame(stream: u32, kind: Kind, payload: &[u8]) -> Out {
+    frame_owned(stream, kind, bytes::Bytes::copy_from_slice(payload))
 }
 
 impl Mux {
@@ -161,6 +176,7 @@ impl Mux {
         let m = mux.clone();
         let mut stop = mux.0.closed.subscribe();
         tokio::spawn(async move {
+            let r = tokio::io::BufReader::with_capacity(READ_BUFFER, r);
             let why = tokio::select! {
                 why = m.read_loop(r, inc_tx) => why,
                 _ = stop.wait_for(|c| c.is_some()) => return,
@@ -194,7 +210,7 @@ impl Mux {
         self.0.slots.lock().map(|s| s.len()).unwrap_or(0)
     }
 
-    fn send(&self, f: Vec<u8>) {
+    fn send(&self, f: Out) {
         let _ = self.0.out.send(f);
     }
 
@@ -470,10 +486,10 @@ impl Mux {
 /// which the other side reads as the connection's end).
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut w: W,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut rx: mpsc::UnboundedReceiver<Out>,
     stop: &mut watch::Receiver<Option<String>>,
 ) -> std::io::Result<()> {
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
     loop {
         let f = tokio::select! {
             f = rx.recv() => match f {
@@ -482,24 +498,32 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             },
             _ = stop.wait_for(|c| c.is_some()) => break,
         };
-        if f.len() >= BATCH {
-            w.write_all(&f).await?;
-        } else {
-            batch.clear();
-            batch.extend_from_slice(&f);
-            while batch.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(g) => batch.extend_from_slice(&g),
-                    Err(_) => break,
-                }
+        // Small frames are gathered with what else is queued; a large payload goes as it
+        // is, right after the batch that ends with its header (no copy into the batch).
+        let mut next = Some(f);
+        while let Some(f) = next.take() {
+            batch.extend_from_slice(&f.head);
+            if f.body.len() >= DIRECT {
+                w.write_all(&batch).await?;
+                batch.clear();
+                w.write_all(&f.body).await?;
+            } else {
+                batch.extend_from_slice(&f.body);
             }
+            if batch.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
             w.write_all(&batch).await?;
+            batch.clear();
         }
         w.flush().await?;
     }
     // What was queued before the end still goes (a last RESET says why).
     while let Ok(f) = rx.try_recv() {
-        w.write_all(&f).await?;
+        w.write_all(&f.head).await?;
+        w.write_all(&f.body).await?;
     }
     let _ = w.shutdown().await;
     Ok(())
@@ -643,18 +667,37 @@ pub struct StreamWriter {
 impl StreamWriter {
     /// Sends `data`, waiting for the receiver's credit as needed.
     pub async fn write(&mut self, data: &[u8]) -> Result<(), StreamError> {
+        self.write_bytes(bytes::Bytes::copy_from_slice(data)).await
+    }
+
+    /// Sends `data`, taking the buffer (no copy when it fits one frame).
+    pub async fn write_owned(&mut self, data: Vec<u8>) -> Result<(), StreamError> {
+        self.write_bytes(bytes::Bytes::from(data)).await
+    }
+
+    /// Sends `data` without copying it (an HTTP body's chunks, a buffer read whole).
+    pub async fn write_bytes(&mut self, mut data: bytes::Bytes) -> Result<(), StreamError> {
         if self.finished {
             return Err(StreamError::Finished);
         }
-        for chunk in data.chunks(MAX_DATA) {
-            match self.state.credit.acquire_many(chunk.len() as u32).await {
-                Ok(p) => p.forget(),
-                Err(_) => return Err(StreamError::Reset(self.state.reason())),
-            }
-            self._guard
-                .mux
-                .send(frame(self.state.id, Kind::Data, chunk));
+        while data.len() > MAX_DATA {
+            let head = data.split_to(MAX_DATA);
+            self.send_frame(head).await?;
         }
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.send_frame(data).await
+    }
+
+    async fn send_frame(&mut self, data: bytes::Bytes) -> Result<(), StreamError> {
+        match self.state.credit.acquire_many(data.len() as u32).await {
+            Ok(p) => p.forget(),
+            Err(_) => return Err(StreamError::Reset(self.state.reason())),
+        }
+        self._guard
+            .mux
+            .send(frame_owned(self.state.id, Kind::Data, data));
         Ok(())
     }
 
@@ -721,6 +764,39 @@ pub async fn receive_all<W: AsyncWrite + Unpin>(
         .await
         .map_err(|e| StreamError::Reset(format!("writing: {e}")))?;
     Ok(n)
+}
+
+/// Joins two streams (a relay: what `a`'s other side sends goes to `b`'s, and back) until
+/// both directions ended; answers the bytes each way (a to b, b to a). A reset of either
+/// side resets the other with its reason; a write that fails stops its direction only, the
+/// other direction carries the reason (so an end and a reset racing never turn a finished
+/// stream into a failed one).
+pub async fn splice(a: Stream, b: Stream) -> Result<(u64, u64), StreamError> {
+    async fn pump(mut from: StreamReader, mut to: StreamWriter) -> Result<u64, StreamError> {
+        let mut n = 0u64;
+        loop {
+            match from.read().await {
+                Ok(Some(v)) => {
+                    n += v.len() as u64;
+                    if to.write_owned(v).await.is_err() {
+                        return Ok(n);
+                    }
+                }
+                Ok(None) => {
+                    let _ = to.finish().await;
+                    return Ok(n);
+                }
+                Err(e) => {
+                    to.reset(&e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+    }
+    let (ar, aw) = a.split();
+    let (br, bw) = b.split();
+    let (x, y) = tokio::join!(pump(ar, bw), pump(br, aw));
+    Ok((x?, y?))
 }
 
 #[cfg(test)]
