@@ -82,7 +82,7 @@ pub struct HypervisorReport {
 }
 
 /// What a driver is made with.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DriverContext {
     pub host_id: i64,
     pub host_name: String,
@@ -91,6 +91,9 @@ pub struct DriverContext {
     pub log: Outbox,
     /// The simulated driver's options (command line).
     pub sim: SimOptions,
+    /// The byte stream connections to oned (TM_MAD `local` copies files through them);
+    /// None where there are none (tests).
+    pub streams: Option<crate::transfer::Muxes>,
 }
 
 /// Every driver name the agent knows, built in or not.

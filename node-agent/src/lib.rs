@@ -15,7 +15,9 @@ pub mod outbox;
 pub mod probe;
 pub mod session;
 pub mod simulated;
+pub mod sparse;
 pub mod stream;
+pub mod transfer;
 
 pub use session::{Options, Outcome, Role, SessionError};
 

@@ -278,6 +278,7 @@ where
                 config: cfg.clone(),
                 log: outbox.clone(),
                 sim: opts.sim.clone(),
+                streams: Some(run.muxes.clone()),
             },
         ),
     };

@@ -503,6 +503,7 @@ mod tests {
             config: AgentConfig::default(),
             log: outbox,
             sim: opts,
+            streams: None,
         })
     }
 

@@ -13,8 +13,9 @@
 //! goes to `<path>.part`, is renamed when the opener finished, and only then answered with
 //! EOF; anything else removes the partial file and resets the stream with the reason.
 
+use crate::sparse::SparseFile;
 use one_proto::agent::{AgentConfig, StreamEndpoint};
-use one_proto::stream::{Accepted, KEY_LINE_MAX, MAX_DATA, Open};
+use one_proto::stream::{Accepted, KEY_LINE_MAX, ListEntry, MAX_DATA, Open};
 use one_stream::{IncomingStream, Mux, Side, Stream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -71,7 +72,13 @@ async fn serve_one(s: IncomingStream, roots: &[PathBuf]) {
             path,
             max_bytes,
             durable,
-        } => write_file(s, &path, max_bytes, durable, roots).await,
+        } => write_file(s, &path, max_bytes, WriteMode::new(durable), roots).await,
+        Open::Put { path, max_bytes } => {
+            write_file(s, &path, max_bytes, WriteMode::PUT, roots).await
+        }
+        Open::List { path } => list(s, &path, roots).await,
+        Open::Remove { path } => remove(s, &path, roots).await,
+        Open::Link { path, target } => link(s, &path, &target, roots).await,
         Open::Tcp { port } => tcp(s, port).await,
     };
     match res {
@@ -145,13 +152,101 @@ fn write_error(path: &Path, e: &std::io::Error) -> String {
     }
 }
 
+/// How a stream writes its file.
+#[derive(Clone, Copy)]
+struct WriteMode {
+    /// Flushed to the disk (fsync) before it is put in place.
+    durable: bool,
+    /// An existing file is replaced (a rename); otherwise it is never touched.
+    replace: bool,
+    /// Missing directories above the file are made (inside the roots).
+    parents: bool,
+}
+
+impl WriteMode {
+    const PUT: WriteMode = WriteMode {
+        durable: true,
+        replace: true,
+        parents: true,
+    };
+
+    fn new(durable: bool) -> WriteMode {
+        WriteMode {
+            durable,
+            replace: false,
+            parents: false,
+        }
+    }
+}
+
+/// Refuses `path` unless the nearest existing directory at or above `from` lies inside
+/// (or is) one of `roots`: where a missing file or directory would be made is ours.
+fn nearest_existing_inside(path: &str, from: &Path, roots: &[PathBuf]) -> Result<(), String> {
+    let mut existing = from;
+    while std::fs::symlink_metadata(existing).is_err() {
+        existing = existing.parent().unwrap_or(Path::new("/"));
+    }
+    let real = existing
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve {}: {e}", existing.display()))?;
+    let ok = roots.iter().any(|r| {
+        r.canonicalize()
+            .is_ok_and(|rr| real == rr || real.starts_with(&rr))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path} is outside the directories this agent serves"
+        ))
+    }
+}
+
+/// Makes the missing directories above `path`, when its nearest existing ancestor lies
+/// inside (or is) one of `roots`.
+fn make_parents(path: &str, roots: &[PathBuf]) -> Result<(), String> {
+    let p = one_drivers::paths::plain_absolute(Path::new(path)).map_err(|e| e.to_string())?;
+    let Some(parent) = p.parent() else {
+        return Ok(());
+    };
+    nearest_existing_inside(path, parent, roots)?;
+    std::fs::create_dir_all(parent).map_err(|e| write_error(parent, &e))
+}
+
+/// Chunks a file writer may have queued (each at most a DATA frame).
+const WRITE_QUEUE: usize = 16;
+
+/// Writes the chunks of `rx` one after the other into `f` (sparse: [`SparseFile`]) and
+/// flushes it to the disk when `durable`; answers the bytes written.
+fn write_chunks(
+    f: std::fs::File,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    durable: bool,
+) -> std::io::Result<u64> {
+    let mut out = SparseFile::new(f);
+    while let Some(chunk) = rx.blocking_recv() {
+        out.push(&chunk)?;
+    }
+    let (f, n) = out.finish()?;
+    if durable {
+        f.sync_all()?;
+    }
+    Ok(n)
+}
+
 async fn write_file(
     s: IncomingStream,
     path: &str,
     max: u64,
-    durable: bool,
+    mode: WriteMode,
     roots: &[PathBuf],
 ) -> Result<String, String> {
+    if mode.parents
+        && let Err(e) = make_parents(path, roots)
+    {
+        s.reject(&e);
+        return Err(e);
+    }
     let real = match inside(path, roots) {
         Ok(r) => r,
         Err(e) => {
@@ -159,14 +254,14 @@ async fn write_file(
             return Err(e);
         }
     };
-    if tokio::fs::symlink_metadata(&real).await.is_ok() {
+    if !mode.replace && tokio::fs::symlink_metadata(&real).await.is_ok() {
         let why = format!("{path} exists: a stream writes new files only");
         s.reject(&why);
         return Err(why);
     }
     let part = PathBuf::from(format!("{}.part", real.display()));
     let _ = tokio::fs::remove_file(&part).await;
-    let mut f = match tokio::fs::OpenOptions::new()
+    let f = match tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&part)
@@ -182,28 +277,59 @@ async fn write_file(
     let st: Stream = s.accept(&Accepted::default());
     let (mut r, mut w) = st.split();
     let res: Result<u64, String> = async {
+        // The file is written by a thread of its own, fed through a bounded queue: the
+        // agent's single-threaded runtime keeps reading the stream meanwhile, and no chunk
+        // makes a round trip through the blocking pool.
+        let file = f.into_std().await;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        let durable = mode.durable;
+        let writer = tokio::task::spawn_blocking(move || write_chunks(file, rx, durable));
         let mut n = 0u64;
-        while let Some(chunk) = r.read().await.map_err(|e| e.to_string())? {
-            n += chunk.len() as u64;
-            if n > max {
-                return Err(format!(
+        let mut refused = None;
+        loop {
+            let chunk = match r.read().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    refused = Some(e.to_string());
+                    break;
+                }
+            };
+            if n + chunk.len() as u64 > max {
+                refused = Some(format!(
                     "{path} would be larger than the {max} bytes allowed"
                 ));
+                break;
             }
-            f.write_all(&chunk)
-                .await
-                .map_err(|e| write_error(&real, &e))?;
+            n += chunk.len() as u64;
+            if tx.send(chunk).await.is_err() {
+                // The writer stopped: its error says why.
+                break;
+            }
         }
-        if durable {
-            f.sync_all().await.map_err(|e| write_error(&real, &e))?;
-        } else {
-            f.flush().await.map_err(|e| write_error(&real, &e))?;
-        }
-        // Never over an existing file: a link fails if one appeared meanwhile.
-        tokio::fs::hard_link(&part, &real)
+        drop(tx);
+        let written = writer
             .await
-            .map_err(|e| format!("cannot put {path} in place: {e}"))?;
-        let _ = tokio::fs::remove_file(&part).await;
+            .map_err(|e| format!("the writer of {path} failed: {e}"))?
+            .map_err(|e| write_error(&real, &e));
+        if let Some(why) = refused {
+            return Err(why);
+        }
+        let written = written?;
+        if written != n {
+            return Err(format!("{path}: {written} of {n} bytes written"));
+        }
+        if mode.replace {
+            tokio::fs::rename(&part, &real)
+                .await
+                .map_err(|e| format!("cannot put {path} in place: {e}"))?;
+        } else {
+            // Never over an existing file: a link fails if one appeared meanwhile.
+            tokio::fs::hard_link(&part, &real)
+                .await
+                .map_err(|e| format!("cannot put {path} in place: {e}"))?;
+            let _ = tokio::fs::remove_file(&part).await;
+        }
         Ok(n)
     }
     .await;
@@ -219,6 +345,118 @@ async fn write_file(
             Err(why)
         }
     }
+}
+
+/// Answers a finished request: EOF, or a reset with the reason.
+async fn conclude(s: IncomingStream, res: Result<String, String>) -> Result<String, String> {
+    match res {
+        Ok(info) => {
+            let (_r, mut w) = s.accept(&Accepted::default()).split();
+            w.finish().await.map_err(|e| e.to_string())?;
+            Ok(info)
+        }
+        Err(why) => {
+            s.reject(&why);
+            Err(why)
+        }
+    }
+}
+
+/// `path` inside the roots, or None when it (or the directory above it) does not exist.
+fn inside_or_missing(path: &str, roots: &[PathBuf]) -> Result<Option<PathBuf>, String> {
+    let p = one_drivers::paths::plain_absolute(Path::new(path)).map_err(|e| e.to_string())?;
+    if std::fs::symlink_metadata(p).is_err() {
+        // Missing: fine, when where it would be is ours.
+        return nearest_existing_inside(path, p, roots).map(|()| None);
+    }
+    inside(path, roots).map(Some)
+}
+
+async fn list(s: IncomingStream, path: &str, roots: &[PathBuf]) -> Result<String, String> {
+    let found = match inside_or_missing(path, roots) {
+        Ok(Some(real)) if real.is_dir() => {
+            match tokio::task::spawn_blocking(move || one_drivers::tm::local::walk(&real)).await {
+                Ok(Ok(es)) => Some(es),
+                Ok(Err(e)) => {
+                    s.reject(&e.to_string());
+                    return Err(e.to_string());
+                }
+                Err(e) => {
+                    s.reject(&e.to_string());
+                    return Err(e.to_string());
+                }
+            }
+        }
+        Ok(_) => None,
+        Err(e) => {
+            s.reject(&e);
+            return Err(e);
+        }
+    };
+    let entries: Option<Vec<ListEntry>> =
+        found.map(|es| es.into_iter().map(ListEntry::from).collect());
+    let body = serde_json::to_vec(&entries).map_err(|e| e.to_string())?;
+    let (_r, mut w) = s.accept(&Accepted::default()).split();
+    w.write(&body).await.map_err(|e| e.to_string())?;
+    w.finish().await.map_err(|e| e.to_string())?;
+    Ok(format!(
+        "listed {path}: {}",
+        entries.map_or("missing".to_string(), |e| format!("{} entries", e.len()))
+    ))
+}
+
+async fn remove(s: IncomingStream, path: &str, roots: &[PathBuf]) -> Result<String, String> {
+    let res = match inside_or_missing(path, roots) {
+        Ok(None) => Ok(format!("{path} was already gone")),
+        Ok(Some(real)) => tokio::task::spawn_blocking(move || {
+            one_drivers::tm::files::remove_tree(&real).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+        .map(|_| format!("removed {path}")),
+        Err(e) => Err(e),
+    };
+    conclude(s, res).await
+}
+
+/// A link target that stays inside the directory the link is in (`.`, `a/b`).
+fn plain_relative(target: &str) -> bool {
+    let t = Path::new(target);
+    !target.is_empty()
+        && t.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+}
+
+async fn link(
+    s: IncomingStream,
+    path: &str,
+    target: &str,
+    roots: &[PathBuf],
+) -> Result<String, String> {
+    let res = if !plain_relative(target) {
+        Err(format!(
+            "a link to {target}: only relative links inside their directory are made"
+        ))
+    } else {
+        make_parents(path, roots).and_then(|()| {
+            let p = Path::new(path);
+            let parent = p.parent().unwrap_or(p);
+            let name = p
+                .file_name()
+                .ok_or_else(|| format!("{path} names no file"))?;
+            // The directory is judged, not the link (it may point at itself: `.`).
+            let dir = inside(&parent.display().to_string(), roots)?;
+            one_drivers::tm::files::symlink_replace(Path::new(target), &dir.join(name))
+                .map_err(|e| e.to_string())
+                .map(|()| format!("{path} -> {target}"))
+        })
+    };
+    conclude(s, res).await
 }
 
 async fn tcp(s: IncomingStream, port: u16) -> Result<String, String> {

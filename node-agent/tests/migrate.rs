@@ -82,6 +82,7 @@ fn driver(uri: String, prefix: &str, ds: &str) -> Arc<dyn AgentDriver> {
         },
         log,
         sim: Default::default(),
+        streams: None,
     })
     .unwrap()
 }

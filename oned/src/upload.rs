@@ -16,7 +16,10 @@ use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use one_proto::ds::{DsDir, DsRequest, Target};
-use one_proto::stream::Open;
+use one_proto::stream::{MAX_DATA, Open};
+
+/// Body chunks smaller than this are gathered into one frame before they are sent.
+const GATHER: usize = 64 * 1024;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,6 +98,7 @@ pub async fn handler(oned: Arc<Oned>, headers: HeaderMap, body: Body) -> Respons
     let mut n: u64 = 0;
     let began = Instant::now();
     use http_body_util::BodyExt;
+    let mut pending: Vec<u8> = Vec::with_capacity(MAX_DATA);
     let sent: Result<(), (StatusCode, String)> = async {
         loop {
             let next = tokio::time::timeout(stall, body.frame())
@@ -127,7 +131,24 @@ pub async fn handler(oned: Arc<Oned>, headers: HeaderMap, body: Body) -> Respons
                     ),
                 ));
             }
-            w.write(&chunk)
+            // Small chunks are gathered (the agent then writes big blocks, the stream's
+            // per-frame costs stay low); a big one goes as it is, without a copy.
+            if chunk.len() >= GATHER && pending.is_empty() {
+                w.write_bytes(chunk)
+                    .await
+                    .map_err(|e| status_of(&e.to_string()))?;
+                continue;
+            }
+            pending.extend_from_slice(&chunk);
+            if pending.len() >= GATHER {
+                let full = std::mem::replace(&mut pending, Vec::with_capacity(MAX_DATA));
+                w.write_owned(full)
+                    .await
+                    .map_err(|e| status_of(&e.to_string()))?;
+            }
+        }
+        if !pending.is_empty() {
+            w.write_owned(pending)
                 .await
                 .map_err(|e| status_of(&e.to_string()))?;
         }

@@ -218,7 +218,6 @@ enum Refusal {
     Current,
     Automatic,
     Sched,
-    SharedDs,
     NetDriver,
     HostLimit,
     Cpu,
@@ -226,6 +225,9 @@ enum Refusal {
     NoSystemDs,
     DsRequirements,
     SystemDsNotSeen,
+    /// The image datastores read in place from a shared system datastore (a host-local
+    /// one gets its images through the agent's byte stream and needs none of them).
+    SharedDs,
     DsSpace,
 }
 
@@ -494,7 +496,7 @@ impl<'a> Pass<'a> {
                 || (max_host > 0 && l.dispatched >= max_host)
                 || s.current_host == Some(host.id)
                 || excluded.contains(&h)
-                || (s.needs != 0 && host.caps.lacks(&self.needs[s.needs]).is_some())
+                || (s.needs != 0 && host.caps.lacks_network(&self.needs[s.needs]).is_some())
             {
                 continue;
             }
@@ -586,6 +588,14 @@ impl<'a> Pass<'a> {
             // A shared system datastore the host does not see (not mounted there).
             if ds.shared && !host.caps.sees(ds.id) {
                 worst = worst.max(Refusal::SystemDsNotSeen);
+                continue;
+            }
+            // Disks read in place there: the host must see their image datastores too.
+            if ds.shared
+                && s.needs != 0
+                && host.caps.lacks_datastores(&self.needs[s.needs]).is_some()
+            {
+                worst = worst.max(Refusal::SharedDs);
                 continue;
             }
             let free = self.ds_free(h, d);
@@ -724,9 +734,6 @@ impl<'a> Pass<'a> {
                 Refusal::Automatic
             } else if !self.req_ok(s.exprs.sched, h, &mut touched) {
                 Refusal::Sched
-            } else if let Some(why) = host.caps.lacks_datastores(&self.needs[s.needs]) {
-                unseen_image.get_or_insert(why);
-                Refusal::SharedDs
             } else if let Some(why) = host.caps.lacks_network(&self.needs[s.needs]) {
                 no_net_driver.get_or_insert(why);
                 Refusal::NetDriver
@@ -743,6 +750,11 @@ impl<'a> Pass<'a> {
                     Ok(_) => continue,
                     Err((r, free)) => {
                         best_ds = best_ds.max(free);
+                        if r == Refusal::SharedDs && unseen_image.is_none() {
+                            unseen_image = self.hosts.hosts[h]
+                                .caps
+                                .lacks_datastores(&self.needs[s.needs]);
+                        }
                         if r == Refusal::SystemDsNotSeen && unseen_system.is_none() {
                             let host = &self.hosts.hosts[h];
                             let why: Vec<String> = self

@@ -16,6 +16,7 @@ use super::qemu_img::{self, Format};
 use super::vmdir::{VmDir, make_dir_all};
 use super::{SaveAs, Stash, TmMad, TransferDriver, files};
 use crate::{Error, Result, Revert, fault};
+use one_proto::stream::ListEntry;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,6 +35,40 @@ pub enum EntryKind {
     Dir,
     File { len: u64 },
     Link { target: PathBuf },
+}
+
+/// An entry as a byte stream's `list` answers it (`one_proto::stream::ListEntry`).
+impl From<Entry> for ListEntry {
+    fn from(e: Entry) -> ListEntry {
+        let path = e.path.display().to_string();
+        match e.kind {
+            EntryKind::Dir => ListEntry::Dir { path },
+            EntryKind::File { len } => ListEntry::File { path, len },
+            EntryKind::Link { target } => ListEntry::Link {
+                path,
+                target: target.display().to_string(),
+            },
+        }
+    }
+}
+
+impl From<ListEntry> for Entry {
+    fn from(e: ListEntry) -> Entry {
+        let (path, kind) = match e {
+            ListEntry::Dir { path } => (path, EntryKind::Dir),
+            ListEntry::File { path, len } => (path, EntryKind::File { len }),
+            ListEntry::Link { path, target } => (
+                path,
+                EntryKind::Link {
+                    target: PathBuf::from(target),
+                },
+            ),
+        };
+        Entry {
+            path: PathBuf::from(path),
+            kind,
+        }
+    }
 }
 
 /// Copies files between this host and the frontend. Paths on the frontend are absolute,
@@ -312,12 +347,28 @@ impl TransferDriver for Local {
             return Ok(format!("disk.{}: already saved back", d.id));
         }
         fault::step("send the disk back to its image")?;
-        let n = self.transport.send(&file, &d.source)?;
+        // A persistent disk has no snapshot chain (refused: `qcow2::snapshot_create`): the
+        // file is the disk.
+        let what = self.transport.send(&file, &d.source)?;
         Ok(format!(
-            "disk.{}: saved back to {} ({n} bytes)",
+            "disk.{}: saved back to {} ({what} bytes)",
             d.id,
             d.source.display()
         ))
+    }
+
+    fn has_stash(&self, at: &Stash) -> Result<bool> {
+        Ok(self.transport.list(&at.dir)?.is_some_and(|es| {
+            es.iter().any(|e| {
+                e.path == Path::new(STASH_MARKER) && matches!(e.kind, EntryKind::File { .. })
+            })
+        }))
+    }
+
+    fn discard_stash(&self, at: &Stash) -> Result<String> {
+        fault::step("remove the frontend copy")?;
+        self.transport.remove(&at.dir)?;
+        Ok(format!("removed the frontend's copy {}", at.dir.display()))
     }
 
     fn save_as(

@@ -157,6 +157,18 @@ pub trait TransferDriver: Send + Sync {
     /// MVDS, at terminate: a persistent disk's content goes back to its image.
     fn save_back(&self, vm: &VmDir, d: &ImageDisk) -> Result<String>;
 
+    /// Whether the frontend holds a complete copy of the VM's files in `at` (a VM stopped
+    /// or undeployed off a host-local datastore). Shared datastores keep no such copy.
+    fn has_stash(&self, _at: &Stash) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Removes the frontend's copy of the VM's files (terminate of a stopped VM with
+    /// nothing to save back).
+    fn discard_stash(&self, at: &Stash) -> Result<String> {
+        Ok(format!("{}: nothing kept there", at.dir.display()))
+    }
+
     /// DELETE: the VM's directory goes (links to images are removed, never followed).
     fn delete(&self, vm: &VmDir) -> Result<String> {
         Ok(if vm.remove()? {
@@ -236,8 +248,7 @@ pub fn driver(
             Some(t) => Ok(Box::new(local::Local::new(t))),
             None => Err(Error::Unsupported(
                 "TM_MAD local: copying disks between the frontend and this host needs the \
-                 agent's file transfer channel, which is not wired yet; use a shared or qcow2 \
-                 system datastore"
+                 agent's byte stream to oned, which this agent does not have"
                     .into(),
             )),
         },

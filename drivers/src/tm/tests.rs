@@ -93,7 +93,7 @@ fn tm_mad_names() {
     assert!(e.contains("TM_MAD \"ceph\""), "{e}");
     // local without the frontend channel: refused, saying so.
     let e = driver(TmMad::Local, None).err().unwrap().to_string();
-    assert!(e.contains("not wired yet"), "{e}");
+    assert!(e.contains("byte stream"), "{e}");
 }
 
 #[test]
@@ -152,7 +152,7 @@ fn shared_prolog_makes_every_kind_of_disk_and_touches_no_image() {
     assert_eq!(disk_usage_mb(&vm, 9), None);
 
     // epilog: the VM directory goes, the images stay.
-    let l = vm::epilog(shared().as_ref(), &vm, &w.full()).unwrap();
+    let l = vm::epilog(shared().as_ref(), &vm, &w.full(), None).unwrap();
     assert!(l.last().unwrap().starts_with("removed"), "{l:?}");
     assert!(!vm.path().exists());
     assert_eq!(tree(&w.images()), images);
@@ -231,7 +231,7 @@ fn epilog_fails_at_every_step_and_a_repeat_finishes() {
             w.setup();
             vm::prolog(shared().as_ref(), &w.vm(), &w.template("")).unwrap();
         },
-        &|| vm::epilog(shared().as_ref(), &w.vm(), &w.template("")).map(|l| l.join("; ")),
+        &|| vm::epilog(shared().as_ref(), &w.vm(), &w.template(""), None).map(|l| l.join("; ")),
         Mode::Resumable,
         &[],
     );
@@ -635,16 +635,25 @@ impl LocalWorld {
     }
 }
 
-#[test]
-fn local_copies_disks_from_the_frontend_and_moves_them_back_and_forth() {
+/// A set-up [`LocalWorld`] in a fresh directory (kept as long as the first value lives);
+/// None when the tools are missing (the test then skips, saying so).
+fn local_world() -> Option<(tempfile::TempDir, LocalWorld)> {
     if !testkit::tools_or_skip(TOOLS) {
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let lw = LocalWorld {
         root: dir.path().to_path_buf(),
     };
     lw.setup();
+    Some((dir, lw))
+}
+
+#[test]
+fn local_copies_disks_from_the_frontend_and_moves_them_back_and_forth() {
+    let Some((_dir, lw)) = local_world() else {
+        return;
+    };
     let (drv, vm, disks) = (lw.drv(), lw.vm(), lw.disks());
     vm::prolog(drv.as_ref(), &vm, &disks).unwrap();
     // A standalone copy of the qcow2 image under the layout, grown; the persistent image
@@ -700,7 +709,7 @@ fn local_copies_disks_from_the_frontend_and_moves_them_back_and_forth() {
         .unwrap();
     std::io::Write::write_all(&mut f, b"CHANGED").unwrap();
     drop(f);
-    vm::epilog(drv.as_ref(), &vm, &disks).unwrap();
+    vm::epilog(drv.as_ref(), &vm, &disks, None).unwrap();
     assert!(!vm.path().exists());
     assert_eq!(
         &std::fs::read(lw.fe().join("images/1/pers.raw")).unwrap()[..7],
@@ -710,6 +719,56 @@ fn local_copies_disks_from_the_frontend_and_moves_them_back_and_forth() {
     assert_eq!(
         guest_bytes(&lw.fe().join("images/1/base.qcow2"), Format::Qcow2, 7),
         b"IMAGE-A"
+    );
+}
+
+#[test]
+fn local_terminate_of_a_stopped_vm_saves_from_the_frontend_copy() {
+    let Some((_dir, lw)) = local_world() else {
+        return;
+    };
+    testkit::qcow2_image(&lw.fe().join("images/1/pers.qcow2"), 4, b"PERSIST");
+    let (drv, vm) = (lw.drv(), lw.vm());
+    let disks = VmDisks::from_template(
+        &Template::parse(
+            "DISK=[DISK_ID=0, SOURCE=\"/images/1/base.qcow2\", FORMAT=qcow2, CLONE=YES, TARGET=vda]\n\
+             DISK=[DISK_ID=1, SOURCE=\"/images/1/pers.qcow2\", FORMAT=qcow2, PERSISTENT=YES, CLONE=NO, SAVE=YES, TARGET=vdb]",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    vm::prolog(drv.as_ref(), &vm, &disks).unwrap();
+    guest_write(&vm.disk(1), b"STOPPED");
+    vm::epilog_stop(drv.as_ref(), &vm, &lw.stash(3)).unwrap();
+    assert!(!vm.path().exists());
+    let fe_vm = lw.fe().join("ds/0/7");
+    assert!(drv.has_stash(&lw.stash(3)).unwrap());
+
+    // terminate while stopped: the persistent disk's content comes from the stash, goes to
+    // its image, and nothing is left on either side.
+    let lines = vm::epilog(drv.as_ref(), &vm, &disks, Some(&lw.stash(3))).unwrap();
+    assert!(!vm.path().exists() && !fe_vm.exists(), "{lines:?}");
+    let img = lw.fe().join("images/1/pers.qcow2");
+    assert_eq!(guest_bytes(&img, Format::Qcow2, 7), b"STOPPED", "{lines:?}");
+    assert!(qemu_img::info(&img, false).unwrap().backing.is_none());
+    // A repeat: nothing left to do.
+    vm::epilog(drv.as_ref(), &vm, &disks, Some(&lw.stash(3))).unwrap();
+
+    // Without a persistent disk, the frontend's copy is dropped, nothing fetched.
+    let only = VmDisks::from_template(
+        &Template::parse(
+            "DISK=[DISK_ID=0, SOURCE=\"/images/1/base.qcow2\", FORMAT=qcow2, CLONE=YES, TARGET=vda]",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    vm::prolog(drv.as_ref(), &vm, &only).unwrap();
+    vm::epilog_stop(drv.as_ref(), &vm, &lw.stash(4)).unwrap();
+    let lines = vm::epilog(drv.as_ref(), &vm, &only, Some(&lw.stash(4))).unwrap();
+    assert!(!fe_vm.exists() && !vm.path().exists(), "{lines:?}");
+    assert!(
+        lines[0].contains("removed the frontend's copy"),
+        "{lines:?}"
     );
 }
 
@@ -753,7 +812,7 @@ fn local_operations_fail_at_every_step() {
     each_step(
         &root,
         &prolog,
-        &|| vm::epilog(lw.drv().as_ref(), &lw.vm(), &lw.disks()).map(|l| l.join("; ")),
+        &|| vm::epilog(lw.drv().as_ref(), &lw.vm(), &lw.disks(), None).map(|l| l.join("; ")),
         Mode::Resumable,
         &["disk.2"],
     );
@@ -763,14 +822,9 @@ fn local_operations_fail_at_every_step() {
 /// taken for this stay's: the next stop sends everything again.
 #[test]
 fn a_stale_frontend_copy_is_replaced() {
-    if !testkit::tools_or_skip(TOOLS) {
+    let Some((_dir, lw)) = local_world() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let lw = LocalWorld {
-        root: dir.path().to_path_buf(),
     };
-    lw.setup();
     let (drv, vm, disks) = (lw.drv(), lw.vm(), lw.disks());
     vm::prolog(drv.as_ref(), &vm, &disks).unwrap();
     vm::epilog_stop(drv.as_ref(), &vm, &lw.stash(1)).unwrap();

@@ -9,7 +9,7 @@
 //! | prolog_resume (resume of a stopped or undeployed VM) | [`prolog_resume`]: MV in |
 //! | attach_disk / detach_disk | [`attach_disk`] / [`detach_disk`] |
 
-use super::disk::{Disk, Use, VmDisks};
+use super::disk::{Device, Disk, Use, VmDisks};
 use super::vmdir::VmDir;
 use super::{Stash, TransferDriver, files};
 use crate::{Result, Revert};
@@ -54,9 +54,29 @@ fn make_disk(drv: &dyn TransferDriver, vm: &VmDir, d: &Disk) -> Result<String> {
 }
 
 /// terminate: every persistent disk's content back to its image (a no-op where the VM
-/// wrote the image in place), then the VM directory goes.
-pub fn epilog(drv: &dyn TransferDriver, vm: &VmDir, disks: &VmDisks) -> Result<Vec<String>> {
+/// wrote the image in place), then the VM directory goes. A VM stopped or undeployed off a
+/// host-local datastore has its files in the frontend's `stash`: they come back first when
+/// a persistent disk must be saved, else they are dropped there.
+pub fn epilog(
+    drv: &dyn TransferDriver,
+    vm: &VmDir,
+    disks: &VmDisks,
+    stash: Option<&Stash>,
+) -> Result<Vec<String>> {
     let mut lines = Vec::new();
+    if let Some(st) = stash
+        && !vm.exists()
+        && drv.has_stash(st)?
+    {
+        let saves = disks.disks.iter().any(|d| {
+            matches!(d, Disk::Image(i) if i.use_ == Use::Link && i.save && i.device == Device::Disk)
+        });
+        if saves {
+            lines.push(drv.unstash(vm, st)?);
+        } else {
+            lines.push(drv.discard_stash(st)?);
+        }
+    }
     if vm.exists() {
         for d in &disks.disks {
             if let Disk::Image(i) = d

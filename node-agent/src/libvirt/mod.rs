@@ -62,6 +62,8 @@ struct Inner {
     /// The last NETWORK_DRIVERS probe and when it ran (kernel support rarely changes, and
     /// the probe makes a network namespace: not at every capability look).
     net_caps: Mutex<Option<(Instant, Capability)>>,
+    /// How TM_MAD `local` reaches the frontend's files (the byte stream to oned).
+    transport: Option<Arc<dyn tm::local::Transport>>,
 }
 
 /// How long a NETWORK_DRIVERS probe is reused (an admin loading a module is seen after it).
@@ -88,6 +90,12 @@ impl Libvirt {
                     .unwrap_or_else(|| DEFAULT_MIGRATE_URI.into()),
                 cpu_prev: Mutex::new(HashMap::new()),
                 net_caps: Mutex::new(None),
+                transport: ctx.streams.and_then(|m| {
+                    let rt = tokio::runtime::Handle::try_current().ok()?;
+                    let t: Arc<dyn tm::local::Transport> =
+                        Arc::new(crate::transfer::StreamTransport::new(m, rt));
+                    Some(t)
+                }),
             }),
         }))
     }
@@ -189,38 +197,67 @@ impl Inner {
         match req.op {
             DriverOp::Prolog => {
                 let vm = parse_vm(req)?;
-                let lines =
-                    tm::vm::prolog(transfer(&vm)?.as_ref(), &vmd, &disks(&vm)?).map_err(tm_err)?;
+                let lines = tm::vm::prolog(self.transfer(&vm)?.as_ref(), &vmd, &disks(&vm)?)
+                    .map_err(tm_err)?;
                 return Ok(info(lines.join("; ")));
             }
             DriverOp::PrologResume | DriverOp::PrologMigrate => {
                 let vm = parse_vm(req)?;
-                let lines = tm::vm::prolog_resume(transfer(&vm)?.as_ref(), &vmd, &stash(&vmd, &vm))
-                    .map_err(tm_err)?;
+                let lines = tm::vm::prolog_resume(
+                    self.transfer(&vm)?.as_ref(),
+                    &vmd,
+                    &stash(&vmd, &vm, req),
+                )
+                .map_err(tm_err)?;
                 return Ok(info(lines.join("; ")));
             }
             DriverOp::EpilogStop => {
                 let vm = parse_vm(req)?;
-                let lines = tm::vm::epilog_stop(transfer(&vm)?.as_ref(), &vmd, &stash(&vmd, &vm))
-                    .map_err(tm_err)?;
+                let lines =
+                    tm::vm::epilog_stop(self.transfer(&vm)?.as_ref(), &vmd, &stash(&vmd, &vm, req))
+                        .map_err(tm_err)?;
                 return Ok(info(lines.join("; ")));
             }
             DriverOp::Epilog => {
                 let vm = parse_vm(req)?;
+                let st = stash(&vmd, &vm, req);
                 let lines =
-                    tm::vm::epilog(transfer(&vm)?.as_ref(), &vmd, &disks(&vm)?).map_err(tm_err)?;
+                    tm::vm::epilog(self.transfer(&vm)?.as_ref(), &vmd, &disks(&vm)?, Some(&st))
+                        .map_err(tm_err)?;
                 tracing::info!(vm_id = req.vm_id, dir = %vm_dir.display(), "epilog");
                 return Ok(info(lines.join("; ")));
             }
             // Clean-up (recover delete, a failed VM terminated): the host's files go,
             // nothing is saved back; it needs no transfer to the frontend.
+            // A host-local datastore's VM deleted while stopped: its stash goes too.
             DriverOp::EpilogDelete => {
                 let removed = vmd.remove().map_err(tm_err)?;
-                return Ok(info(if removed {
+                let mut line = if removed {
                     format!("removed {}", vm_dir.display())
                 } else {
                     format!("{} was already gone", vm_dir.display())
-                }));
+                };
+                if let Ok(vm) = parse_vm(req)
+                    && let Ok(drv) = self.transfer(&vm)
+                    && drv.mad() == tm::TmMad::Local
+                {
+                    // A clean-up: the host's part is done, the frontend's is best effort.
+                    let st = stash(&vmd, &vm, req);
+                    let more = match drv.has_stash(&st).and_then(|has| {
+                        if has {
+                            drv.discard_stash(&st).map(Some)
+                        } else {
+                            Ok(None)
+                        }
+                    }) {
+                        Ok(done) => done,
+                        Err(e) => Some(format!("the frontend's stash is left: {e}")),
+                    };
+                    if let Some(more) = more {
+                        line = format!("{line}; {more}");
+                    }
+                }
+                return Ok(info(line));
             }
             // The VNM drivers (one_drivers::vnm): bridges, VLAN / VXLAN devices, filters.
             DriverOp::NetPre | DriverOp::NetPost | DriverOp::NetClean => {
@@ -310,7 +347,7 @@ impl Inner {
         let settings = self.settings(vm_dir)?;
         let xml =
             domain::domain_xml(&vm, &settings).map_err(|e| DriverError::new(e.to_string()))?;
-        transfer(&vm)?
+        self.transfer(&vm)?
             .make_vm_dir(&self.vm_dir(req.ds_id, req.vm_id)?)
             .map_err(tm_err)?;
         let file = vm_dir.join(format!("deployment.{}", vm.seq));
@@ -497,7 +534,17 @@ impl Inner {
                 };
             };
             let t = Instant::now();
-            let flags = virt::sys::VIR_MIGRATE_LIVE | virt::sys::VIR_MIGRATE_UNSAFE;
+            let mut flags = virt::sys::VIR_MIGRATE_LIVE | virt::sys::VIR_MIGRATE_UNSAFE;
+            // A host-local system datastore: the destination has the VM's directory (its
+            // prolog ran), libvirt copies the writable disks' content while the domain runs.
+            let vm = parse_vm(req)?;
+            let local = vm
+                .tm_mad
+                .as_deref()
+                .is_some_and(|m| tm::TmMad::parse(m).ok() == Some(tm::TmMad::Local));
+            if local {
+                flags |= virt::sys::VIR_MIGRATE_NON_SHARED_DISK;
+            }
             let moved = dom
                 .migrate(&dconn, flags, None, None, 0)
                 .map_err(|e| verr(&format!("live migration to {uri}"), &e))?;
@@ -510,7 +557,11 @@ impl Inner {
             );
             Ok(DriverReply {
                 deploy_id: Some(uuid),
-                info: format!("live-migrated to {uri} in {} ms", t.elapsed().as_millis()),
+                info: format!(
+                    "live-migrated to {uri}{} in {} ms",
+                    if local { " with its disks" } else { "" },
+                    t.elapsed().as_millis()
+                ),
             })
         })();
         // Dropping dconn closes the destination connection.
@@ -529,7 +580,8 @@ impl Inner {
         let vm = parse_vm(req)?;
         let disk = disks(&vm)?.disk(id).map_err(tm_err)?.clone();
         let vmd = self.vm_dir(req.ds_id, req.vm_id)?;
-        let made = tm::vm::attach_disk(transfer(&vm)?.as_ref(), &vmd, &disk).map_err(tm_err)?;
+        let made =
+            tm::vm::attach_disk(self.transfer(&vm)?.as_ref(), &vmd, &disk).map_err(tm_err)?;
         let Some(dom) = self.lookup(conn, req.vm_id)? else {
             return Ok(info(made));
         };
@@ -615,7 +667,7 @@ impl Inner {
             let disk = disks(&vm)?.disk(id).map_err(tm_err)?.clone();
             let vmd = self.vm_dir(req.ds_id, req.vm_id)?;
             let lines =
-                tm::vm::detach_disk(transfer(&vm)?.as_ref(), &vmd, &disk).map_err(tm_err)?;
+                tm::vm::detach_disk(self.transfer(&vm)?.as_ref(), &vmd, &disk).map_err(tm_err)?;
             return Ok(info(format!("detached {target}; {}", lines.join("; "))));
         }
         Ok(info(format!("detached {target}")))
@@ -714,7 +766,7 @@ impl Inner {
             return Ok("the CONTEXT has no CD".into());
         };
         let id = cd.id;
-        let drv = transfer(vm)?;
+        let drv = self.transfer(vm)?;
         let vmd = self.vm_dir(req.ds_id, req.vm_id)?;
         drv.make_vm_dir(&vmd).map_err(tm_err)?;
         drv.context_cd(&vmd, &cd).map_err(tm_err)?;
@@ -761,7 +813,8 @@ impl Inner {
         let dom = self.running(conn, req.vm_id)?;
         let ld = dom.as_ref().map(|dom| live::LibvirtDisk { dom });
         let live = live_of(&ld, disk)?;
-        let r = transfer(&vm)?
+        let r = self
+            .transfer(&vm)?
             .resize(vmd, disk, size_mb << 20, live)
             .map_err(tm_err)?;
         Ok(info(r))
@@ -780,7 +833,7 @@ impl Inner {
         let vm = parse_vm(req)?;
         let disks = disks(&vm)?;
         let disk = disks.disk(id).map_err(tm_err)?;
-        let drv = transfer(&vm)?;
+        let drv = self.transfer(&vm)?;
         let dom = self.running(conn, req.vm_id)?;
         let ld = dom.as_ref().map(|dom| live::LibvirtDisk { dom });
         let live = live_of(&ld, disk)?;
@@ -841,7 +894,8 @@ impl Inner {
         let dom = self.running(conn, req.vm_id)?;
         let ld = dom.as_ref().map(|dom| live::LibvirtDisk { dom });
         let live = live_of(&ld, disk)?;
-        let r = transfer(&vm)?
+        let r = self
+            .transfer(&vm)?
             .save_as(vmd, disk, snap, &to, live)
             .map_err(tm_err)?;
         Ok(info(r))
@@ -1093,26 +1147,37 @@ fn tm_err(e: one_drivers::Error) -> DriverError {
     DriverError::new(e.to_string())
 }
 
-/// The transfer driver of the VM's system datastore (its last HISTORY's TM_MAD). A VM
-/// document without history (the agent's own tests) is on a shared datastore. `local`
-/// answers why it cannot serve yet: the file channel to the frontend is not wired.
-fn transfer(vm: &VmDoc) -> Result<Box<dyn tm::TransferDriver>, DriverError> {
-    let mad = tm::TmMad::parse(vm.tm_mad.as_deref().unwrap_or("shared")).map_err(tm_err)?;
-    tm::driver(mad, None).map_err(tm_err)
+impl Inner {
+    /// The transfer driver of the VM's system datastore (its last HISTORY's TM_MAD). A VM
+    /// document without history (the agent's own tests) is on a shared datastore.
+    fn transfer(&self, vm: &VmDoc) -> Result<Box<dyn tm::TransferDriver>, DriverError> {
+        let mad = tm::TmMad::parse(vm.tm_mad.as_deref().unwrap_or("shared")).map_err(tm_err)?;
+        tm::driver(mad, self.transport.clone()).map_err(tm_err)
+    }
 }
 
 fn disks(vm: &VmDoc) -> Result<tm::VmDisks, DriverError> {
     tm::VmDisks::from_template(&vm.template).map_err(tm_err)
 }
 
-/// Where the frontend keeps the VM's files while it is off a host-local datastore: the
-/// same path as on the host (OpenNebula's layout, `/var/lib/one/datastores/<ds>/<vm>` on
-/// both), for this stay (HISTORY SEQ).
-fn stash(vmd: &VmDir, vm: &VmDoc) -> tm::Stash {
-    tm::Stash {
-        dir: vmd.path().to_path_buf(),
-        seq: vm.seq,
-    }
+/// Where the frontend keeps the VM's files while it is off a host-local datastore (stopped,
+/// undeployed, between two hosts of a cold migration): oned names it in the request's STASH
+/// (`<system datastore>/.stash/<vm>` of the datastore the files left), for this stay
+/// (HISTORY SEQ). Without one, the stash of the VM's datastore here.
+fn stash(vmd: &VmDir, vm: &VmDoc, req: &DriverRequest) -> tm::Stash {
+    let dir = req
+        .args
+        .get("STASH")
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| PathBuf::from(s.trim()))
+        .unwrap_or_else(|| {
+            let p = vmd.path();
+            p.parent()
+                .unwrap_or(p)
+                .join(".stash")
+                .join(p.file_name().unwrap_or_default())
+        });
+    tm::Stash { dir, seq: vm.seq }
 }
 
 /// The running domain's side of `disk`, when a domain runs.
@@ -1616,6 +1681,7 @@ mod tests {
             },
             log,
             sim: Default::default(),
+            streams: None,
         })
         .unwrap()
     }
@@ -1991,6 +2057,7 @@ mod tests {
             },
             log,
             sim: Default::default(),
+            streams: None,
         };
         let drv = Libvirt::open(ctx).unwrap();
         let req = |op| DriverRequest {

@@ -254,6 +254,46 @@ async fn migrate(
     let current_ds = vm.history.last().map(|h| h.ds_id).unwrap_or(-1);
     let ds = system_ds(call, &tx, &host, if ds_id < 0 { current_ds } else { ds_id })?;
     common::authorize(call, &tx.committed(), &ds, AuthOp::Use)?;
+    let shared = crate::ops::datastore::tm_shared(&ds.tm_mad);
+    if live && !shared {
+        // The destination gets the VM's directory from the frontend and libvirt copies the
+        // disks' content: a disk snapshot chain would not follow, nor a directory moved
+        // to another datastore's path.
+        if vm.snapshots.iter().any(|d| !d.snapshots.is_empty()) {
+            return Err(action(
+                call.method,
+                &format!(
+                    "Migrate action: a live migration on the host-local system datastore {} \
+                     (TM_MAD {}) copies the disks' current content only: delete the VM's \
+                     disk snapshots first, or use a cold migration (live = false)",
+                    ds.header.id, ds.tm_mad
+                ),
+            ));
+        }
+        if current_ds != ds.header.id {
+            return Err(action(
+                call.method,
+                &format!(
+                    "Migrate action: a live migration keeps the VM on its host-local system \
+                     datastore {current_ds}; use a cold migration to move it to datastore {}",
+                    ds.header.id
+                ),
+            ));
+        }
+    }
+    if let Some(h) = vm.history.last()
+        && h.ds_id != ds.header.id
+        && crate::ops::datastore::tm_shared(&h.tm_mad) != shared
+    {
+        return Err(action(
+            call.method,
+            &format!(
+                "Migrate action: the system datastores {} (TM_MAD {}) and {} (TM_MAD {}) keep \
+                 disks differently (shared / host-local): a VM cannot move between them",
+                h.ds_id, h.tm_mad, ds.header.id, ds.tm_mad
+            ),
+        ));
+    }
     if enforce {
         lcm::actions::host_fits(&vm, &host).map_err(|e| action(call.method, &e))?;
     }

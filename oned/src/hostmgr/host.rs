@@ -379,8 +379,17 @@ impl HostTask {
             Ok(hello) => {
                 tracing::debug!(host = self.id(), via = transport.name(), agent = %hello.agent.version, hostname = %hello.host.hostname, "agent welcomed");
                 let (link, writer) = start_link(self.id(), writer);
-                let mux =
-                    super::transport::start_stream(stream, &hello, &self.target.host_name).await;
+                let mux = super::transport::start_stream(stream, &hello, &self.target.host_name)
+                    .await
+                    .map(|(mux, incoming)| {
+                        // TM_MAD local: the host's reads and writes of the frontend's files.
+                        tokio::spawn(crate::storage::relay::serve(
+                            self.oned.clone(),
+                            self.id(),
+                            incoming,
+                        ));
+                        mux
+                    });
                 Ok(Connected {
                     reader,
                     link,

@@ -114,12 +114,13 @@ pub trait StreamDial: Send + Sync {
 }
 
 /// Starts the byte stream of a welcomed agent: over the socket it was handed, or dialed to
-/// the socket its hello names. None (logged) when it has none: sessions work without.
+/// the socket its hello names, with the streams the agent opens (the caller serves or
+/// refuses them). None (logged) when it has none: sessions work without.
 pub async fn start_stream(
     link: StreamLink,
     hello: &one_proto::agent::Hello,
     who: &str,
-) -> Option<one_stream::Mux> {
+) -> Option<(one_stream::Mux, one_stream::Incoming)> {
     let (mux, incoming) = match link {
         StreamLink::None => return None,
         StreamLink::Socket(s) => {
@@ -140,15 +141,8 @@ pub async fn start_stream(
             }
         }
     };
-    // Agents open no streams to oned yet (the `local` transfers will): refused, saying so.
-    let mut incoming = incoming;
-    tokio::spawn(async move {
-        while let Some(s) = incoming.recv().await {
-            s.reject("oned serves no streams to agents yet");
-        }
-    });
     tracing::debug!(agent = who, "byte stream open");
-    Some(mux)
+    Some((mux, incoming))
 }
 
 /// The descriptor a local agent finds its byte stream socket on (`--stream-fd 3`).

@@ -192,7 +192,10 @@ async fn run_phase(oned: &Arc<Oned>, vm: &Vm, lcm: LcmState, phase: &Phase, op: 
     tracing::debug!(vm = id, phase = %lcm, action = %op.action, "phase starts");
     if let Some(msg) = &op.failed {
         // An unwinding interrupted by a restart: undo what may have been done, then fail.
-        for s in phase.steps.iter().rev() {
+        // Not the host-local datastores' file moves: whether the domain had already moved
+        // is not known here, and removing the files it runs on would lose data (a stale
+        // directory left behind costs only disk space).
+        for s in phase.steps.iter().rev().filter(|s| !s.local_only) {
             if let Some(u) = s.undo {
                 let _ = exec(oned, vm, &vm_xml, u, s.on, op).await;
             }
@@ -202,7 +205,12 @@ async fn run_phase(oned: &Arc<Oned>, vm: &Vm, lcm: LcmState, phase: &Phase, op: 
     }
     let mut done = Vec::new();
     let mut deploy_id = None;
-    for s in &phase.steps {
+    // Steps for host-local system datastores (files that move with the VM).
+    let local = vm
+        .history
+        .last()
+        .is_some_and(|h| crate::ops::datastore::tm_local(&h.tm_mad));
+    for s in phase.steps.iter().filter(|s| local || !s.local_only) {
         match exec(oned, vm, &vm_xml, s.op, s.on, op).await {
             Ok(reply) => {
                 if reply.deploy_id.is_some() {
@@ -210,7 +218,7 @@ async fn run_phase(oned: &Arc<Oned>, vm: &Vm, lcm: LcmState, phase: &Phase, op: 
                 }
                 done.push(*s);
             }
-            Err(e) if phase.best_effort => {
+            Err(e) if phase.best_effort || s.cleanup => {
                 tracing::warn!(vm = id, op = s.op.name(), error = %e, "cleanup step failed, going on");
                 vmlog::append(
                     &oned.data_dir.root.join("vms"),
@@ -229,7 +237,10 @@ async fn run_phase(oned: &Arc<Oned>, vm: &Vm, lcm: LcmState, phase: &Phase, op: 
                     if !mark_failed(oned, id, lcm, generation, &msg).await {
                         return;
                     }
-                    for d in done.iter().rev() {
+                    // Once the domain moved (a live migration), its new host's files are
+                    // what it runs on: they stay.
+                    let moved = done.iter().any(|d| d.op == DriverOp::Migrate);
+                    for d in done.iter().rev().filter(|d| !(moved && d.local_only)) {
                         if let Some(u) = d.undo
                             && let Err(ue) = exec(oned, vm, &vm_xml, u, d.on, op).await
                         {
@@ -286,6 +297,37 @@ async fn exec(
     }
     if op == DriverOp::Shutdown {
         args.extend(shutdown_settings(&vm.user_template, &host.template));
+    }
+    if matches!(
+        op,
+        DriverOp::EpilogStop
+            | DriverOp::Epilog
+            | DriverOp::EpilogDelete
+            | DriverOp::PrologResume
+            | DriverOp::PrologMigrate
+    ) {
+        // Host-local datastores: where the frontend keeps the files between two stays,
+        // in the system datastore they left (this stay's for a move out and for the
+        // terminate of a stopped VM, the previous one's for a move in).
+        let left = if matches!(
+            op,
+            DriverOp::EpilogStop | DriverOp::Epilog | DriverOp::EpilogDelete
+        ) {
+            target
+        } else {
+            other
+        };
+        if let Some(ds) = oned
+            .store
+            .get::<one_proto::objects::datastore::Datastore>(left.ds_id)
+        {
+            args.insert(
+                "STASH".into(),
+                crate::storage::relay::stash_path(&ds.base_path, vm.header.id)
+                    .display()
+                    .to_string(),
+            );
+        }
     }
     let req = DriverRequest {
         op,

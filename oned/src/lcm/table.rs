@@ -20,6 +20,12 @@ pub struct Step {
     pub on: On,
     /// What undoes this step when a later step of the same phase fails.
     pub undo: Option<DriverOp>,
+    /// Only for a VM on a host-local system datastore (TM_MAD local / ssh): its files move
+    /// with it; on a shared one they stay where every host sees them.
+    pub local_only: bool,
+    /// A clean-up after the phase's work is done: a failure is logged in the VM's log and
+    /// the phase goes on (undoing what succeeded would hurt the VM more).
+    pub cleanup: bool,
 }
 
 const fn step(op: DriverOp) -> Step {
@@ -27,23 +33,36 @@ const fn step(op: DriverOp) -> Step {
         op,
         on: On::Current,
         undo: None,
+        local_only: false,
+        cleanup: false,
     }
 }
 
 const fn undone_by(op: DriverOp, undo: DriverOp) -> Step {
     Step {
-        op,
-        on: On::Current,
         undo: Some(undo),
+        ..step(op)
     }
 }
 
 const fn on_source(op: DriverOp) -> Step {
     Step {
-        op,
         on: On::Source,
-        undo: None,
+        ..step(op)
     }
+}
+
+/// `s`, for host-local system datastores only.
+const fn local(s: Step) -> Step {
+    Step {
+        local_only: true,
+        ..s
+    }
+}
+
+/// `s`, as a clean-up whose failure does not fail the phase.
+const fn cleanup(s: Step) -> Step {
+    Step { cleanup: true, ..s }
 }
 
 /// The state a phase leads to.
@@ -176,35 +195,43 @@ pub fn phase(lcm: L, op: &VmOperation) -> Option<Phase> {
             } else {
                 L::BootMigrate
             };
+            // A host-local system datastore's files go from the source to the frontend,
+            // then to the destination (a shared one's stay where they are).
             p(
-                vec![step(D::PrologMigrate)],
+                vec![local(on_source(D::EpilogStop)), step(D::PrologMigrate)],
                 Next::Phase(boot),
                 fail(L::PrologMigrateFailure),
             )
         }
         L::BootMigrate => p(boot(D::Restore), RUNNING, fail(L::BootMigrateFailure)),
         L::PrologMigratePoweroff => p(
-            vec![step(D::PrologMigrate)],
+            vec![local(on_source(D::EpilogStop)), step(D::PrologMigrate)],
             POWEROFF,
             fail(L::PrologMigratePoweroffFailure),
         ),
         L::PrologMigrateSuspend => p(
-            vec![step(D::PrologMigrate)],
+            vec![local(on_source(D::EpilogStop)), step(D::PrologMigrate)],
             SUSPENDED,
             fail(L::PrologMigrateSuspendFailure),
         ),
         L::PrologMigrateUnknown => p(
-            vec![step(D::PrologMigrate)],
+            vec![local(on_source(D::EpilogStop)), step(D::PrologMigrate)],
             Next::Phase(L::Boot),
             fail(L::PrologMigrateUnknownFailure),
         ),
         // Live migration: the network on the destination, the domain moves, the source's
-        // network is cleaned. A failure leaves the VM running on the source.
+        // network is cleaned. A failure leaves the VM running on the source. On a
+        // host-local system datastore the destination gets the VM's directory first (the
+        // prolog: images from the frontend, volatile disks, the context CD), libvirt copies
+        // the writable disks' content while the domain runs (a non-shared storage
+        // migration), and the source's copy goes afterwards.
         L::Migrate => p(
             vec![
                 undone_by(D::NetPre, D::NetClean),
+                local(undone_by(D::Prolog, D::EpilogDelete)),
                 on_source(D::Migrate),
-                on_source(D::NetClean),
+                cleanup(on_source(D::NetClean)),
+                local(cleanup(on_source(D::EpilogDelete))),
                 step(D::NetPost),
             ],
             RUNNING,

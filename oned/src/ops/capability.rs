@@ -48,11 +48,15 @@ pub fn write(t: &mut Template, cap: &Capability) -> bool {
 }
 
 /// The shared datastores a VM placed on system datastore `system` needs its host to see:
-/// that one if shared, and the image datastores its disks are read from in place.
+/// that one if shared, and the image datastores its disks are read from in place (none on
+/// a host-local system datastore: its images are copied through the agent's byte stream).
 pub fn needed_datastores(
     vm: &one_proto::objects::vm::Vm,
     system: &one_proto::objects::datastore::Datastore,
 ) -> Vec<i64> {
+    if crate::ops::datastore::tm_local(&system.tm_mad) {
+        return Vec::new();
+    }
     let mut v: Vec<i64> = vm
         .template
         .vectors("DISK")

@@ -9,6 +9,12 @@ pub fn tm_shared(tm_mad: &str) -> bool {
     matches!(tm_mad.trim(), "shared" | "qcow2")
 }
 
+/// TM_MADs whose system datastore is each host's own disk (the VM's files are copied
+/// to the host, and move with the VM): `local` (`ssh` before OpenNebula 7).
+pub fn tm_local(tm_mad: &str) -> bool {
+    matches!(tm_mad.trim(), "local" | "ssh")
+}
+
 /// TM_MADs accepted for new datastores: `shared`, `qcow2`, and `local` (`ssh` before
 /// OpenNebula 7): each host's own disk for system datastores.
 pub const TM_MADS: &[&str] = &["shared", "qcow2", "local", "ssh"];

@@ -160,7 +160,14 @@ async fn connect(oned: &Arc<Oned>) -> Result<Connected, String> {
                 &hello,
                 FRONTEND_NAME,
             )
-            .await;
+            .await
+            .map(|(mux, incoming)| {
+                tokio::spawn(super::relay::refuse_all(
+                    incoming,
+                    "oned serves no streams to its frontend agent",
+                ));
+                mux
+            });
             Ok(Connected {
                 reader,
                 link,

@@ -15,6 +15,7 @@
 pub mod capacity;
 pub mod frontend;
 pub mod image;
+pub mod relay;
 pub mod upload;
 
 use crate::config::Config;

@@ -706,6 +706,46 @@ fn hosts_that_do_not_see_a_shared_datastore_are_passed_over_with_the_reason() {
 }
 
 #[test]
+fn a_local_system_datastore_needs_no_shared_image_datastore() {
+    // Host 0 sees no image datastore; the VM's disk is in the shared image datastore 101.
+    let hs = vec![
+        HostSpec::new(0)
+            .attr("SHARED_DS", "0")
+            .attr("SHARED_DS_MISSING", "101"),
+    ];
+    let mut vm = VmSpec::pending(0, 0.1, 64);
+    vm.image_disks = vec![(101, "shared".into())];
+    // With a host-local system datastore beside the shared one, the VM goes there: its
+    // image is copied to the host through the byte stream.
+    let mut local = DsSpec::system(100);
+    local.shared = false;
+    let o = run(
+        &hs,
+        &[DsSpec::system(0), local],
+        std::slice::from_ref(&vm),
+        &PlaceConfig::default(),
+    );
+    let d: Vec<(i64, i64, i64)> = o
+        .decisions
+        .iter()
+        .map(|d| (d.vm_id, d.host_id, d.ds_id))
+        .collect();
+    assert_eq!(d, vec![(0, 0, 100)]);
+    // Only the shared one: the VM waits, saying why.
+    let o = run(
+        &hs,
+        &sys(),
+        std::slice::from_ref(&vm),
+        &PlaceConfig::default(),
+    );
+    assert!(
+        message(&o, 0).contains("does not see the shared image datastore"),
+        "{}",
+        message(&o, 0)
+    );
+}
+
+#[test]
 fn hosts_without_a_nics_network_driver_are_passed_over_with_the_reason() {
     // Host 0's kernel cannot make VLAN interfaces; host 1 serves 802.1Q; host 2 never
     // reported (a dummy host): not limited.
