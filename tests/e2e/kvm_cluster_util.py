@@ -94,11 +94,13 @@ class LibvirtHost:
         self.uri = f"qemu+tcp://{ip}/system"
         self.hid = -1
         self.env: dict[str, str] = {}
+        # `DIR=SRC`: the host sees SRC at DIR (its own disk at a path the frontend uses too).
+        self.privates: list[str] = []
 
     def up(self, authorized_keys: Path) -> "LibvirtHost":
         r = run([str(NETNS_HOST), "up", self.name, "--dir", str(self.dir), "--ip", f"{self.ip}/24",
                  "--bridge", self.bridge, "--port", str(self.port), "--authorized-keys", str(authorized_keys),
-                 "--libvirtd"],
+                 "--libvirtd", *[a for p in self.privates for a in ("--private", p)]],
                 timeout=120)
         if r.returncode != 0:
             raise RuntimeError(f"netns-host.sh up {self.name}: {(r.stderr or r.stdout).strip()[-800:]}")

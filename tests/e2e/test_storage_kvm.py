@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from harness import parse_xml, wait_for, xsd_check
-from storage_util import first_sector, run
+from harness import agent_children, parse_xml, wait_for, xsd_check
+from storage_util import first_sector, run, source_image
 from kvm_util import (  # noqa: F401  (kvm_env is a fixture)
     LCM_RUNNING,
     VM_ACTIVE,
@@ -63,14 +64,8 @@ class StorageCloud(KvmCloud):
     def image(self, name: str, mb: int = 64, persistent: bool = False) -> tuple[int, Path]:
         """A qcow2 image made in the image datastore (datastore 1) and registered with its
         SOURCE: READY at once."""
-        path = self.oned.data_dir / "datastores" / "1" / name
-        run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), f"{mb}M"])
-        os.chmod(path, 0o644)
-        iid = self.one.image.allocate(
-            f'NAME="{name}"\nSOURCE="{path}"\nFORMAT="qcow2"\nSIZE="{mb}"\nTYPE="DATABLOCK"\n'
-            f'PERSISTENT="{"YES" if persistent else "NO"}"\nDEV_PREFIX="vd"',
-            1,
-        )
+        iid, path = source_image(self.one, self.oned.data_dir, name, mb,
+                                 extra=f'PERSISTENT="{"YES" if persistent else "NO"}"\nDEV_PREFIX="vd"')
         assert self.image_state(iid) == IMG_READY
         return iid, path
 
@@ -99,7 +94,7 @@ def cloud(kvm_env, request):
         # the agent gets its directory; the directory is the "share" (an admin mounts NFS
         # there; this machine's kernel has no NFS client).
         c.qcow2_ds = c.one.datastore.allocate('NAME="sys-qcow2"\nTYPE="SYSTEM_DS"\nTM_MAD="qcow2"', -1)
-        # And a host-local one (TM_MAD local), whose transfers are not wired yet.
+        # And a host-local one (TM_MAD local): disks copied to and from the host.
         c.local_ds = c.one.datastore.allocate('NAME="sys-local"\nTYPE="SYSTEM_DS"\nTM_MAD="local"', -1)
         for ds in (c.qcow2_ds, c.local_ds):
             d = c.oned.data_dir / "datastores" / str(ds)
@@ -126,10 +121,16 @@ def both(c: StorageCloud, vids: list[int], state, timeout: float = 120.0):
         c.wait_vm(v, state, timeout=timeout)
 
 
-def test_disk_data_survives_poweroff_stop_and_undeploy_on_shared_and_qcow2(cloud):
+def test_disk_data_survives_poweroff_stop_and_undeploy_on_shared_qcow2_and_local(cloud):
+    """The same VM on each kind of system datastore. `local` (TM_MAD local) copies the
+    disks from the frontend to the host's own directory at deploy, to the frontend's stash
+    (`<ds>/.stash/<vm>`) at stop and undeploy and back at resume, and the persistent disk
+    back to its image at terminate: every byte through the agent's byte stream, relayed by
+    oned to its frontend agent."""
     c = cloud
     vms = {}
-    for ds, tag in ((0, "sh"), (c.qcow2_ds, "qc")):
+    sys_ds = {"sh": 0, "qc": c.qcow2_ds, "lo": c.local_ds}
+    for tag, ds in sys_ds.items():
         img, img_path = c.image(f"data-{tag}")
         pimg, pimg_path = c.image(f"pers-{tag}", mb=16, persistent=True)
         disks = (
@@ -146,7 +147,7 @@ def test_disk_data_survives_poweroff_stop_and_undeploy_on_shared_and_qcow2(cloud
     ids = [v[0] for v in vms.values()]
     t = time.monotonic()
     both(c, ids, RUNNING)
-    print(f"two VMs with four disks each deployed in {time.monotonic() - t:.2f} s")
+    print(f"three VMs with four disks each deployed in {time.monotonic() - t:.2f} s")
 
     for tag, (vid, img, img_path, pimg, pimg_path) in vms.items():
         marks = c.wait_boot_marks(vid, 1)
@@ -157,15 +158,23 @@ def test_disk_data_survives_poweroff_stop_and_undeploy_on_shared_and_qcow2(cloud
         d = c.vm_dir(vid)
         # A non-persistent qcow2 image: an overlay on the image (backing format recorded),
         # grown to the DISK's SIZE; the persistent one: the image itself; the image held.
+        # On `local` both are copies on the host (the overlay's base is the copy).
         assert os.readlink(d / "disk.0") == "disk.0.snap/0"
         info = run(["qemu-img", "info", "-U", "--output=json", str(d / "disk.0")])
-        assert f'"backing-filename": "{img_path}"' in info and '"backing-filename-format": "qcow2"' in info
+        if tag != "lo":
+            assert f'"backing-filename": "{img_path}"' in info and '"backing-filename-format": "qcow2"' in info
+        else:
+            assert str(img_path) not in info, "the host's copy does not read the frontend's image"
         assert '"virtual-size": 100663296' in info, info
-        assert os.readlink(d / "disk.1") == str(pimg_path)
+        if tag == "lo":
+            assert not (d / "disk.1").is_symlink() and (d / "disk.1").is_file()
+            assert d.parent == c.oned.data_dir / "datastores" / str(c.local_ds)
+        else:
+            assert os.readlink(d / "disk.1") == str(pimg_path)
         assert c.image_state(img) == IMG_USED
         assert c.image_state(pimg) == IMG_USED_PERS
         x = c.vm_xml(vid)
-        assert x.findtext("HISTORY_RECORDS/HISTORY[last()]/TM_MAD") == ("shared" if tag == "sh" else "qcow2")
+        assert x.findtext("HISTORY_RECORDS/HISTORY[last()]/TM_MAD") == {"sh": "shared", "qc": "qcow2", "lo": "local"}[tag]
         xsd_check(c.oned.admin_xml("one.vm.info", vid))
 
     # poweroff / resume: a new boot finds what the last one wrote.
@@ -182,13 +191,20 @@ def test_disk_data_survives_poweroff_stop_and_undeploy_on_shared_and_qcow2(cloud
     for vid in ids:
         c.one.vm.action("stop", vid)
     both(c, ids, VM_STOPPED)
-    for vid in ids:
-        assert (c.vm_dir(vid) / "checkpoint").is_file(), "the files stay on the shared datastore"
+    for tag, (vid, *_r) in vms.items():
+        if tag == "lo":
+            # Moved to the frontend: the host's directory is gone, the stash is complete.
+            stash = c.oned.data_dir / "datastores" / str(c.local_ds) / ".stash" / str(vid)
+            assert not c.vm_dir(vid).exists()
+            assert (stash / "checkpoint").is_file() and (stash / ".stashed").is_file()
+            assert first_sector(stash / "disk.1") == b"ONE-MARK lo:2\n"
+        else:
+            assert (c.vm_dir(vid) / "checkpoint").is_file(), "the files stay on the shared datastore"
         c.one.vm.action("resume", vid)
     # A resumed STOPPED VM goes PENDING; deploy it back (no scheduler in this cloud).
     for tag, (vid, *_r) in vms.items():
         c.wait_vm(vid, 1)
-        c.one.vm.deploy(vid, c.hid, False, 0 if tag == "sh" else c.qcow2_ds)
+        c.one.vm.deploy(vid, c.hid, False, sys_ds[tag])
     both(c, ids, RUNNING)
     for tag, (vid, *_r) in vms.items():
         n = c.serial_log(vid).count("ONE-GUEST-ALIVE")
@@ -197,7 +213,11 @@ def test_disk_data_survives_poweroff_stop_and_undeploy_on_shared_and_qcow2(cloud
         assert c.serial_log(vid).count("ONE-GUEST-BOOT") == 2, "restored, not booted"
         assert c.last_alive_mark(vid) == f"vda:{tag}:2,vdb:{tag}:2"
 
-    # undeploy / resume: a boot from the files left on the datastore.
+    lo_stash = c.oned.data_dir / "datastores" / str(c.local_ds) / ".stash" / str(vms["lo"][0])
+    assert not lo_stash.exists(), "the resume took the stash back"
+
+    # undeploy / resume: a boot from the files left on the datastore (on the frontend's
+    # stash for `local`).
     for vid in ids:
         c.wait_marker(vid, "ONE-GUEST-READY", count=2)
         c.one.vm.action("undeploy", vid)
@@ -205,7 +225,7 @@ def test_disk_data_survives_poweroff_stop_and_undeploy_on_shared_and_qcow2(cloud
     for tag, (vid, *_r) in vms.items():
         c.one.vm.action("resume", vid)
         c.wait_vm(vid, 1)
-        c.one.vm.deploy(vid, c.hid, False, 0 if tag == "sh" else c.qcow2_ds)
+        c.one.vm.deploy(vid, c.hid, False, sys_ds[tag])
     both(c, ids, RUNNING)
     for tag, (vid, *_r) in vms.items():
         assert c.wait_boot_marks(vid, 3) == {"vda": (f"{tag}:2", f"{tag}:3"), "vdb": (f"{tag}:2", f"{tag}:3")}
@@ -224,11 +244,15 @@ def test_disk_data_survives_poweroff_stop_and_undeploy_on_shared_and_qcow2(cloud
         assert c.image_state(img) == IMG_READY and c.image_state(pimg) == IMG_READY
 
 
-def test_disk_snapshot_before_an_overwrite_brings_the_marker_back_and_saveas_copies_the_disk(cloud):
+@pytest.mark.parametrize("kind", ["qcow2", "local"])
+def test_disk_snapshot_before_an_overwrite_brings_the_marker_back_and_saveas_copies_the_disk(cloud, kind):
+    """Disk snapshots, revert, save-as and resize on a shared qcow2 system datastore and
+    on a host-local one (where a save-as goes to the frontend's image datastore through the
+    byte stream)."""
     c = cloud
-    img, img_path = c.image("snap-src")
-    vid = c.one.vm.allocate(vm_template(c, "snap", "sn", f'DISK=[IMAGE_ID="{img}", TARGET="vda"]\n'))
-    c.one.vm.deploy(vid, c.hid, False, c.qcow2_ds)
+    img, img_path = c.image(f"snap-src-{kind}")
+    vid = c.one.vm.allocate(vm_template(c, f"snap-{kind}", "sn", f'DISK=[IMAGE_ID="{img}", TARGET="vda"]\n'))
+    c.one.vm.deploy(vid, c.hid, False, c.qcow2_ds if kind == "qcow2" else c.local_ds)
     c.wait_vm(vid, RUNNING)
     assert c.wait_boot_marks(vid, 1) == {"vda": ("none", "sn:1")}
     d = c.vm_dir(vid)
@@ -258,7 +282,7 @@ def test_disk_snapshot_before_an_overwrite_brings_the_marker_back_and_saveas_cop
     c.wait_vm(vid, VM_POWEROFF)
 
     # disk-saveas while powered off: the current disk and the snapshot, byte for byte.
-    saved = c.one.vm.disksaveas(vid, 0, "snap-saved", "", -1)
+    saved = c.one.vm.disksaveas(vid, 0, f"snap-saved-{kind}", "", -1)
     c.wait_vm(vid, VM_POWEROFF)
     wait_for("saved image READY", lambda: c.image_state(saved) == IMG_READY, timeout=30)
     src = Path(c.image_xml(saved).findtext("SOURCE"))
@@ -266,7 +290,7 @@ def test_disk_snapshot_before_an_overwrite_brings_the_marker_back_and_saveas_cop
     run(["qemu-img", "compare", "-U", "-f", "qcow2", "-F", "qcow2", str(d / "disk.0"), str(src)])
     assert first_sector(src) == b"ONE-MARK sn:2\n"
     assert "backing-filename" not in run(["qemu-img", "info", "-U", "--output=json", str(src)])
-    from_snap = c.one.vm.disksaveas(vid, 0, "snap-0", "", 0)
+    from_snap = c.one.vm.disksaveas(vid, 0, f"snap-0-{kind}", "", 0)
     c.wait_vm(vid, VM_POWEROFF)
     wait_for("snapshot image READY", lambda: c.image_state(from_snap) == IMG_READY, timeout=30)
     assert first_sector(Path(c.image_xml(from_snap).findtext("SOURCE"))) == b"ONE-MARK sn:1\n"
@@ -280,7 +304,7 @@ def test_disk_snapshot_before_an_overwrite_brings_the_marker_back_and_saveas_cop
     assert c.wait_boot_marks(vid, 3) == {"vda": ("sn:1", "sn:2")}
 
     # disk-saveas of the running disk (libvirt's block copy).
-    live = c.one.vm.disksaveas(vid, 0, "snap-live", "", -1)
+    live = c.one.vm.disksaveas(vid, 0, f"snap-live-{kind}", "", -1)
     c.wait_vm(vid, RUNNING)
     wait_for("live image READY", lambda: c.image_state(live) == IMG_READY, timeout=60)
     assert first_sector(Path(c.image_xml(live).findtext("SOURCE"))) == b"ONE-MARK sn:2\n"
@@ -304,21 +328,71 @@ def test_disk_snapshot_before_an_overwrite_brings_the_marker_back_and_saveas_cop
     c.wait_vm(vid, VM_DONE)
 
 
-def test_a_local_system_datastore_says_its_transfers_are_not_wired_yet(cloud):
-    """TM_MAD local copies disks between the frontend and the host through the agent's file
-    channel, which is not wired yet: a deploy there fails in PROLOG with that reason rather
-    than pretending."""
+def test_terminating_a_stopped_vm_on_a_local_datastore_saves_its_persistent_disk(cloud):
+    """A VM stopped off a host-local datastore has its files in the frontend's stash; a
+    terminate then brings the persistent disk's content back to its image and removes the
+    stash (OpenNebula's MVDS + DELETE of a stopped VM)."""
     c = cloud
-    img, _ = c.image("local-src", mb=16)
-    vid = c.one.vm.allocate(vm_template(c, "local", "lo", f'DISK=[IMAGE_ID="{img}", TARGET="vda"]\n'))
+    pimg, pimg_path = c.image("local-stopped", mb=16, persistent=True)
+    vid = c.one.vm.allocate(vm_template(c, "lstop", "ts", f'DISK=[IMAGE_ID="{pimg}", TARGET="vda"]\n'))
     c.one.vm.deploy(vid, c.hid, False, c.local_ds)
-    wait_for("PROLOG_FAILURE", lambda: c.vm_state(vid) == (VM_ACTIVE, 39), timeout=60)
-    err = c.vm_xml(vid).findtext("USER_TEMPLATE/ERROR")
-    assert "TM_MAD local" in err and "not wired yet" in err, err
-    assert not c.vm_dir(vid).exists(), "nothing made on the host"
+    c.wait_vm(vid, RUNNING)
+    assert c.wait_boot_marks(vid, 1) == {"vda": ("none", "ts:1")}
+    c.one.vm.action("stop", vid)
+    c.wait_vm(vid, VM_STOPPED)
+    stash = c.oned.data_dir / "datastores" / str(c.local_ds) / ".stash" / str(vid)
+    assert (stash / ".stashed").is_file() and not c.vm_dir(vid).exists()
+    assert first_sector(pimg_path) == b"", "the image is written at terminate, not before"
+    c.one.vm.action("terminate", vid)
+    c.wait_vm(vid, VM_DONE)
+    assert first_sector(pimg_path) == b"ONE-MARK ts:1\n"
+    assert not stash.exists() and not c.vm_dir(vid).exists()
+    assert c.image_state(pimg) == IMG_READY
+
+    # recover --delete of a stopped VM: nothing saved, the stash goes too.
+    vid = c.one.vm.allocate(vm_template(c, "lstop2", "td", f'DISK=[IMAGE_ID="{pimg}", TARGET="vda"]\n'))
+    c.one.vm.deploy(vid, c.hid, False, c.local_ds)
+    c.wait_vm(vid, RUNNING)
+    c.wait_boot_marks(vid, 1)
+    c.one.vm.action("stop", vid)
+    c.wait_vm(vid, VM_STOPPED)
+    stash = c.oned.data_dir / "datastores" / str(c.local_ds) / ".stash" / str(vid)
+    assert stash.is_dir()
     c.one.vm.recover(vid, 3)
     c.wait_vm(vid, VM_DONE)
-    assert c.image_state(img) == IMG_READY
+    wait_for("the stash removed", lambda: not stash.exists(), timeout=30)
+    assert first_sector(pimg_path) == b"ONE-MARK ts:1\n", "a delete saves nothing back"
+
+
+def test_a_local_copy_cut_by_a_killed_frontend_agent_fails_cleanly_and_is_retried(cloud):
+    """The frontend agent killed while a host copies an image from it (a 2 GiB sparse raw
+    image, read whole through the byte stream): the prolog fails with the reason, the host
+    keeps no partial file, the image is untouched; a retry once the agent is back (oned
+    starts it again) deploys the VM."""
+    c = cloud
+    img, path = source_image(c.one, c.oned.data_dir, "local-big", 2048, fmt="raw", extra='DEV_PREFIX="vd"')
+    vid = c.one.vm.allocate(vm_template(c, "lcut", "cut", f'DISK=[IMAGE_ID="{img}", TARGET="vda"]\n'))
+    c.one.vm.deploy(vid, c.hid, False, c.local_ds)
+    wait_for("PROLOG", lambda: c.vm_state(vid) == (VM_ACTIVE, 1), timeout=30, step=0.02)
+    d = c.vm_dir(vid)
+    def copies() -> list[str]:
+        return [p.name for p in d.iterdir() if p.name.startswith("disk.0")] if d.exists() else []
+
+    wait_for("the copy under way", lambda: any(n.endswith(".part") for n in copies()), timeout=30, step=0.01)
+    fe = agent_children(c.oned.pid, frontend=True)
+    assert len(fe) == 1, fe
+    os.kill(fe[0], signal.SIGKILL)
+    wait_for("PROLOG_FAILURE", lambda: c.vm_state(vid) == (VM_ACTIVE, 39), timeout=60)
+    err = c.vm_xml(vid).findtext("USER_TEMPLATE/ERROR")
+    assert "byte stream" in err or "frontend" in err, err
+    assert copies() == [], "no partial copy left on the host"
+    assert path.stat().st_size == 2 << 30
+    c.one.vm.recover(vid, 2)  # retry
+    c.wait_vm(vid, RUNNING, timeout=180)
+    assert (d / "disk.0").stat().st_size == 2 << 30
+    assert (d / "disk.0").stat().st_blocks * 512 < 64 << 20, "the copy stayed sparse"
+    c.one.vm.action("terminate-hard", vid)
+    c.wait_vm(vid, VM_DONE)
 
 
 def test_files_ds_puts_context_images_on_the_cd(cloud, tmp_path):

@@ -7,6 +7,7 @@
 #
 #   netns-host.sh up NAME --dir DIR --ip 10.X.Y.Z/NN [--bridge BR] [--bridge-ip A.B.C.D/NN]
 #                 [--port PORT] [--authorized-keys FILE] [--libvirtd] [--mask DIR]...
+#                 [--private DIR=SRC]...
 #   netns-host.sh down NAME --dir DIR [--bridge BR]
 #   netns-host.sh exec --dir DIR CMD...   runs CMD as the host sees the world (its network,
 #                                         mounts and hostname), like an ssh session there
@@ -28,6 +29,9 @@
 # --mask DIR (repeatable, an existing directory): the host sees an empty directory there
 # instead (a tmpfs over it in its private mount namespace), as a host that does not have the
 # frontend's shared file system mounted at that path sees its own local directory.
+# --private DIR=SRC (repeatable, both existing directories): the host sees SRC at DIR (a bind
+# mount in its private mount namespace): a host-local disk at the path the frontend also
+# uses, e.g. a `local` system datastore whose files each host keeps apart.
 # Writes DIR/ssh_host_ed25519_key (kept across runs), DIR/sshd_config, DIR/hosts and
 # DIR/host.env (NETNS, HOSTNAME, HOST_IP, SSH_PORT, BRIDGE, BRIDGE_IP, HOST_KEY_PUB,
 # SSHD_PID, LIBVIRT_URI, LIBVIRTD_PID). authorized_keys: --authorized-keys FILE is copied to
@@ -71,7 +75,7 @@ esac
 name="${1:-}"
 [ -n "$name" ] || die "$cmd needs NAME"
 shift
-dir="" ip_cidr="" bridge=onetestbr0 bridge_ip="" port=22 keys="" libvirtd=0 masks=""
+dir="" ip_cidr="" bridge=onetestbr0 bridge_ip="" port=22 keys="" libvirtd=0 masks="" privates=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --libvirtd)
@@ -89,6 +93,14 @@ while [ $# -gt 0 ]; do
         [ -d "${2:?}" ] || die "--mask $2: not a directory"
         case "$2" in *" "*) die "--mask $2: no blanks in masked paths" ;; esac
         masks="$masks $2"
+        ;;
+    --private)
+        p_dir="${2:?}" p_dir="${p_dir%%=*}" p_src="${2#*=}"
+        [ "$p_dir" != "$2" ] || die "--private $2: expected DIR=SRC"
+        [ -d "$p_dir" ] || die "--private $2: $p_dir is not a directory"
+        [ -d "$p_src" ] || die "--private $2: $p_src is not a directory"
+        case "$2" in *" "*) die "--private $2: no blanks in paths" ;; esac
+        privates="$privates $2"
         ;;
     *) die "unknown option $1 (try --help)" ;;
     esac
@@ -252,11 +264,14 @@ fi
 # namespace; the daemons keep it alive, and `exec` enters it through sshd's pid.
 rm -f "$dir/sshd.pid" "$dir/libvirtd.pid" "$dir/virtlogd.pid"
 ip netns exec "$name" unshare -m -u --propagation private \
-    env HN="$name" D="$dir" LV="$lv" WITH_LIBVIRTD="$libvirtd" MASKS="$masks" bash -euc '
+    env HN="$name" D="$dir" LV="$lv" WITH_LIBVIRTD="$libvirtd" MASKS="$masks" PRIVATES="$privates" bash -euc '
 hostname "$HN"
 mount --bind "$D/hosts" /etc/hosts
 for m in $MASKS; do
     mount -t tmpfs -o size=1m,mode=0755 one-rs-mask "$m"
+done
+for p in $PRIVATES; do
+    mount --bind "${p#*=}" "${p%%=*}"
 done
 if [ "$WITH_LIBVIRTD" = 1 ]; then
     mount -t tmpfs -o mode=0755 tmpfs /run/libvirt
