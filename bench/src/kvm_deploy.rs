@@ -25,12 +25,12 @@ use std::time::{Duration, Instant};
 
 const URI: &str = "qemu:///system";
 
-fn s(v: &str) -> Value {
+pub(crate) fn s(v: &str) -> Value {
     Value::String(v.to_string())
 }
 
 /// The first `<tag>` number in an XML body (the object's own STATE / LCM_STATE come first).
-fn field(xml: &str, tag: &str) -> Option<i64> {
+pub(crate) fn field(xml: &str, tag: &str) -> Option<i64> {
     let open = format!("<{tag}>");
     let start = xml.find(&open)? + open.len();
     let end = start + xml[start..].find('<')?;
@@ -120,7 +120,7 @@ fn guest() -> anyhow::Result<(String, String, String)> {
 }
 
 /// Destroys what is left of the run's domains and their libvirt logs.
-fn clean_up(prefix: &str) {
+pub(crate) fn clean_up(prefix: &str) {
     if let Ok(out) = Command::new("virsh")
         .args(["-q", "-c", URI, "list", "--all", "--name"])
         .output()

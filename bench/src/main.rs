@@ -29,6 +29,9 @@
 //!
 //! Scenario `storage` (`--scenario storage --rounds 5 [--sync]`) measures registration and
 //! upload of 1 GiB against `cp` and `curl -T` to a plain sink, side by side.
+//!
+//! Scenario `local-transfer` (`--scenario local-transfer --rounds 5`, root) measures TM_MAD
+//! `local` copying a 1 GiB image to a namespace host against `scp` to the same host.
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -45,6 +48,7 @@ mod cloud_plan;
 mod dummy_hosts;
 mod kvm_deploy;
 mod lifecycle;
+mod local_transfer;
 mod storage;
 mod sunstone;
 mod tm_prolog;
@@ -82,6 +86,9 @@ enum Scenario {
     /// Registration of a 1 GiB file from a path against `cp`, and its upload against
     /// `curl -T` to a plain HTTP sink, side by side.
     Storage,
+    /// TM_MAD `local`: deploy of a 1 GiB image onto a namespace host over SSH, until the
+    /// VM leaves PROLOG, against `scp` of the file to the same host. Needs root.
+    LocalTransfer,
 }
 
 #[derive(Parser, Debug)]
@@ -128,7 +135,7 @@ struct Args {
     /// cloud-plan: objects the cloud file declares.
     #[arg(long, default_value_t = 1_000)]
     objects: usize,
-    /// storage: rounds of each measure.
+    /// storage, local-transfer: rounds of each measure.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// storage: oned flushes images to the disk (storage.sync_images), against cp + sync.
@@ -337,6 +344,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Sunstone => sunstone::run(args).await,
         Scenario::CloudPlan => cloud_plan::run(args).await,
         Scenario::Storage => storage::run(args).await,
+        Scenario::LocalTransfer => local_transfer::run(args).await,
     }
 }
 
