@@ -53,6 +53,7 @@ fn op_name(r: &DsRequest) -> &'static str {
         DsRequest::Monitor { .. } => "monitor",
         DsRequest::Prepare { .. } => "prepare",
         DsRequest::CleanStaging { .. } => "clean_staging",
+        DsRequest::SaveStashed { .. } => "cpds",
     }
 }
 

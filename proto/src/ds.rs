@@ -121,6 +121,18 @@ pub enum DsRequest {
     },
     /// Makes a new datastore's directory (and its token file when shared).
     Prepare { ds: DsDir, token: Option<String> },
+    /// disk-saveas of a VM stopped or undeployed off a host-local system datastore
+    /// (OpenNebula's CPDS): its files are in the frontend's copy `stash`
+    /// (`<system datastore>/.stash/<vm_id>`); disk `disk_id`, whose files are in `format`,
+    /// or its snapshot `snapshot`, becomes the new image `to.source`.
+    SaveStashed {
+        stash: String,
+        vm_id: i64,
+        disk_id: u32,
+        snapshot: Option<u32>,
+        format: String,
+        to: Target,
+    },
     /// Empties the upload staging area `dir` (made when missing) but for the files of
     /// `keep` (uploads still waiting for their image).
     CleanStaging { dir: String, keep: Vec<String> },
@@ -250,6 +262,20 @@ mod tests {
                 },
                 action: SnapshotAction::Flatten,
                 name: "s1".into(),
+            },
+            DsRequest::SaveStashed {
+                stash: "/d/0/.stash/7".into(),
+                vm_id: 7,
+                disk_id: 0,
+                snapshot: Some(1),
+                format: "qcow2".into(),
+                to: Target {
+                    ds: DsDir {
+                        id: 1,
+                        path: "/d/1".into(),
+                    },
+                    source: "/d/1/abc".into(),
+                },
             },
         ];
         for r in reqs {

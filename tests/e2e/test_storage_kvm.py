@@ -329,9 +329,9 @@ def test_disk_snapshot_before_an_overwrite_brings_the_marker_back_and_saveas_cop
 
 
 def test_terminating_a_stopped_vm_on_a_local_datastore_saves_its_persistent_disk(cloud):
-    """A VM stopped off a host-local datastore has its files in the frontend's stash; a
-    terminate then brings the persistent disk's content back to its image and removes the
-    stash (OpenNebula's MVDS + DELETE of a stopped VM)."""
+    """A VM stopped off a host-local datastore has its files in the frontend's stash: a
+    disk-saveas copies from there, a terminate brings the persistent disk's content back to
+    its image and removes the stash (OpenNebula's CPDS, MVDS + DELETE of a stopped VM)."""
     c = cloud
     pimg, pimg_path = c.image("local-stopped", mb=16, persistent=True)
     vid = c.one.vm.allocate(vm_template(c, "lstop", "ts", f'DISK=[IMAGE_ID="{pimg}", TARGET="vda"]\n'))
@@ -343,6 +343,14 @@ def test_terminating_a_stopped_vm_on_a_local_datastore_saves_its_persistent_disk
     stash = c.oned.data_dir / "datastores" / str(c.local_ds) / ".stash" / str(vid)
     assert (stash / ".stashed").is_file() and not c.vm_dir(vid).exists()
     assert first_sector(pimg_path) == b"", "the image is written at terminate, not before"
+    # disk-saveas while stopped: the frontend agent copies from the stash (no host needed).
+    saved = c.one.vm.disksaveas(vid, 0, "local-stopped-saved", "", -1)
+    c.wait_vm(vid, VM_STOPPED)
+    wait_for("saved image READY", lambda: c.image_state(saved) == IMG_READY, timeout=30)
+    src = Path(c.image_xml(saved).findtext("SOURCE"))
+    assert src.parent == pimg_path.parent, "in the disk's image datastore"
+    assert first_sector(src) == b"ONE-MARK ts:1\n"
+    assert (stash / ".stashed").is_file() and first_sector(pimg_path) == b""
     c.one.vm.action("terminate", vid)
     c.wait_vm(vid, VM_DONE)
     assert first_sector(pimg_path) == b"ONE-MARK ts:1\n"

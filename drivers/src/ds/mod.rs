@@ -256,6 +256,26 @@ pub fn execute(req: &DsRequest) -> Result<DsReply> {
         DsRequest::Prepare { ds, token } => DsReply::Done {
             info: monitor::prepare(ds, token.as_deref())?,
         },
+        DsRequest::SaveStashed {
+            stash,
+            vm_id,
+            disk_id,
+            snapshot,
+            format,
+            to,
+        } => DsReply::Done {
+            info: crate::tm::local::save_stashed(
+                Path::new(stash),
+                *vm_id,
+                *disk_id,
+                *snapshot,
+                &crate::tm::SaveAs {
+                    datastore: PathBuf::from(&to.ds.path),
+                    source: PathBuf::from(&to.source),
+                    format: crate::tm::Format::parse(format)?,
+                },
+            )?,
+        },
         DsRequest::CleanStaging { dir, keep } => DsReply::Done {
             info: monitor::clean_staging(Path::new(dir), keep)?,
         },

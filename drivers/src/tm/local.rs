@@ -401,6 +401,47 @@ impl TransferDriver for Local {
     }
 }
 
+/// CPDS of a VM stopped or undeployed off a host-local system datastore, run by the
+/// frontend agent: the VM's files are in the frontend's `stash` (`<system datastore>/.stash/
+/// <vm id>`, a complete copy: [`STASH_MARKER`]), so disk `disk_id` (files in `format`), or
+/// its snapshot `snap`, becomes the new image `to` there, without a host. Only `to.source`
+/// (and its `.part`) is written; the stash is read, never changed.
+pub fn save_stashed(
+    stash: &Path,
+    vm_id: i64,
+    disk_id: u32,
+    snap: Option<u32>,
+    to: &SaveAs,
+) -> Result<String> {
+    to.check()?;
+    let vm = VmDir::new(stash.parent().unwrap_or(stash), vm_id)?;
+    if vm.path() != stash {
+        return Err(Error::Refused(format!(
+            "{} is not the frontend's copy of VM {vm_id}'s files",
+            stash.display()
+        )));
+    }
+    if !files::present(&stash.join(STASH_MARKER)) {
+        return Err(Error::Refused(format!(
+            "the frontend holds no complete copy of VM {vm_id}'s files in {} (no \
+             {STASH_MARKER}): the stop or undeploy that moved them did not finish",
+            stash.display()
+        )));
+    }
+    if !to.datastore.is_dir() {
+        return Err(Error::Refused(format!(
+            "the image datastore directory {} does not exist",
+            to.datastore.display()
+        )));
+    }
+    super::shared::copy_file_out(&vm, disk_id, to.format, snap, &to.source, to.format, None)?;
+    Ok(format!(
+        "disk.{disk_id}{} saved as {} from the frontend's copy of the VM's files",
+        snap.map(|s| format!(" snapshot {s}")).unwrap_or_default(),
+        to.source.display()
+    ))
+}
+
 fn is_part(p: &Path) -> bool {
     p.to_string_lossy().ends_with(".part")
 }

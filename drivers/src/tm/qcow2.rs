@@ -660,14 +660,14 @@ fn commit_child(
 }
 
 /// The file holding the disk's current content, or snapshot `s`'s: what a save-as copies.
-pub fn content_file(vm: &VmDir, d: &Disk, s: Option<u32>) -> Result<PathBuf> {
-    let c = Chain::new(vm, d.id());
+pub fn content_file(vm: &VmDir, id: u32, s: Option<u32>) -> Result<PathBuf> {
+    let c = Chain::new(vm, id);
     match s {
-        None => Ok(vm.disk(d.id())),
+        None => Ok(vm.disk(id)),
         Some(s) => {
             let f = c
                 .snapshot_file(s)?
-                .ok_or_else(|| Error::Refused(format!("DISK {} has no snapshot {s}", d.id())))?;
+                .ok_or_else(|| Error::Refused(format!("DISK {id} has no snapshot {s}")))?;
             Ok(c.file(&f))
         }
     }

@@ -167,7 +167,21 @@ pub fn copy_out(
             i.id
         )));
     }
-    let src = qcow2::content_file(vm, d, snap)?;
+    copy_file_out(vm, d.id(), d.format(), snap, dst, format, live)
+}
+
+/// [`copy_out`] of disk `id`, whose files are in `format` `disk_format` (a snapshot is
+/// always qcow2), whatever kind of disk it is.
+pub fn copy_file_out(
+    vm: &VmDir,
+    id: u32,
+    disk_format: Format,
+    snap: Option<u32>,
+    dst: &Path,
+    format: Format,
+    live: Option<Live<'_>>,
+) -> Result<()> {
+    let src = qcow2::content_file(vm, id, snap)?;
     if !files::present(&src) {
         return Err(Error::Refused(format!("{} does not exist", src.display())));
     }
@@ -184,7 +198,7 @@ pub fn copy_out(
             let src_format = if snap.is_some() {
                 Format::Qcow2
             } else {
-                d.format()
+                disk_format
             };
             qemu_img::convert(&src, src_format, &tmp, format, true)?;
         }

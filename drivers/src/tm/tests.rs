@@ -434,7 +434,7 @@ fn live_snapshots_go_through_the_domain() {
     assert_eq!(guest_bytes(&top(), Format::Qcow2, 7), b"WROTE-E");
     let flat = |s: u32| {
         guest_bytes(
-            &qcow2::content_file(&vm, d, Some(s)).unwrap(),
+            &qcow2::content_file(&vm, d.id(), Some(s)).unwrap(),
             Format::Qcow2,
             7,
         )
@@ -518,7 +518,7 @@ fn save_as_copies_the_disk_or_a_snapshot_and_leaves_nothing_on_failure() {
         };
         assert_eq!(guest_bytes(&saved, Format::Qcow2, 7), want);
         // Byte for byte what the guest sees, over the whole disk.
-        let src = qcow2::content_file(&w.vm(), d, snap).unwrap();
+        let src = qcow2::content_file(&w.vm(), d.id(), snap).unwrap();
         let out = std::process::Command::new("qemu-img")
             .args(["compare", "-q", "-U", "-f", "qcow2", "-F", "qcow2"])
             .arg(&src)
@@ -680,6 +680,49 @@ fn local_copies_disks_from_the_frontend_and_moves_them_back_and_forth() {
     // A repeat finds it done.
     vm::epilog_stop(drv.as_ref(), &vm, &lw.stash(1)).unwrap();
 
+    // save-as while stopped: the frontend agent copies from its copy, no host involved;
+    // the current content and a snapshot's, the copy itself untouched.
+    let images = lw.fe().join("images/1");
+    let stashed = |name: &str| SaveAs {
+        datastore: images.clone(),
+        source: images.join(name),
+        format: Format::Qcow2,
+    };
+    local::save_stashed(&fe_vm, 7, 0, None, &stashed("from-stash")).unwrap();
+    assert_eq!(
+        guest_bytes(&images.join("from-stash"), Format::Qcow2, 7),
+        b"WROTE-C"
+    );
+    assert!(
+        qemu_img::info(&images.join("from-stash"), false)
+            .unwrap()
+            .backing
+            .is_none()
+    );
+    local::save_stashed(&fe_vm, 7, 0, Some(0), &stashed("from-stash-snap")).unwrap();
+    assert_eq!(
+        guest_bytes(&images.join("from-stash-snap"), Format::Qcow2, 7),
+        b"WROTE-B"
+    );
+    assert_eq!(
+        std::fs::read_link(fe_vm.join("disk.0")).unwrap(),
+        Path::new("disk.0.snap/1")
+    );
+    assert!(fe_vm.join(local::STASH_MARKER).is_file());
+    // Another VM's id, a source outside the datastore, a missing snapshot: refused, nothing
+    // written.
+    let e = local::save_stashed(&fe_vm, 8, 0, None, &stashed("x")).unwrap_err();
+    assert!(e.to_string().contains("is not the frontend's copy"), "{e}");
+    let outside = SaveAs {
+        datastore: images.clone(),
+        source: lw.fe().join("elsewhere"),
+        format: Format::Qcow2,
+    };
+    assert!(local::save_stashed(&fe_vm, 7, 0, None, &outside).is_err());
+    let e = local::save_stashed(&fe_vm, 7, 0, Some(5), &stashed("x")).unwrap_err();
+    assert!(e.to_string().contains("no snapshot 5"), "{e}");
+    assert!(!images.join("x").exists() && !images.join("x.part").exists());
+
     // resume: back on the host, same content and snapshots, the frontend copy gone.
     vm::prolog_resume(drv.as_ref(), &vm, &lw.stash(1)).unwrap();
     assert!(!fe_vm.exists());
@@ -814,6 +857,30 @@ fn local_operations_fail_at_every_step() {
         &prolog,
         &|| vm::epilog(lw.drv().as_ref(), &lw.vm(), &lw.disks(), None).map(|l| l.join("; ")),
         Mode::Resumable,
+        &["disk.2"],
+    );
+    // save-as of a stopped VM, on the frontend's copy: undone whole, the copy untouched.
+    let images = lw.fe().join("images/1");
+    each_step(
+        &root,
+        &|| {
+            prolog();
+            vm::epilog_stop(lw.drv().as_ref(), &lw.vm(), &lw.stash(3)).unwrap();
+        },
+        &|| {
+            local::save_stashed(
+                &lw.fe().join("ds/0/7"),
+                7,
+                0,
+                None,
+                &SaveAs {
+                    datastore: images.clone(),
+                    source: images.join("saved"),
+                    format: Format::Qcow2,
+                },
+            )
+        },
+        Mode::Undone,
         &["disk.2"],
     );
 }

@@ -275,6 +275,17 @@ async fn exec(
         On::Current => (cur, src),
         On::Source => (src, cur),
     };
+    if op == DriverOp::DiskSaveas
+        && matches!(
+            vm.lcm_state,
+            LcmState::HotplugSaveasStopped | LcmState::HotplugSaveasUndeployed
+        )
+        && crate::ops::datastore::tm_local(&target.tm_mad)
+    {
+        // Off a host-local datastore, a stopped or undeployed VM's files are on the
+        // frontend: its agent copies the disk, whatever became of the host.
+        return save_stashed(oned, vm, target.ds_id, vmop).await;
+    }
     let Some(host) = oned.store.get::<Host>(target.hid) else {
         return Err(DriverError::new(format!(
             "host {} ({}) no longer exists",
@@ -351,6 +362,86 @@ async fn exec(
             op.name(),
             timeout.as_secs()
         ))),
+    }
+}
+
+/// disk-saveas of a VM stopped or undeployed off host-local system datastore `sys_ds`: the
+/// frontend agent copies the disk from its copy of the VM's files (the stash) into the new
+/// image (the request's IMAGE_ID, SAVEAS_SOURCE, SNAPSHOT_ID).
+async fn save_stashed(
+    oned: &Arc<Oned>,
+    vm: &Vm,
+    sys_ds: i64,
+    vmop: &VmOperation,
+) -> Result<DriverReply, DriverError> {
+    use one_proto::ds::{DsDir, DsReply, DsRequest, Target};
+    use one_proto::objects::datastore::Datastore;
+    use one_proto::objects::image::Image;
+    let arg = |k: &str| vmop.args.get(k).map(|v| v.trim()).unwrap_or("");
+    let num = |k: &str| {
+        arg(k)
+            .parse::<i64>()
+            .map_err(|_| DriverError::new(format!("disk-saveas needs {k}, got {:?}", arg(k))))
+    };
+    let (disk_id, image_id) = (num("DISK_ID")?, num("IMAGE_ID")?);
+    let snapshot = match num("SNAPSHOT_ID")? {
+        -1 => None,
+        s => Some(u32::try_from(s).map_err(|_| DriverError::new(format!("no snapshot {s}")))?),
+    };
+    let disk_id =
+        u32::try_from(disk_id).map_err(|_| DriverError::new(format!("no disk {disk_id}")))?;
+    let Some(disk) = vm
+        .template
+        .vectors("DISK")
+        .find(|d| d.get("DISK_ID").map(str::trim) == Some(&disk_id.to_string()))
+    else {
+        return Err(DriverError::new(format!("the VM has no DISK {disk_id}")));
+    };
+    let format = disk
+        .get("FORMAT")
+        .or_else(|| disk.get("DRIVER"))
+        .map(|f| f.trim().to_ascii_lowercase())
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| "raw".into());
+    let sys = oned
+        .store
+        .get::<Datastore>(sys_ds)
+        .ok_or_else(|| DriverError::new(format!("system datastore {sys_ds} no longer exists")))?;
+    let image = oned
+        .store
+        .get::<Image>(image_id)
+        .ok_or_else(|| DriverError::new(format!("image {image_id} no longer exists")))?;
+    let ds = oned
+        .store
+        .get::<Datastore>(image.datastore_id)
+        .ok_or_else(|| {
+            DriverError::new(format!("datastore {} no longer exists", image.datastore_id))
+        })?;
+    let req = DsRequest::SaveStashed {
+        stash: crate::storage::relay::stash_path(&sys.base_path, vm.header.id)
+            .display()
+            .to_string(),
+        vm_id: vm.header.id,
+        disk_id,
+        snapshot,
+        format,
+        to: Target {
+            ds: DsDir {
+                id: ds.header.id,
+                path: ds.base_path.clone(),
+            },
+            source: arg("SAVEAS_SOURCE").to_string(),
+        },
+    };
+    match oned.storage.call(req, oned.lcm.driver_timeout).await {
+        Ok(DsReply::Done { info }) => Ok(DriverReply {
+            deploy_id: None,
+            info,
+        }),
+        Ok(other) => Err(DriverError::new(format!(
+            "the frontend agent answered {other:?} to a save-as"
+        ))),
+        Err(e) => Err(DriverError::new(e.to_string())),
     }
 }
 
