@@ -2,18 +2,22 @@
 //! what the host asks for and relays the stream to the frontend agent, which does the file
 //! work (and checks the path again against its own directories). oned itself opens no file.
 //!
-//! What a host may ask for, inside the datastores' directories only:
+//! A host reaches only the files of the VMs it holds (the VMs whose last stay is on it, or
+//! the stay before: the source of a migration), inside the datastores' directories:
 //!
-//! | request | where |
+//! | request | what |
 //! |---|---|
-//! | read, list | any datastore (an image's SOURCE, a stopped VM's files) |
-//! | put (a file, replacing) | any datastore (a persistent disk back to its image, a saved disk, a stopped VM's file) |
-//! | remove, link | a system datastore's stash (`<datastore>/.stash/<vm>`) |
+//! | read | a DISK's SOURCE of such a VM; a file of its stash (`<system datastore>/.stash/<vm>`) |
+//! | list, remove, link | its stash |
+//! | put (a file, replacing) | its stash; the SOURCE of its persistent DISKs (saved back at terminate); the new image of a disk-saveas it runs (HOTPLUG_SAVE_AS_SOURCE) |
 //!
-//! A host cannot reach oned's data directory, its keys or the staging area this way.
+//! A host cannot reach another VM's disks or images, oned's data directory, its keys or the
+//! staging area this way.
 
 use crate::daemon::Oned;
-use one_proto::state::DatastoreType;
+use crate::store::State;
+use one_proto::objects::vm::Vm;
+use one_proto::state::{DatastoreType, VmState};
 use one_proto::stream::Open;
 use one_stream::{Incoming, IncomingStream};
 use std::path::{Component, Path, PathBuf};
@@ -47,7 +51,7 @@ pub async fn refuse_all(mut incoming: Incoming, why: &'static str) {
 async fn relay(oned: Arc<Oned>, host_id: i64, s: IncomingStream) {
     let req = s.request.clone();
     let what = describe(&req);
-    if let Err(why) = allowed(&oned, &req) {
+    if let Err(why) = allowed(&oned, host_id, &req) {
         tracing::warn!(host = host_id, stream = %what, reason = %why, "host stream refused");
         s.reject(&why);
         return;
@@ -101,9 +105,77 @@ fn under(p: &Path, dir: &Path) -> bool {
         && p.starts_with(dir)
 }
 
-/// Why a host may not open `req`, if it may not.
-fn allowed(oned: &Oned, req: &Open) -> Result<(), String> {
+/// The files of the VMs host `host_id` holds that it may reach (see the module's table).
+#[derive(Debug, Default, PartialEq)]
+struct Reach {
+    stashes: Vec<PathBuf>,
+    readable: Vec<PathBuf>,
+    writable: Vec<PathBuf>,
+}
+
+impl Reach {
+    fn of(st: &State, host_id: i64) -> Reach {
+        let ds_path = |id: i64| st.datastores.get(id).map(|d| d.base_path.clone());
+        let mut r = Reach::default();
+        for vm in st.vms.iter().filter(|v| v.state != VmState::Done) {
+            r.add(vm, host_id, &ds_path);
+        }
+        r
+    }
+
+    fn add(&mut self, vm: &Vm, host_id: i64, ds_path: &dyn Fn(i64) -> Option<String>) {
+        let stays = &vm.history[vm.history.len().saturating_sub(2)..];
+        if !stays.iter().any(|h| h.hid == host_id) {
+            return;
+        }
+        for h in stays {
+            if let Some(p) = ds_path(h.ds_id).filter(|p| !p.is_empty()) {
+                self.stashes.push(stash_path(&p, vm.header.id));
+            }
+        }
+        for d in vm.template.vectors("DISK") {
+            let attr = |k: &str| d.get(k).map(str::trim).filter(|v| !v.is_empty());
+            if let Some(src) = attr("SOURCE") {
+                self.readable.push(PathBuf::from(src));
+                let yes = |k: &str| attr(k).is_some_and(|v| v.eq_ignore_ascii_case("YES"));
+                if yes("PERSISTENT") || yes("SAVE") {
+                    self.writable.push(PathBuf::from(src));
+                }
+            }
+            if let Some(saved) = attr("HOTPLUG_SAVE_AS_SOURCE") {
+                self.writable.push(PathBuf::from(saved));
+            }
+        }
+    }
+
+    fn in_stash(&self, p: &Path) -> bool {
+        self.stashes.iter().any(|s| p == s || under(p, s))
+    }
+
+    /// Whether the host may open `req` (a path already known to be plain and inside a
+    /// datastore).
+    fn admits(&self, req: &Open) -> bool {
+        match req {
+            Open::Read { path, .. } => {
+                let p = Path::new(path);
+                self.in_stash(p) || self.readable.iter().any(|r| r == p)
+            }
+            Open::Put { path, .. } => {
+                let p = Path::new(path);
+                self.in_stash(p) || self.writable.iter().any(|w| w == p)
+            }
+            Open::List { path } | Open::Remove { path } | Open::Link { path, .. } => {
+                self.in_stash(Path::new(path))
+            }
+            Open::Write { .. } | Open::Tcp { .. } => false,
+        }
+    }
+}
+
+/// Why host `host_id` may not open `req`, if it may not.
+fn allowed(oned: &Oned, host_id: i64, req: &Open) -> Result<(), String> {
     let st = oned.store.read();
+    let reach = Reach::of(&st, host_id);
     let dirs: Vec<(PathBuf, bool)> = st
         .datastores
         .iter()
@@ -132,14 +204,19 @@ fn allowed(oned: &Oned, req: &Open) -> Result<(), String> {
             ));
         }
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
+    if !ok {
+        return Err(format!(
             "{}: not a file of a datastore this host may reach",
             describe(req)
-        ))
+        ));
     }
+    if !reach.admits(req) {
+        return Err(format!(
+            "{}: not a file of a VM on host {host_id}",
+            describe(req)
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -161,5 +238,67 @@ mod tests {
         assert!(!under(Path::new("/var/lib/one/datastores/00/x"), d));
         assert!(!under(Path::new("relative/x"), d));
         assert_eq!(stash_path("/d/100", 7), PathBuf::from("/d/100/.stash/7"));
+    }
+
+    fn stay(hid: i64, ds_id: i64) -> one_proto::objects::vm::History {
+        one_proto::objects::vm::History {
+            hid,
+            ds_id,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_host_reaches_only_the_files_of_the_vms_it_holds() {
+        let ds = |id: i64| Some(format!("/d/{id}"));
+        let mut vm = crate::lcm::tests_support::vm(7);
+        vm.template = one_proto::template::Template::parse(
+            "DISK=[DISK_ID=0, SOURCE=\"/d/1/base\", PERSISTENT=NO]\n\
+             DISK=[DISK_ID=1, SOURCE=\"/d/1/pers\", PERSISTENT=YES, HOTPLUG_SAVE_AS_SOURCE=\"/d/1/new\"]",
+        )
+        .unwrap();
+        // A cold migration from host 3 (datastore 0) to host 4 (datastore 100).
+        vm.history = vec![stay(2, 0), stay(3, 0), stay(4, 100)];
+        let read = |p: &str| Open::Read {
+            path: p.into(),
+            offset: 0,
+        };
+        let put = |p: &str| Open::Put {
+            path: p.into(),
+            max_bytes: 1,
+        };
+        let list = |p: &str| Open::List { path: p.into() };
+        let remove = |p: &str| Open::Remove { path: p.into() };
+        for host in [3, 4] {
+            let mut r = Reach::default();
+            r.add(&vm, host, &ds);
+            for ok in [
+                read("/d/1/base"),
+                read("/d/1/pers"),
+                read("/d/0/.stash/7/disk.0"),
+                list("/d/100/.stash/7"),
+                remove("/d/0/.stash/7"),
+                put("/d/0/.stash/7/disk.0.snap/0"),
+                put("/d/1/pers"),
+                put("/d/1/new"),
+            ] {
+                assert!(r.admits(&ok), "host {host}: {ok:?}");
+            }
+            for no in [
+                put("/d/1/base"),
+                read("/d/1/other"),
+                read("/d/0/.stash/8/disk.0"),
+                list("/d/0/.stash"),
+                remove("/d/0/7"),
+                put("/d/0/.stash/70/disk.0"),
+            ] {
+                assert!(!r.admits(&no), "host {host}: {no:?}");
+            }
+        }
+        // The host of an older stay reaches nothing of it.
+        let mut r = Reach::default();
+        r.add(&vm, 2, &ds);
+        assert_eq!(r, Reach::default());
+        assert!(!r.admits(&read("/d/1/base")));
     }
 }
