@@ -1201,23 +1201,27 @@ fn info(text: impl Into<String>) -> DriverReply {
     }
 }
 
-/// Ejects a CD (`xml` without its source). A guest may lock the tray (firmware or kernel
-/// probing the drive while it boots), so the eject is forced (QEMU opens a locked tray) and
-/// tried again for a few seconds while QEMU still reports the tray closed.
+/// Ejects a CD (`xml` without its source). A guest may lock the tray or close it again
+/// (firmware or kernel probing the drive while it boots), so the eject is forced (QEMU opens
+/// a locked tray; libvirt then removes the medium without waiting) and tried again, often,
+/// for up to [`EJECT_PATIENCE`] while QEMU reports the tray closed by then.
 fn eject(dom: &Domain, xml: &str) -> Result<(), DriverError> {
     let flags = virt::sys::VIR_DOMAIN_AFFECT_LIVE | virt::sys::VIR_DOMAIN_DEVICE_MODIFY_FORCE;
-    let mut tries = 0;
+    let start = Instant::now();
     loop {
         match dom.update_device_flags(xml, flags) {
             Ok(_) => return Ok(()),
-            Err(e) if tries < 10 && e.to_string().contains("is not open") => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(300));
+            Err(e) if start.elapsed() < EJECT_PATIENCE && e.to_string().contains("is not open") => {
+                std::thread::sleep(Duration::from_millis(100));
             }
             Err(e) => return Err(verr("eject the context CD", &e)),
         }
     }
 }
+
+/// How long [`eject`] tries while a booting guest keeps closing the tray (seen here: more
+/// than 3 s under load).
+const EJECT_PATIENCE: Duration = Duration::from_secs(20);
 
 /// A CD-ROM's device XML without its `<source .../>`: the same drive, empty.
 fn without_source(xml: &str) -> Option<String> {
