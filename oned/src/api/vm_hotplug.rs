@@ -781,12 +781,7 @@ async fn disk_saveas(
         gid,
         &crate::ops::image::datastore_usage(ds_id, size),
     )?;
-    let format = disk
-        .get("FORMAT")
-        .or_else(|| disk.get("DRIVER"))
-        .map(|f| f.trim().to_ascii_lowercase())
-        .filter(|f| !f.is_empty())
-        .unwrap_or_else(|| "raw".into());
+    let format = crate::ops::vm::disk_format(&disk);
     let new_id = tx.next_id(Kind::Image);
     let source = format!(
         "{}/{}",

@@ -397,12 +397,7 @@ async fn save_stashed(
     else {
         return Err(DriverError::new(format!("the VM has no DISK {disk_id}")));
     };
-    let format = disk
-        .get("FORMAT")
-        .or_else(|| disk.get("DRIVER"))
-        .map(|f| f.trim().to_ascii_lowercase())
-        .filter(|f| !f.is_empty())
-        .unwrap_or_else(|| "raw".into());
+    let format = crate::ops::vm::disk_format(disk);
     let sys = oned
         .store
         .get::<Datastore>(sys_ds)

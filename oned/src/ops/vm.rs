@@ -110,6 +110,16 @@ pub fn quota_usage(vm: &Vm) -> QuotaUsage {
     usage
 }
 
+/// The format of a DISK's files (FORMAT, else DRIVER, else raw), lower case: what a
+/// save-as writes and reads.
+pub fn disk_format(disk: &Vector) -> String {
+    disk.get("FORMAT")
+        .or_else(|| disk.get("DRIVER"))
+        .map(|f| f.trim().to_ascii_lowercase())
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| "raw".into())
+}
+
 /// Size a disk takes in the system datastore: volatile disks, and image disks whose
 /// TM_MAD clones them there (LN_TARGET/CLONE_TARGET SYSTEM), in MB.
 fn system_disk_size(d: &Vector) -> Option<i64> {
@@ -132,4 +142,20 @@ pub fn release_change(tx: &mut Txn<'_>, before: &Vm, after: &Vm) {
     let (u, g) = (after.header.uid, after.header.gid);
     quota::release(tx, u, g, &quota_usage(before));
     quota::release(tx, u, g, &quota_usage(after).negated());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use one_proto::template::Template;
+
+    #[test]
+    fn disk_format_reads_format_then_driver_then_says_raw() {
+        let t = Template::parse(
+            "DISK=[DISK_ID=0, FORMAT=\" QCOW2 \", DRIVER=raw]\nDISK=[DISK_ID=1, DRIVER=qcow2]\nDISK=[DISK_ID=2, FORMAT=\"\"]",
+        )
+        .unwrap();
+        let got: Vec<String> = t.vectors("DISK").map(disk_format).collect();
+        assert_eq!(got, ["qcow2", "qcow2", "raw"]);
+    }
 }
